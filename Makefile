@@ -1,0 +1,42 @@
+# CAS-ViT mobile deployment toolchain. `make help` lists the targets.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+TARGET  ?= coreml
+VARIANT ?= xs
+RES     ?= 224
+CKPT    ?=
+OUT     ?= out/$(VARIANT)_$(RES)
+EXPORT_ARGS ?=
+
+.PHONY: help setup export test bench android-assets android-test clean
+
+help: ## show this help
+	@echo "CAS-ViT deployment toolchain"
+	@echo
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables for make export (defaults in brackets):"
+	@echo "  TARGET=onnx|tflite|coreml|all [$(TARGET)]  VARIANT=xs|s|m|t|tiny [$(VARIANT)]  RES=224 or HxW [$(RES)]"
+	@echo "  CKPT=path/to/checkpoint.pth (none: seeded random weights, not for deployment)"
+	@echo "  OUT=output folder [$(OUT)]  EXPORT_ARGS='more python -m export options'"
+	@echo "  Every option: $(PY) -m export --help"
+
+setup: $(STAMP) ## create .venv with every pinned dependency (idempotent)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[all]"
+	touch $@
+
+export: $(STAMP) ## export: make export TARGET=coreml VARIANT=xs RES=224 [CKPT=...] [OUT=...]
+	$(PY) -m export --target $(TARGET) --variant $(VARIANT) --res $(RES) --out $(OUT) $(if $(CKPT),--checkpoint $(CKPT)) $(EXPORT_ARGS)
+
+test: $(STAMP) ## run the test suite (fast; tiny/xs models at small sizes)
+	$(PY) -m pytest -q
+
+clean: ## remove build outputs (keeps .venv)
+	rm -rf out build .pytest_cache

@@ -1,0 +1,141 @@
+"""Loading official-format checkpoints safely and strictly."""
+from __future__ import annotations
+
+import argparse
+import pickle
+import re
+from pathlib import Path
+
+import torch
+
+from .model import BACKBONE_OUT_INDICES, CASViT, VARIANTS, create_model, variant_of
+
+PREFIXES = ("module.", "backbone.")
+WRAPPER_KEYS = ("model", "state_dict")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, is unsafe, or does not fit the model."""
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """Unpickle ``path`` with ``weights_only=True``; only ``argparse.Namespace`` (the
+    ``args`` entry of official training checkpoints) is allowed beyond tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: refused to unpickle (not a plain weights file): {first}") from None
+    except Exception as e:  # torch raises many types for garbage bytes (RuntimeError, IndexError, EOFError...)
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): "
+                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    return obj
+
+
+def extract_state_dict(obj: dict, use_ema: bool = False) -> dict[str, torch.Tensor]:
+    """The model state dict inside a checkpoint dict, with ``module.``/``backbone.`` stripped."""
+    if use_ema:
+        if "model_ema" not in obj:
+            raise CheckpointError(f"EMA weights requested but the checkpoint has no 'model_ema' "
+                                  f"(top-level keys: {sorted(obj)[:8]})")
+        sd = obj["model_ema"]
+    else:
+        sd = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), obj)
+    tensors = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError("the checkpoint holds no tensors (not a model state dict)")
+    return {_strip(k): v for k, v in tensors.items()}
+
+
+def _strip(key: str) -> str:
+    changed = True
+    while changed:
+        changed = False
+        for p in PREFIXES:
+            if key.startswith(p):
+                key, changed = key[len(p):], True
+    return key
+
+
+def infer_config(sd: dict[str, torch.Tensor]) -> dict:
+    """Architecture arguments implied by a state dict's keys and shapes."""
+    try:
+        dims = [sd[f"network.{2 * i}.0.norm1.weight"].shape[0] for i in range(4)]
+        layers = [len({k.split(".")[2] for k in sd if re.match(rf"network\.{2 * i}\.\d+\.", k)}) for i in range(4)]
+        mlp_ratio = sd["network.0.0.mlp.fc1.weight"].shape[0] / dims[0]
+    except KeyError as e:
+        raise CheckpointError(f"not a CAS-ViT state dict: key {e} is missing") from None
+    backbone = f"norm{BACKBONE_OUT_INDICES[0]}.weight" in sd
+    cfg = dict(layers=layers, embed_dims=dims, mlp_ratio=mlp_ratio, backbone=backbone)
+    if not backbone and "head.weight" in sd:
+        cfg.update(num_classes=sd["head.weight"].shape[0], distillation="dist_head.weight" in sd)
+    cfg["variant"] = variant_of(layers, dims)
+    return cfg
+
+
+def load_into(model: CASViT, sd: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+    """``load_state_dict(strict=True)`` with an error that says what does not fit and why."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(sd))
+    unexpected = sorted(set(sd) - set(own))
+    shapes = [(k, tuple(sd[k].shape), tuple(own[k].shape)) for k in own if k in sd and sd[k].shape != own[k].shape]
+    if missing or unexpected or shapes:
+        raise CheckpointError(_mismatch_message(model, sd, source, missing, unexpected, shapes))
+    model.load_state_dict(sd, strict=True)
+
+
+def _mismatch_message(model, sd, source, missing, unexpected, shapes) -> str:
+    def few(items, n=5):
+        items = [str(i) for i in items]
+        return ", ".join(items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")
+
+    parts = [f"{source} does not fit the model "
+             f"(layers={list(model.layers)}, embed_dims={list(model.embed_dims)}, classes={model.num_classes})"]
+    if missing:
+        parts.append(f"{len(missing)} missing keys: {few(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys: {few(unexpected)}")
+    if shapes:
+        parts.append(f"{len(shapes)} shape mismatches: " + few(f"{k} {a} vs model {b}" for k, a, b in shapes))
+    try:
+        cfg = infer_config(sd)
+        hint = f"the file looks like variant '{cfg['variant']}' (layers={cfg['layers']}, embed_dims={cfg['embed_dims']}"
+        hint += f", {cfg['num_classes']} classes)" if "num_classes" in cfg else ", backbone)"
+        parts.append(hint)
+    except CheckpointError as e:
+        parts.append(str(e))
+    return "; ".join(parts)
+
+
+def load_checkpoint(model: CASViT, path: str | Path, use_ema: bool = False) -> CASViT:
+    """Load an official-format checkpoint file into ``model`` strictly; returns the model."""
+    load_into(model, extract_state_dict(read_checkpoint(path), use_ema), source=str(path))
+    return model
+
+
+def model_from_checkpoint(path: str | Path, use_ema: bool = False, variant: str | None = None,
+                          num_classes: int | None = None) -> CASViT:
+    """Build the model a checkpoint describes and load it. A given ``variant`` or
+    ``num_classes`` must agree with the file, or a CheckpointError explains the mismatch."""
+    sd = extract_state_dict(read_checkpoint(path), use_ema)
+    cfg = infer_config(sd)
+    if variant not in (None, "custom") and variant not in VARIANTS:
+        raise CheckpointError(f"unknown variant {variant!r}")
+    name = variant or cfg["variant"]
+    model = create_model(
+        name,
+        layers=cfg["layers"] if name == "custom" else None,
+        embed_dims=cfg["embed_dims"] if name == "custom" else None,
+        mlp_ratio=cfg["mlp_ratio"],
+        num_classes=num_classes or cfg.get("num_classes", 1000),
+        distillation=cfg.get("distillation", True),
+        backbone=cfg["backbone"],
+    )
+    load_into(model, sd, source=str(path))
+    return model.eval()
