@@ -38,5 +38,14 @@ export: $(STAMP) ## export: make export TARGET=coreml VARIANT=xs RES=224 [CKPT=.
 test: $(STAMP) ## run the test suite (fast; tiny/xs models at small sizes)
 	$(PY) -m pytest -q
 
+android-assets: $(STAMP) ## copy an exported .tflite + labels.txt + model JSON into android_app: make android-assets [OUT=...] [MODEL=file.tflite]
+	$(PY) -m export.android_assets --from $(OUT) $(if $(MODEL),--model $(MODEL))
+
+android-test: ## compile and unit-test the Kotlin core on the JVM, check app resources with aapt2 (installs kotlinc, JUnit 4, aapt)
+	bash android_app/tools/android_test.sh
+
+bench: $(STAMP) ## latency/size/accuracy across formats: make bench [BENCH_ARGS='--help' for options]
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
 clean: ## remove build outputs (keeps .venv)
 	rm -rf out build .pytest_cache

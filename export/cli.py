@@ -1,0 +1,116 @@
+"""``python -m export``: one command for every target."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from casvit import VARIANTS
+
+from . import targets
+from .errors import ExportError, GateFailure
+from .spec import TARGET_NAMES, ExportSpec, parse_resolution
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        self.exit(2, f"error: {message} (see python -m export --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m export",
+        description="Export CAS-ViT to ONNX, TFLite and Core ML, audit the op set and verify parity "
+                    "against eager PyTorch. Exit codes: 0 passed, 1 an artifact failed its audit or "
+                    "parity gate (report kept, artifact moved to OUT/rejected), 2 bad input.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = p.add_argument_group("model")
+    g.add_argument("--target", default="onnx",
+                   help=f"comma-separated targets: {', '.join(TARGET_NAMES)} or 'all'")
+    g.add_argument("--variant", default="xs", choices=[*VARIANTS, "custom"],
+                   help="model variant ('tiny' is a test-only configuration; 'custom' takes the "
+                        "architecture from the checkpoint)")
+    g.add_argument("--checkpoint", type=Path, default=None,
+                   help="official-format .pth (bare, {'model'}, {'model_ema'}, {'state_dict'}); without it "
+                        "seeded random weights are used and the report says NOT FOR DEPLOYMENT")
+    g.add_argument("--ema", action="store_true", help="use the checkpoint's 'model_ema' weights")
+    g.add_argument("--num-classes", type=int, default=None, help="class count (default: from the checkpoint, else 1000)")
+    g.add_argument("--labels", type=Path, default=None,
+                   help="class names, one per line (default: ImageNet-1K names for 1000 classes)")
+    g.add_argument("--seed", type=int, default=0, help="seed for random weights and noise inputs")
+    g = p.add_argument_group("input and output")
+    g.add_argument("--res", default="224", help="input resolution, N or HxW; multiples of 32")
+    g.add_argument("--batch", type=int, default=1, help="fixed batch size")
+    g.add_argument("--dynamic-batch", action="store_true", help="ONNX: dynamic batch dimension")
+    g.add_argument("--embed-normalization", action="store_true",
+                   help="put ImageNet mean/std inside the model: input is RGB in [0, --input-range] "
+                        "(Core ML image inputs always embed it)")
+    g.add_argument("--input-range", type=float, default=1.0, choices=[1.0, 255.0],
+                   help="with --embed-normalization: RGB scale of the input")
+    g.add_argument("--out", type=Path, default=Path("out"), help="output folder")
+    g.add_argument("--noise-inputs", type=int, default=2, help="seeded noise images added to the parity photos")
+    for name in TARGET_NAMES:
+        module = targets.get(name)
+        if hasattr(module, "add_arguments"):
+            module.add_arguments(p.add_argument_group(f"{name} target"))
+    return p
+
+
+def parse_targets(text: str) -> tuple[str, ...]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if names == ["all"]:
+        return TARGET_NAMES
+    unknown = [t for t in names if t not in TARGET_NAMES]
+    if unknown or not names:
+        raise ExportError(f"unknown target {', '.join(unknown) or repr(text)}; choose from {', '.join(TARGET_NAMES)} or all")
+    return tuple(t for t in TARGET_NAMES if t in names)  # onnx first: others may build on it
+
+
+def spec_from_args(args: argparse.Namespace) -> ExportSpec:
+    height, width = parse_resolution(args.res)
+    if args.batch < 1:
+        raise ExportError("--batch must be at least 1")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise ExportError(f"checkpoint not found: {args.checkpoint}")
+    if args.labels is not None and not args.labels.is_file():
+        raise ExportError(f"labels file not found: {args.labels}")
+    generic = {"target", "variant", "checkpoint", "ema", "num_classes", "labels", "seed", "res", "batch",
+               "dynamic_batch", "embed_normalization", "input_range", "out", "noise_inputs"}
+    return ExportSpec(
+        targets=parse_targets(args.target), variant=args.variant, height=height, width=width,
+        batch=args.batch, dynamic_batch=args.dynamic_batch, embed_normalization=args.embed_normalization,
+        input_range=args.input_range, checkpoint=args.checkpoint, use_ema=args.ema,
+        num_classes=args.num_classes, labels=args.labels, seed=args.seed, out_dir=args.out,
+        noise_inputs=args.noise_inputs,
+        options={k: v for k, v in vars(args).items() if k not in generic},
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .pipeline import run
+
+    args = build_parser().parse_args(argv)
+    try:
+        spec = spec_from_args(args)
+        report = run(spec)
+    except GateFailure as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary_table(report, spec.out_dir))
+    return 0
+
+
+def summary_table(report: dict, out_dir: Path) -> str:
+    lines = [f"{'artifact':<34} {'size KiB':>9} {'max rel':>9} {'cosine':>10} {'top-1':>6} {'top-5':>6}  status"]
+    for a in report["artifacts"]:
+        m = a["parity"]["metrics"]
+        lines.append(f"{a['file']:<34} {a['size_bytes'] / 1024:>9.0f} {m['max_rel']:>9.2e} {m['min_cosine']:>10.6f} "
+                     f"{m['top1_agreement']:>6.2f} {m['top5_agreement']:>6.2f}  {a['status']}")
+    if not report["weights"]["for_deployment"]:
+        lines.append("NOTE: random weights -- these artifacts are NOT FOR DEPLOYMENT")
+    lines.append(f"report: {out_dir / 'report.md'}")
+    return "\n".join(lines)

@@ -1,0 +1,95 @@
+"""Shared state of one export run: the eval model, its deploy forms, the
+simplified ONNX (TFLite converts from it), metadata and progress output."""
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from casvit import DeployCASViT, IMAGENET_MEAN, IMAGENET_STD, deploy
+from casvit.model import CASViT
+
+from .spec import ExportSpec
+
+TOOLS = ("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim", "coremltools", "onnx2tf", "tensorflow",
+         "ai-edge-litert", "numpy")
+
+
+def tool_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in TOOLS:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def log(message: str) -> None:
+    """Progress line on stderr, with the seconds since start."""
+    print(f"[{time.perf_counter() - _T0:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+_T0 = time.perf_counter()
+
+
+@dataclass
+class ExportContext:
+    spec: ExportSpec
+    model: CASViT  # eval model: the eager reference
+    weights: dict[str, Any]  # source, path, sha256, for_deployment
+    labels: list[str]
+    workdir: Path  # staging folder on the output's filesystem
+    _cache: dict = field(default_factory=dict)
+
+    log = staticmethod(log)
+
+    def deploy_model(self, embed_normalization: bool | None = None, input_range: float | None = None) -> DeployCASViT:
+        """The deploy form (cached); defaults follow the spec."""
+        embed = self.spec.embed_normalization if embed_normalization is None else embed_normalization
+        rng = self.spec.input_range if input_range is None else input_range
+        key = ("deploy", embed, rng)
+        if key not in self._cache:
+            self._cache[key] = deploy(self.model, normalize_input=embed, input_range=rng)
+        return self._cache[key]
+
+    def input_convention(self, embed_normalization: bool | None = None, input_range: float | None = None) -> str:
+        embed = self.spec.embed_normalization if embed_normalization is None else embed_normalization
+        rng = self.spec.input_range if input_range is None else input_range
+        return "normalized" if not embed else ("byte" if rng == 255.0 else "unit")
+
+    def static_onnx(self) -> Path:
+        """Simplified ONNX with batch 1 in the spec's input convention (TFLite's source)."""
+        if "static_onnx" not in self._cache:
+            from .targets import onnx as onnx_target
+
+            path = self.workdir / "intermediate" / "model_static.onnx"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            onnx_target.export_onnx(self, path, batch=1, dynamic=False)
+            self._cache["static_onnx"] = path
+        return self._cache["static_onnx"]
+
+    def metadata(self) -> dict[str, str]:
+        """Facts every artifact records (string values, for ONNX/TFLite/Core ML metadata)."""
+        s = self.spec
+        return {
+            "model": "CAS-ViT",
+            "variant": s.variant,
+            "resolution": s.resolution,
+            "input_height": str(s.height),
+            "input_width": str(s.width),
+            "num_classes": str(self.model.num_classes),
+            "normalization_embedded": str(s.embed_normalization).lower(),
+            "input_range": "0-255" if s.input_range == 255.0 else "0-1",
+            "mean": ",".join(f"{v:g}" for v in IMAGENET_MEAN),
+            "std": ",".join(f"{v:g}" for v in IMAGENET_STD),
+            "weights_source": self.weights["source"],
+            "weights_sha256": self.weights.get("sha256", ""),
+            "for_deployment": str(self.weights["for_deployment"]).lower(),
+            "output": "logits (raw scores; apply softmax for probabilities)",
+        }

@@ -1,0 +1,42 @@
+"""Parity and calibration inputs: real photos from scikit-image plus seeded noise,
+all as RGB uint8 so every input convention derives from the same pixels."""
+from __future__ import annotations
+
+import numpy as np
+
+from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD, resize_rgb
+
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+# Extra real photos bundled with scikit-image, used for int8 calibration.
+CALIBRATION_PHOTOS = PHOTOS + ("hubble_deep_field", "immunohistochemistry", "retina", "cat", "colorwheel")
+CONVENTIONS = ("normalized", "unit", "byte")
+
+
+def photo(name: str) -> np.ndarray:
+    import skimage.data
+
+    return getattr(skimage.data, name)()
+
+
+def parity_images(height: int, width: int, noise: int = 2, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Names and an (N, H, W, 3) uint8 batch: the bundled photos, center-cropped and
+    resized, then ``noise`` seeded uniform-noise images."""
+    rgb = [resize_rgb(photo(n), height, width) for n in PHOTOS]
+    rng = np.random.default_rng(seed)
+    rgb += [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(noise)]
+    return list(PHOTOS) + [f"noise{i}" for i in range(noise)], np.stack(rgb)
+
+
+def to_convention(rgb: np.ndarray, convention: str, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 in the given input convention."""
+    x = rgb.astype(np.float32).transpose(0, 3, 1, 2)
+    if convention == "byte":
+        return np.ascontiguousarray(x)
+    x = x / np.float32(255.0)
+    if convention == "unit":
+        return np.ascontiguousarray(x)
+    if convention == "normalized":
+        m = np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
+        s = np.asarray(std, np.float32).reshape(1, 3, 1, 1)
+        return np.ascontiguousarray((x - m) / s, dtype=np.float32)
+    raise ValueError(f"unknown input convention {convention!r}; expected one of {CONVENTIONS}")

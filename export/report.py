@@ -1,0 +1,64 @@
+"""report.json, report.md and manifest.json beside the artifacts, written atomically."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .fsutil import atomic_write
+
+
+def _fmt(v, digits=3):
+    return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+
+
+def render_markdown(report: dict) -> str:
+    s, w = report["spec"], report["weights"]
+    lines = [
+        f"# CAS-ViT-{s['variant']} export report",
+        "",
+        f"- resolution {s['resolution']}, batch {s['batch']}{' (dynamic in ONNX)' if s['dynamic_batch'] else ''}, "
+        f"normalization embedded: {s['embed_normalization']}",
+        f"- weights: {w['source']}" + ("" if w["for_deployment"] else " -- **NOT FOR DEPLOYMENT**")
+        + (f", sha256 `{w['sha256'][:16]}...`" if w.get("sha256") else ""),
+        f"- parity inputs: {', '.join(report['parity_inputs']['names'])}",
+        f"- network attempts during export: {report['network_attempts']}",
+        f"- result: **{'PASSED' if report['passed'] else 'FAILED'}**",
+        "",
+        "| artifact | precision | size (KiB) | convert (s) | audit | max abs | max rel | min cosine | top-1 | top-5 | parity | status |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for a in report["artifacts"]:
+        m = a["parity"]["metrics"] if a.get("parity") else {}
+        lines.append(
+            f"| {a['file']} | {a['precision']} | {a['size_bytes'] / 1024:.0f} | {a['convert_seconds']:.1f} | "
+            f"{'ok' if a['audit']['passed'] else 'FAIL: ' + a['audit']['summary']} | "
+            + " | ".join(_fmt(m.get(k, float('nan'))) for k in ("max_abs", "max_rel"))
+            + f" | {m.get('min_cosine', float('nan')):.6f} | {_fmt(m.get('top1_agreement'))} | {_fmt(m.get('top5_agreement'))} | "
+            f"{'ok' if a['parity'] and a['parity']['passed'] else 'FAIL: ' + '; '.join(a['parity']['misses']) if a['parity'] else 'not run'} | "
+            f"{a['status']} |"
+        )
+    lines += ["", "## Per artifact", ""]
+    for a in report["artifacts"]:
+        lines += [f"### {a['name']}", "", f"- file `{a['file']}`, sha256 `{a['sha256']}`", f"- verified with: {a['runtime']}"]
+        if a.get("parity"):
+            lines.append(f"- tolerance: {json.dumps(a['parity']['tolerance'])}")
+        lines.append("- op census: " + ", ".join(f"{k} {v}" for k, v in a["audit"]["census"].items()))
+        for k, v in a.get("details", {}).items():
+            lines.append(f"- {k}: {v}")
+        lines.append("")
+    lines += ["## Tool versions", "", *(f"- {k} {v}" for k, v in report["versions"].items()), ""]
+    return "\n".join(lines)
+
+
+def write_reports(out_dir: Path, report: dict) -> None:
+    atomic_write(out_dir / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write(out_dir / "report.md", render_markdown(report))
+    manifest = {
+        "variant": report["spec"]["variant"],
+        "resolution": report["spec"]["resolution"],
+        "weights": report["weights"],
+        "versions": report["versions"],
+        "files": [{"path": f["path"], "sha256": f["sha256"], "size_bytes": f["size_bytes"]}
+                  for a in report["artifacts"] if a["status"] == "promoted" for f in a["files"]],
+    }
+    atomic_write(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")

@@ -1,0 +1,1 @@
+"""Core ML target (coremltools): placeholder until the converter lands."""

@@ -1,0 +1,138 @@
+"""ONNX target: dynamo export at opset 20 (GELU stays one ``Gelu`` node),
+onnxsim, full ``onnx.checker`` check, named I/O and metadata; run in ONNX Runtime."""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ExportError
+from ..fsutil import atomic_write
+from ..spec import Artifact
+
+OPSET = 20
+INPUT_NAME, OUTPUT_NAME = "image", "logits"
+
+
+def _trace_to_onnx(module: torch.nn.Module, example: torch.Tensor, dynamic: bool):
+    """torch.onnx.export (dynamo) -> ModelProto, with its chatter captured."""
+    import onnx
+
+    kwargs = dict(dynamo=True, opset_version=OPSET, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME])
+    if dynamic:
+        kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch", min=1, max=1024)},)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" chatter
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        program = torch.onnx.export(module, (example,), **kwargs)
+    model = program.model_proto
+    if not isinstance(model, onnx.ModelProto):
+        raise ExportError("torch.onnx.export returned no model")
+    return model
+
+
+def _strip_trace_metadata(model) -> None:
+    """Drop per-node source locations and export bookkeeping: they hold local paths
+    and would make the bytes depend on where the export ran."""
+    graphs = [model.graph]
+    for g in graphs:
+        for node in g.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+        for v in list(g.input) + list(g.output) + list(g.value_info) + list(g.initializer):
+            if hasattr(v, "metadata_props"):
+                del v.metadata_props[:]
+            v.doc_string = ""
+    del model.metadata_props[:]
+    model.doc_string = ""
+    model.producer_name, model.producer_version = "casvit-deploy", ""
+
+
+def export_onnx(ctx, path: Path, batch: int = 1, dynamic: bool = False) -> dict:
+    """Deploy model -> simplified, checked ONNX at ``path``; returns node counts."""
+    import onnx
+    import onnxsim
+
+    module = ctx.deploy_model()
+    example = torch.zeros(batch, 3, ctx.spec.height, ctx.spec.width)
+    ctx.log(f"onnx: tracing the deploy model (dynamo, opset {OPSET}, {'dynamic' if dynamic else batch} batch)")
+    model = _trace_to_onnx(module, example, dynamic)
+    nodes_traced = len(model.graph.node)
+    _strip_trace_metadata(model)
+    ctx.log("onnx: simplifying with onnxsim")
+    model, ok = onnxsim.simplify(model)
+    if not ok:
+        raise ExportError("onnxsim could not validate the simplified ONNX model")
+    for key, value in ctx.metadata().items():
+        model.metadata_props.add(key=key, value=value)
+    model.metadata_props.add(key="layout", value="NCHW")
+    model.metadata_props.add(key="tool_versions", value=";".join(f"{k}={v}" for k, v in _versions().items()))
+    onnx.checker.check_model(model, full_check=True)
+    if [i.name for i in model.graph.input] != [INPUT_NAME] or [o.name for o in model.graph.output] != [OUTPUT_NAME]:
+        raise ExportError("exported ONNX does not have the expected input 'image' and output 'logits'")
+    atomic_write(path, model.SerializeToString())
+    return {"nodes_traced": nodes_traced, "nodes": len(model.graph.node)}
+
+
+def _versions() -> dict[str, str]:
+    from ..context import tool_versions
+
+    v = tool_versions()
+    return {k: v[k] for k in ("torch", "onnx", "onnxscript", "onnxsim")}
+
+
+def _nodes_without_deploy(ctx) -> int:
+    """Node count of the eval model exported as is (no deploy transform, no simplifier)."""
+    example = torch.zeros(1, 3, ctx.spec.height, ctx.spec.width)
+    return len(_trace_to_onnx(ctx.model, example, dynamic=False).graph.node)
+
+
+def convert(ctx) -> list[Artifact]:
+    spec = ctx.spec
+    path = ctx.workdir / f"casvit_{spec.variant}_{spec.resolution}.onnx"
+    start = time.perf_counter()
+    counts = export_onnx(ctx, path, batch=spec.batch, dynamic=spec.dynamic_batch)
+    seconds = time.perf_counter() - start
+    counts["nodes_eval_model_export"] = _nodes_without_deploy(ctx)
+    return [Artifact("onnx", "onnx", "fp32", path, ctx.input_convention(), seconds,
+                     details={**counts, "opset": OPSET, "batch": "dynamic" if spec.dynamic_batch else spec.batch})]
+
+
+def load(artifact: Artifact):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(artifact.path), opts, providers=["CPUExecutionProvider"])
+    dim = session.get_inputs()[0].shape[0]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, np.float32)
+        if not isinstance(dim, int):
+            return session.run(None, {INPUT_NAME: x})[0]
+        n = len(x)
+        padded = np.concatenate([x, np.zeros((-n % dim, *x.shape[1:]), np.float32)])  # fixed batch: pad the tail
+        return np.concatenate([session.run(None, {INPUT_NAME: padded[i:i + dim]})[0] for i in range(0, len(padded), dim)])[:n]
+
+    return run
+
+
+def census(artifact: Artifact) -> dict[str, int]:
+    import onnx
+
+    model = onnx.load(str(artifact.path))
+    return dict(Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}"
+                        for n in model.graph.node))
+
+
+def runtime_note(artifact: Artifact) -> str:
+    import onnxruntime
+
+    return f"ONNX Runtime {onnxruntime.__version__} (CPUExecutionProvider)"

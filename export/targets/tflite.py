@@ -1,0 +1,1 @@
+"""TFLite target (onnx2tf): placeholder until the converter lands."""
