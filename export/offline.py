@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import sys
 
+from .errors import ExportError
+
 _state = {"active": False, "attempts": []}
 _EVENTS = {"socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "socket.sendto"}
 _LOCAL_FAMILIES = {1}  # AF_UNIX
 
 
-class NetworkBlocked(RuntimeError):
+class NetworkBlocked(ExportError):
     """Raised inside a guarded block on any network attempt."""
 
 

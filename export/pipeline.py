@@ -100,6 +100,8 @@ def run(spec: ExportSpec) -> dict:
                 for artifact in targets.get(name).convert(ctx):
                     artifacts.append(artifact)
                     entries.append(verify(artifact, rgb, reference))
+        if attempts:  # a library may have swallowed NetworkBlocked: still a failure
+            raise ExportError(f"network access was attempted during the export: {attempts[0]}")
         report = {
             "tool": "casvit-deploy", "spec": _spec_dict(spec, model), "weights": weights,
             "versions": tool_versions(), "network_attempts": len(attempts),
