@@ -88,10 +88,10 @@ def _versions() -> dict[str, str]:
     return {k: v[k] for k in ("torch", "onnx", "onnxscript", "onnxsim")}
 
 
-def _nodes_without_deploy(ctx) -> int:
-    """Node count of the eval model exported as is (no deploy transform, no simplifier)."""
+def _census_without_deploy(ctx) -> dict[str, int]:
+    """Op census of the eval model exported as is (no deploy transform, no simplifier)."""
     example = torch.zeros(1, 3, ctx.spec.height, ctx.spec.width)
-    return len(_trace_to_onnx(ctx.model, example, dynamic=False).graph.node)
+    return dict(sorted(Counter(n.op_type for n in _trace_to_onnx(ctx.model, example, dynamic=False).graph.node).items()))
 
 
 def convert(ctx) -> list[Artifact]:
@@ -100,7 +100,9 @@ def convert(ctx) -> list[Artifact]:
     start = time.perf_counter()
     counts = export_onnx(ctx, path, batch=spec.batch, dynamic=spec.dynamic_batch)
     seconds = time.perf_counter() - start
-    counts["nodes_eval_model_export"] = _nodes_without_deploy(ctx)
+    raw = _census_without_deploy(ctx)
+    counts["nodes_eval_model_export"] = sum(raw.values())
+    counts["census_eval_model_export"] = raw
     return [Artifact("onnx", "onnx", "fp32", path, ctx.input_convention(), seconds,
                      details={**counts, "opset": OPSET, "batch": "dynamic" if spec.dynamic_batch else spec.batch})]
 
