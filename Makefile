@@ -35,7 +35,8 @@ $(STAMP): pyproject.toml
 export: $(STAMP) ## export: make export TARGET=coreml VARIANT=xs RES=224 [CKPT=...] [OUT=...]
 	$(PY) -m export --target $(TARGET) --variant $(VARIANT) --res $(RES) --out $(OUT) $(if $(CKPT),--checkpoint $(CKPT)) $(EXPORT_ARGS)
 
-test: $(STAMP) ## run the test suite (fast; tiny/xs models at small sizes)
+test: $(STAMP) ## run the test suite: Kotlin core + resource checks, then pytest (tiny/xs models at small sizes)
+	$(MAKE) --no-print-directory android-test
 	$(PY) -m pytest -q
 
 android-assets: $(STAMP) ## copy an exported .tflite + labels.txt + model JSON into android_app: make android-assets [OUT=...] [MODEL=file.tflite]
@@ -48,4 +49,4 @@ bench: $(STAMP) ## latency/size/accuracy across formats: make bench [BENCH_ARGS=
 	$(PY) -m benchmarks $(BENCH_ARGS)
 
 clean: ## remove build outputs (keeps .venv)
-	rm -rf out build .pytest_cache
+	rm -rf out build .pytest_cache android_app/core/build
