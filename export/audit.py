@@ -22,11 +22,12 @@ RULES: dict[str, dict[str, frozenset[str]]] = {
         }),
         "deny": frozenset({"FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "CUSTOM"}),
     },
-    "coreml": {
+    "coreml": {  # exactly what the reference interpreter (export.mil) executes
         "allow": frozenset({
             "conv", "add", "mul", "sigmoid", "relu", "gelu", "reduce_mean", "split", "reshape",
             "cast", "const", "constexpr_lut_to_dense", "constexpr_affine_dequantize",
-            "constexpr_blockwise_shift_scale", "sub", "real_div",
+            "constexpr_blockwise_shift_scale",
+            "classify",  # added by ClassifierConfig: label + label->score dict of the logits, no softmax
         }),
         "deny": frozenset({"linear", "matmul", "softmax", "einsum", "batch_norm", "erf"}),
     },

@@ -1,1 +1,343 @@
-"""Core ML target (coremltools): placeholder until the converter lands."""
+"""Core ML target: the traced deploy model converted by coremltools to an ML Program
+(.mlpackage), optionally weight-compressed with coremltools' own optimizers.
+Off macOS each package is run by the NumPy reference interpreter (export.mil);
+on macOS by MLModel.predict as well."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ExportError
+from ..fsutil import atomic_write, size_of
+from ..spec import Artifact
+
+INPUT_NAME, LOGITS_NAME, LABEL_NAME = "image", "logits", "classLabel"
+PRECISIONS = ("fp16", "fp32")
+COMPRESSIONS = ("palettize8", "palettize6", "linear8")
+DEPLOYMENT_TARGETS = ("iOS16", "iOS17", "iOS18")
+OS_OF_TARGET = {"iOS16": "iOS 16 / macOS 13", "iOS17": "iOS 17 / macOS 14", "iOS18": "iOS 18 / macOS 15"}
+# coremltools fuses the input normalization (mul + add) into batch_norm, and its
+# re-run of that pass on an fp16 program fails; keep them as mul and add.
+SKIPPED_PASSES = ("common::fuse_elementwise_to_batchnorm",)
+REFERENCE_NOTE = "Core ML program verified by the reference interpreter (export.mil, NumPy)"
+
+
+def add_arguments(group) -> None:
+    group.add_argument("--coreml-precision", default="fp16", choices=[*PRECISIONS, "both"],
+                       help="compute precision of the ML Program")
+    group.add_argument("--coreml-compress", default="none",
+                       help=f"weight compression, comma list of {', '.join(COMPRESSIONS)} (or none); "
+                            "each is an extra artifact per precision")
+    group.add_argument("--coreml-target", default="iOS16", choices=DEPLOYMENT_TARGETS,
+                       help="minimum deployment target (iOS16 = macOS 13)")
+    group.add_argument("--coreml-input", default="image", choices=["image", "tensor"],
+                       help="image: RGB 0-255 ImageType with ImageNet mean/std inside the model; "
+                            "tensor: float input in the convention of --embed-normalization/--input-range")
+
+
+def _options(spec) -> tuple[list[str], list[str], str, str]:
+    o = spec.options
+    precision = o.get("coreml_precision", "fp16")
+    precisions = list(PRECISIONS) if precision == "both" else [precision]
+    if not set(precisions) <= set(PRECISIONS):
+        raise ExportError(f"--coreml-precision {precision!r}: choose fp16, fp32 or both")
+    text = str(o.get("coreml_compress", "none") or "none")
+    compress = [c.strip() for c in text.split(",") if c.strip() and c.strip() != "none"]
+    unknown = [c for c in compress if c not in COMPRESSIONS]
+    if unknown:
+        raise ExportError(f"--coreml-compress: unknown {', '.join(unknown)}; choose from {', '.join(COMPRESSIONS)} or none")
+    target, kind = o.get("coreml_target", "iOS16"), o.get("coreml_input", "image")
+    if target not in DEPLOYMENT_TARGETS or kind not in ("image", "tensor"):
+        raise ExportError(f"--coreml-target must be one of {', '.join(DEPLOYMENT_TARGETS)}; --coreml-input image or tensor")
+    return precisions, list(dict.fromkeys(compress)), target, kind
+
+
+@contextlib.contextmanager
+def _private_tempdir():
+    """coremltools stages packages in the temp folder: give it a private one, removed after."""
+    path = tempfile.mkdtemp(prefix="casvit-coremltools-")
+    previous = tempfile.tempdir
+    tempfile.tempdir = path
+    try:
+        yield Path(path)
+    finally:
+        tempfile.tempdir = previous
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _quiet(name: str):
+    """coremltools' progress bars and version warnings out of the export log; its
+    failures as a one-line ExportError."""
+    logger = logging.getLogger("coremltools")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    except ExportError:
+        raise
+    except Exception as e:  # coremltools raises plain exceptions of many kinds
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        raise ExportError(f"{name}: Core ML conversion failed: {type(e).__name__}: {first_line}") from e
+    finally:
+        logger.setLevel(level)
+
+
+def _pipeline(compression: str | None):
+    import coremltools as ct
+    import coremltools.optimize.coreml as cto
+
+    pipeline = ct.PassPipeline.DEFAULT
+    pipeline.remove_passes(SKIPPED_PASSES)
+    if compression:
+        if compression.startswith("palettize"):
+            name = "compression::palettize_weights"
+            op_config = cto.OpPalettizerConfig(mode="kmeans", nbits=int(compression[-1]))
+        else:
+            name = "compression::linear_quantize_weights"
+            op_config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")
+        pipeline.append_pass(name)  # compresses the final (fp16 or fp32) weights
+        pipeline.set_options(name, {"config": cto.OptimizationConfig(global_config=op_config)})
+    return pipeline
+
+
+def _convert(ctx, traced, kind: str, precision: str, compression: str | None, target: str):
+    import coremltools as ct
+
+    shape = (1, 3, ctx.spec.height, ctx.spec.width)
+    if kind == "image":  # scale is a scalar in ImageType: mean/std stay in the model as mul/add
+        inputs = [ct.ImageType(name=INPUT_NAME, shape=shape, color_layout=ct.colorlayout.RGB, scale=1.0, bias=[0.0] * 3)]
+    else:
+        inputs = [ct.TensorType(name=INPUT_NAME, shape=shape, dtype=np.float32)]
+    return ct.convert(
+        traced, inputs=inputs, outputs=[ct.TensorType(name=LOGITS_NAME)],
+        classifier_config=ct.ClassifierConfig(list(ctx.labels)), convert_to="mlprogram",
+        minimum_deployment_target=getattr(ct.target, target), pass_pipeline=_pipeline(compression),
+        compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+        skip_model_load=True,
+    )
+
+
+def _rename_var(block, old: str, new: str) -> None:
+    for op in block.operations:
+        for out in op.outputs:
+            if out.name == old:
+                out.name = new
+        for binding in op.inputs.values():
+            for arg in binding.arguments:
+                if arg.WhichOneof("binding") == "name" and arg.name == old:
+                    arg.name = new
+
+
+def _expose_logits(spec, num_classes: int) -> None:
+    """Add the classifier's raw scores as a float32 multiarray output ``logits``.
+
+    The classify op's dictionary is keyed by label and ImageNet-1K names repeat
+    (e.g. 'missile', 'sunglasses'), so only an array carries every score; it is
+    also what parity compares."""
+    from coremltools.proto import FeatureTypes_pb2
+
+    from ..mil import main_block
+
+    _, block = main_block(spec)
+    classify = [op for op in block.operations if op.type == "classify"]
+    if len(classify) != 1:
+        raise ExportError("the converted classifier has no single classify op")
+    scores = classify[0].inputs["probabilities"].arguments[0].name
+    if scores != LOGITS_NAME:  # fp16: 'logits' (fp16) -> cast -> scores (fp32)
+        _rename_var(block, LOGITS_NAME, LOGITS_NAME + "_fp16")
+        _rename_var(block, scores, LOGITS_NAME)
+    block.outputs.append(LOGITS_NAME)
+    out = spec.description.output.add()
+    out.name = LOGITS_NAME
+    out.type.multiArrayType.shape.extend([1, num_classes])
+    out.type.multiArrayType.dataType = FeatureTypes_pb2.ArrayFeatureType.FLOAT32
+
+
+def _describe(ctx, spec, kind: str, precision: str, compression: str | None, target: str) -> None:
+    meta = spec.description.metadata
+    s = ctx.spec
+    meta.shortDescription = (f"CAS-ViT-{s.variant} image classifier, {s.resolution}, {len(ctx.labels)} classes "
+                             f"({precision}{', ' + compression if compression else ''}). Scores are raw logits.")
+    meta.author = "casvit-deploy toolchain (CAS-ViT: Zhang et al., 2024)"
+    meta.license = f"toolchain MIT; weights: {ctx.weights['source']} (license of their source applies)"
+    meta.versionString = _project_version()
+    del_key = "com.github.apple.coremltools.conversion_date"  # the date would make the bytes differ per day
+    if del_key in meta.userDefined:
+        del meta.userDefined[del_key]
+    user = {**ctx.metadata(), "coreml_input": kind, "compute_precision": precision,
+            "weight_compression": compression or "none", "minimum_deployment_target": OS_OF_TARGET[target]}
+    if kind == "image":
+        user.update(normalization_embedded="true", input_range="0-255")
+    for key, value in user.items():
+        meta.userDefined[key] = str(value)
+    h, w = s.height, s.width
+    image_text = (f"RGB image {w}x{h} (pixels 0-255; ImageNet mean/std are applied inside the model)" if kind == "image"
+                  else f"float32 NCHW 1x3x{h}x{w}, {ctx.input_convention()} input")
+    for feature in spec.description.input:
+        feature.shortDescription = image_text
+    texts = {LABEL_NAME: "most likely class label",
+             LABEL_NAME + "_probs": "raw logit per class label (no softmax; apply one for probabilities)",
+             LOGITS_NAME: f"raw logits, shape 1x{len(ctx.labels)}, in class-label order"}
+    for feature in spec.description.output:
+        feature.shortDescription = texts.get(feature.name, "")
+
+
+def _project_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("casvit-deploy")
+    except PackageNotFoundError:
+        return "unknown (casvit-deploy not installed)"
+
+
+def _save(mlmodel, spec, path: Path) -> None:
+    """Write the package under a temporary name, give its manifest stable identifiers,
+    then rename it into place."""
+    import coremltools as ct
+
+    staging = path.with_name(f".tmp-{path.name}")
+    shutil.rmtree(staging, ignore_errors=True)
+    ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True).save(str(staging))
+    manifest_path = staging / "Manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    renamed = {}
+    for key, item in manifest["itemInfoEntries"].items():  # coremltools draws random UUIDs
+        renamed[key] = str(uuid.uuid5(uuid.NAMESPACE_URL, "casvit-deploy/" + item["path"])).upper()
+    manifest["itemInfoEntries"] = {renamed[k]: v for k, v in manifest["itemInfoEntries"].items()}
+    manifest["rootModelIdentifier"] = renamed[manifest["rootModelIdentifier"]]
+    atomic_write(manifest_path, json.dumps(manifest, indent=4, sort_keys=True) + "\n")
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(staging, path)
+
+
+def _trace(module: torch.nn.Module, example: torch.Tensor):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.trace: coremltools takes TorchScript
+        return torch.jit.trace(module.eval(), example, check_trace=False)
+
+
+def convert(ctx) -> list[Artifact]:
+    precisions, compressions, target, kind = _options(ctx.spec)
+    s = ctx.spec
+    if kind == "image":
+        module, convention = ctx.deploy_model(embed_normalization=True, input_range=255.0), "byte"
+    else:
+        module, convention = ctx.deploy_model(), ctx.input_convention()
+    example = torch.rand(1, 3, s.height, s.width, generator=torch.Generator().manual_seed(s.seed))
+    if len(set(ctx.labels)) != len(ctx.labels):
+        ctx.log("coreml: some class labels repeat; the label dictionary keeps one score per name, "
+                "the 'logits' output keeps all")
+    artifacts = []
+    with _private_tempdir():
+        traced = _trace(module, example * (255.0 if convention == "byte" else 1.0))
+        for precision in precisions:
+            for compression in [None, *compressions]:
+                name = "-".join(["coreml", precision, *([compression] if compression else [])])
+                path = ctx.workdir / f"casvit_{s.variant}_{s.resolution}_{name.removeprefix('coreml-')}.mlpackage"
+                ctx.log(f"{name}: converting with coremltools ({precision}, target {target}, {kind} input)")
+                start = time.perf_counter()
+                with _quiet(name):
+                    mlmodel = _convert(ctx, traced, kind, precision, compression, target)
+                    spec = mlmodel.get_spec()
+                    _expose_logits(spec, len(ctx.labels))
+                    _describe(ctx, spec, kind, precision, compression, target)
+                    _save(mlmodel, spec, path)
+                seconds = time.perf_counter() - start
+                artifacts.append(Artifact(name, "coreml", compression or precision, path, convention, seconds, details={
+                    "package_bytes": size_of(path), "deployment_target": OS_OF_TARGET[target],
+                    "mil_opset": spec.mlProgram.functions["main"].opset, "compute_precision": precision,
+                    "weight_compression": compression or "none", "input": kind,
+                    "outputs": [f.name for f in spec.description.output],
+                }))
+    return artifacts
+
+
+def _interpreter_runner(artifact: Artifact):
+    from ..mil import Program
+
+    program = Program.load(artifact.path)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        out = np.concatenate([program.run({INPUT_NAME: x[i:i + 1]})[LOGITS_NAME] for i in range(len(x))])
+        artifact.details["interpreter_seconds_per_image"] = round((time.perf_counter() - start) / max(len(x), 1), 3)
+        return out.astype(np.float32)
+
+    return run
+
+
+def _coreml_runner(artifact: Artifact, compute_units):
+    """MLModel.predict (macOS only); image inputs go in as PIL images."""
+    import coremltools as ct
+    from PIL import Image
+
+    model = ct.models.MLModel(str(artifact.path), compute_units=compute_units)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        outs = []
+        for sample in x:
+            feed = (Image.fromarray(sample.transpose(1, 2, 0).round().astype(np.uint8), "RGB")
+                    if artifact.details.get("input") == "image" else sample[None].astype(np.float32))
+            outs.append(np.asarray(model.predict({INPUT_NAME: feed})[LOGITS_NAME], np.float32).reshape(1, -1))
+        return np.concatenate(outs)
+
+    return run
+
+
+def load(artifact: Artifact):
+    """Off macOS: the reference interpreter. On macOS: MLModel.predict on the CPU
+    (gated), with all compute units and the interpreter compared in details."""
+    interpreter = _interpreter_runner(artifact)
+    if sys.platform != "darwin":
+        return interpreter
+    import coremltools as ct
+
+    cpu = _coreml_runner(artifact, ct.ComputeUnit.CPU_ONLY)
+    everything = _coreml_runner(artifact, ct.ComputeUnit.ALL)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        from ..parity import compare
+
+        out = cpu(x)
+        for label, other in (("all_compute_units", everything), ("reference_interpreter", interpreter)):
+            m = compare(out, other(x))
+            artifact.details[f"{label}_vs_cpu_only"] = {k: m[k] for k in ("max_abs", "max_rel", "min_cosine")}
+        return out
+
+    return run
+
+
+def census(artifact: Artifact) -> dict[str, int]:
+    import coremltools as ct
+
+    from ..mil import op_census
+
+    return op_census(ct.utils.load_spec(str(artifact.path)))
+
+
+def runtime_note(artifact: Artifact) -> str:
+    import coremltools as ct
+
+    if sys.platform == "darwin":
+        return (f"Core ML runtime (coremltools {ct.__version__} MLModel.predict, CPU only; all compute units and "
+                "the reference interpreter compared in details)")
+    return REFERENCE_NOTE

@@ -1,0 +1,189 @@
+"""NumPy implementations of the MIL ops the audit allows. Hand-written: no library
+executes a Core ML program off macOS. Each op computes in float32 (float64 for
+float64 inputs); the caller rounds every output to the dtype the program declares,
+so an fp16 program rounds after every op as the device does."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import erf
+
+from .errors import ProgramError
+from .values import CAST_DTYPES
+
+
+def _f(x) -> np.ndarray:
+    """Compute dtype of a float operand."""
+    x = np.asarray(x)
+    return x.astype(np.float64 if x.dtype == np.float64 else np.float32, copy=False)
+
+
+def _scalar(x):
+    return np.asarray(x).item()
+
+
+def conv(x, weight, bias=None, strides=(1, 1), pad_type="valid", pad=(0, 0, 0, 0), dilations=(1, 1), groups=1):
+    """2-D convolution, NCHW input, (Cout, Cin/groups, kh, kw) weight, as one matmul per kernel tap."""
+    x, weight = _f(x), _f(weight)
+    if x.ndim != 4 or weight.ndim != 4:
+        raise ProgramError("conv: the reference interpreter supports 2-D convolution only")
+    n, c, h, w = x.shape
+    cout, cin_g, kh, kw = weight.shape
+    groups, (sh, sw), (dh, dw) = int(_scalar(groups)), (int(s) for s in strides), (int(d) for d in dilations)
+    pad_type = str(_scalar(pad_type))
+    if pad_type == "custom":
+        top, bottom, left, right = (int(p) for p in pad)
+    elif pad_type == "valid":
+        top = bottom = left = right = 0
+    elif pad_type in ("same", "same_lower"):
+        ph = max((-(-h // sh) - 1) * sh + (kh - 1) * dh + 1 - h, 0)
+        pw = max((-(-w // sw) - 1) * sw + (kw - 1) * dw + 1 - w, 0)
+        top, left = (ph - ph // 2, pw - pw // 2) if pad_type == "same_lower" else (ph // 2, pw // 2)
+        bottom, right = ph - top, pw - left
+    else:
+        raise ProgramError(f"conv: pad_type {pad_type!r} is not supported")
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    ho = (xp.shape[2] - (kh - 1) * dh - 1) // sh + 1
+    wo = (xp.shape[3] - (kw - 1) * dw - 1) // sw + 1
+    cout_g = cout // groups
+    out = np.zeros((n, groups, cout_g, ho * wo), x.dtype)
+    w_g = weight.reshape(groups, cout_g, cin_g, kh, kw)
+    depthwise = cin_g == 1 and cout_g == 1
+    for i in range(kh):
+        for j in range(kw):
+            tap = xp[:, :, i * dh: i * dh + sh * (ho - 1) + 1: sh, j * dw: j * dw + sw * (wo - 1) + 1: sw]
+            tap = tap.reshape(n, groups, cin_g, ho * wo)
+            if depthwise:
+                out += w_g[None, :, :, 0, i, j, None] * tap
+            else:
+                out += np.matmul(w_g[None, :, :, :, i, j], tap)
+    out = out.reshape(n, cout, ho, wo)
+    if bias is not None:
+        out += _f(bias).reshape(1, cout, 1, 1)
+    return out
+
+
+def gelu(x, mode="EXACT"):
+    x, mode = _f(x), str(_scalar(mode))
+    if mode == "EXACT":
+        return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+    if mode == "TANH_APPROXIMATION":
+        return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+    if mode == "SIGMOID_APPROXIMATION":
+        return x / (1.0 + np.exp(-1.702 * x))
+    raise ProgramError(f"gelu: mode {mode!r} is not supported")
+
+
+def sigmoid(x):
+    x = _f(x)
+    return np.exp(-np.logaddexp(0, -x)).astype(x.dtype)  # 1 / (1 + e^-x) without overflow warnings
+
+
+def reduce_mean(x, axes=None, keep_dims=False):
+    x = _f(x)
+    axes = tuple(int(a) for a in np.atleast_1d(axes)) if axes is not None else None
+    return x.mean(axis=axes, keepdims=bool(_scalar(keep_dims)), dtype=x.dtype)
+
+
+def split(x, axis, num_splits=None, split_sizes=None):
+    axis = int(_scalar(axis))
+    if split_sizes is not None:
+        return np.split(x, np.cumsum(np.asarray(split_sizes))[:-1], axis=axis)
+    return np.split(x, int(_scalar(num_splits)), axis=axis)
+
+
+def reshape(x, shape):
+    return np.reshape(x, tuple(int(s) for s in shape))
+
+
+def cast(x, dtype):
+    name = str(_scalar(dtype))
+    if name not in CAST_DTYPES:
+        raise ProgramError(f"cast: dtype {name!r} is not supported")
+    return np.asarray(x).astype(CAST_DTYPES[name])
+
+
+def classify(probabilities, classes):
+    """Core ML's classifier op: the top label and a label -> score dictionary of the
+    scores it is given (here raw logits: there is no softmax in the program)."""
+    scores = np.asarray(probabilities, np.float64).reshape(-1)
+    labels = [np.asarray(c).item() for c in classes]
+    if len(labels) != scores.size:
+        raise ProgramError(f"classify: {len(labels)} class labels for {scores.size} scores")
+    return labels[int(np.argmax(scores))], dict(zip(labels, scores.tolist()))
+
+
+def lut_to_dense_ios16(lut, indices, shape):
+    """Palettized weight (iOS 16 form): n-bit indices packed little-endian into bytes."""
+    shape = tuple(int(s) for s in shape)
+    nbits = int(np.log2(lut.size))
+    if 2 ** nbits != lut.size:
+        raise ProgramError("constexpr_lut_to_dense: the lookup table size is not a power of two")
+    count = int(np.prod(shape))
+    bits = np.unpackbits(np.asarray(indices, np.uint8), bitorder="little")[: count * nbits].reshape(count, nbits)
+    index = (bits.astype(np.int64) << np.arange(nbits)).sum(axis=1)
+    return np.asarray(lut)[index].reshape(shape)
+
+
+def lut_to_dense_ios18(indices, lut, vector_axis=None):
+    """Palettized weight (iOS 18 form): one table per block, ``lut`` = [*blocks, palette, 1]."""
+    indices, lut = np.asarray(indices), np.asarray(lut)
+    if vector_axis is not None or lut.shape[-1] != 1 or lut.ndim != indices.ndim + 2:
+        raise ProgramError("constexpr_lut_to_dense: vector palettization is not supported")
+    block = [d // b for d, b in zip(indices.shape, lut.shape[:-2])]
+    coords = np.ix_(*(np.arange(d) // s for d, s in zip(indices.shape, block)))
+    tables = lut[..., 0]
+    return tables[(*coords, indices.astype(np.int64))]
+
+
+def affine_dequantize(quantized_data, zero_point, scale, axis):
+    """Linear-quantized weight (iOS 16 form): (q - zero_point) * scale along ``axis``."""
+    q = np.asarray(quantized_data)
+    axis = int(_scalar(axis))
+    shape = [1] * q.ndim
+    zp, sc = np.asarray(zero_point), np.asarray(scale)
+    if zp.ndim:
+        shape[axis] = -1
+    zp = zp.astype(np.float32).reshape(shape if zp.ndim else ())
+    sc = sc.astype(np.float32).reshape(shape if sc.ndim else ())
+    return ((q.astype(np.float32) - zp) * sc).astype(np.asarray(scale).dtype)
+
+
+def blockwise_shift_scale(data, scale, offset=None):
+    """Linear-quantized weight (iOS 18 form): (data - offset) * scale, one scale per block."""
+    data, scale = np.asarray(data), np.asarray(scale)
+    out = data.astype(np.float32)
+    if offset is not None:
+        out = out - _expand_blocks(np.asarray(offset, np.float32), data.shape)
+    return (out * _expand_blocks(scale.astype(np.float32), data.shape)).astype(scale.dtype)
+
+
+def _expand_blocks(params: np.ndarray, shape) -> np.ndarray:
+    for axis, (d, p) in enumerate(zip(shape, params.shape)):
+        if p != d:
+            params = np.repeat(params, d // p, axis=axis)
+    return params
+
+
+def binary(fn):
+    def op(x, y):
+        return fn(_f(x), _f(y))
+    return op
+
+
+def lut_to_dense(**args):
+    """Both forms of constexpr_lut_to_dense: iOS 16 has a ``shape`` attribute, iOS 18 does not."""
+    return lut_to_dense_ios16(**args) if "shape" in args else lut_to_dense_ios18(**args)
+
+
+def relu(x):
+    return np.maximum(_f(x), 0)
+
+
+# op type -> implementation ("const" is resolved by the loader).
+OPS = {
+    "conv": conv, "add": binary(np.add), "mul": binary(np.multiply), "sigmoid": sigmoid, "relu": relu,
+    "gelu": gelu, "reduce_mean": reduce_mean, "split": split, "reshape": reshape, "cast": cast,
+    "classify": classify, "constexpr_lut_to_dense": lut_to_dense,
+    "constexpr_affine_dequantize": affine_dequantize, "constexpr_blockwise_shift_scale": blockwise_shift_scale,
+}
+SUPPORTED_OPS = frozenset({"const", *OPS})

@@ -1,0 +1,179 @@
+"""Core ML target end to end on Linux: conversion offline, audit and parity through
+the reference interpreter (fp16, fp32, palettized), metadata, determinism, and a
+mutated program that must fail parity."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from export import parity
+from export.cli import main as cli_main
+from export.fsutil import sha256_of
+from export.inputs import parity_images, to_convention
+from export.pipeline import reference_logits, run
+from export.spec import Artifact, ExportSpec
+from export.targets import coreml
+
+pytestmark = pytest.mark.skipif(sys.platform == "darwin", reason="Linux path: on macOS load() uses MLModel.predict")
+
+
+@pytest.fixture(scope="module")
+def export_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("coreml")
+    spec = ExportSpec(targets=("coreml",), variant="tiny", height=64, width=64, out_dir=out,
+                      options={"coreml_precision": "both", "coreml_compress": "palettize8"})
+    return run(spec), out
+
+
+def _entry(report, name):
+    return next(a for a in report["artifacts"] if a["name"] == name)
+
+
+def test_fp16_fp32_and_palettized_pass_audit_and_interpreter_parity(export_run):
+    report, out = export_run
+    names = [a["name"] for a in report["artifacts"]]
+    assert names == ["coreml-fp16", "coreml-fp16-palettize8", "coreml-fp32", "coreml-fp32-palettize8"]
+    for a in report["artifacts"]:
+        assert a["audit"]["passed"] and a["parity"]["passed"] and a["status"] == "promoted", a["name"]
+        assert a["runtime"] == coreml.REFERENCE_NOTE
+        assert (out / a["file"] / "Manifest.json").is_file()
+        assert a["details"]["interpreter_seconds_per_image"] > 0
+    assert _entry(report, "coreml-fp32")["parity"]["metrics"]["max_rel"] < 1e-5
+    assert "constexpr_lut_to_dense" in _entry(report, "coreml-fp16-palettize8")["audit"]["census"]
+    assert _entry(report, "coreml-fp16-palettize8")["size_bytes"] < _entry(report, "coreml-fp16")["size_bytes"]
+    assert report["network_attempts"] == 0  # conversion ran under no_network(): any attempt would have raised
+    assert not list(out.glob(".tmp-*")) and not list(out.glob(".staging-*"))
+
+
+def test_op_census_is_the_deploy_graph(export_run):
+    census = _entry(export_run[0], "coreml-fp16")["audit"]["census"]
+    assert {"conv", "gelu", "sigmoid", "relu", "reduce_mean", "split", "mul", "add", "classify"} <= set(census)
+    assert census["classify"] == 1 and census["gelu"] == 10  # one exact GELU per LocalIntegration and per Mlp
+    assert not {"batch_norm", "softmax", "linear", "matmul"} & set(census)
+
+
+def test_spec_inputs_outputs_labels_and_metadata(export_run):
+    import coremltools as ct
+
+    report, out = export_run
+    spec = ct.utils.load_spec(str(out / _entry(report, "coreml-fp16")["file"]))
+    image = spec.description.input[0]
+    assert image.name == "image" and image.type.imageType.width == 64 and image.type.imageType.height == 64
+    assert image.type.imageType.ColorSpace.Name(image.type.imageType.colorSpace) == "RGB"
+    assert [o.name for o in spec.description.output] == ["classLabel", "classLabel_probs", "logits"]
+    assert spec.description.predictedFeatureName == "classLabel"
+    assert spec.specificationVersion == 7  # iOS 16
+    meta = spec.description.metadata
+    assert meta.shortDescription and meta.author and meta.license and meta.versionString
+    user = dict(meta.userDefined)
+    assert user["variant"] == "tiny" and user["resolution"] == "64x64"
+    assert user["weights_source"] == "random (seed 0)" and "weights_sha256" in user
+    assert "com.github.apple.coremltools.conversion_date" not in user
+    assert all(f.shortDescription for f in [*spec.description.input, *spec.description.output])
+    from export.labels import imagenet_labels
+
+    classify = next(op for op in coreml_block(spec).operations if op.type == "classify")
+    labels = [v.immediateValue.tensor.strings.values[0]
+              for v in classify.inputs["classes"].arguments[0].value.immediateValue.list.values]
+    assert labels == imagenet_labels()
+
+
+def test_edited_programs_type_check_in_coremltools(export_run):
+    """The added 'logits' output keeps the program valid: coremltools' own MIL
+    loader re-infers every type of the saved packages."""
+    import coremltools as ct
+    from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
+
+    report, out = export_run
+    for entry in report["artifacts"]:
+        package = out / entry["file"]
+        spec = ct.utils.load_spec(str(package))
+        program = load_milproto(spec, spec.specificationVersion, str(package / "Data/com.apple.CoreML/weights"))
+        outputs = program.functions["main"].outputs
+        assert [v.name for v in outputs] == ["classLabel", "classLabel_probs", "logits"], entry["name"]
+        assert outputs[2].shape == (1, 1000)
+
+
+def coreml_block(spec):
+    from export.mil import main_block
+
+    return main_block(spec)[1]
+
+
+def _mutated(tmp_path: Path, package: Path, mutate) -> Artifact:
+    import coremltools as ct
+
+    spec = ct.utils.load_spec(str(package))
+    mutate(coreml_block(spec))
+    path = tmp_path / f"mutated_{mutate.__name__}.mlpackage"
+    ct.models.MLModel(spec, weights_dir=str(package / "Data/com.apple.CoreML/weights"),
+                      skip_model_load=True).save(str(path))
+    return Artifact("coreml-fp16", "coreml", "fp16", path, "byte")
+
+
+def _parity(artifact: Artifact) -> dict:
+    from export.pipeline import build_model
+
+    spec = ExportSpec(variant="tiny", height=64, width=64)
+    model, _ = build_model(spec)
+    _, rgb = parity_images(64, 64)
+    reference = reference_logits(model, to_convention(rgb, "normalized"))
+    return parity.check(reference, coreml.load(artifact)(to_convention(rgb, "byte")), artifact.precision)
+
+
+def test_mutated_programs_fail_parity(export_run, tmp_path):
+    from export.mil.values import BlobFiles, decode
+
+    report, out = export_run
+    package = out / _entry(report, "coreml-fp16")["file"]
+    original = Artifact("coreml-fp16", "coreml", "fp16", package, "byte")
+    assert _parity(original)["passed"]
+
+    def one_weight_changed(block):
+        const = next(op for op in block.operations if op.type == "const" and op.outputs[0].name == "classifier_bias_to_fp16")
+        value = decode(const.attributes["val"], BlobFiles(package / "Data/com.apple.CoreML/weights"))
+        value = value.copy()
+        value[0] += np.float16(4.0)
+        val = const.attributes["val"]
+        val.ClearField("blobFileValue")
+        val.immediateValue.tensor.bytes.values = value.tobytes()
+
+    def one_op_swapped(block):
+        next(op for op in block.operations if op.type == "relu").type = "sigmoid"
+
+    for mutate in (one_weight_changed, one_op_swapped):
+        result = _parity(_mutated(tmp_path, package, mutate))
+        assert not result["passed"], mutate.__name__
+
+
+def test_tensor_input_ios18_user_labels_and_deterministic_bytes(tmp_path):
+    """Two identical runs give byte-identical packages (k-means palettization included)."""
+    import coremltools as ct
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"thing {i}\n" for i in range(10)))
+    runs = []
+    for i in range(2):
+        spec = ExportSpec(targets=("coreml",), variant="tiny", height=32, width=32, out_dir=tmp_path / str(i),
+                          embed_normalization=True, input_range=1.0, num_classes=10, labels=labels,
+                          options={"coreml_precision": "fp32", "coreml_input": "tensor", "coreml_target": "iOS18",
+                                   "coreml_compress": "palettize6"})
+        runs.append(run(spec)["artifacts"])
+    for entry in runs[0]:
+        assert entry["input_convention"] == "unit" and entry["parity"]["passed"], entry["name"]
+        assert entry["details"]["mil_opset"] == "CoreML8"
+    assert [e["sha256"] for e in runs[0]] == [e["sha256"] for e in runs[1]]
+    spec = ct.utils.load_spec(str(tmp_path / "0" / runs[0][1]["file"]))
+    assert spec.description.input[0].type.WhichOneof("Type") == "multiArrayType"
+    assert list(spec.description.output[2].type.multiArrayType.shape) == [1, 10]
+    assert spec.description.metadata.userDefined["num_classes"] == "10"
+
+
+def test_bad_compression_option_is_a_one_line_error(tmp_path, capsys):
+    code = cli_main(["--target", "coreml", "--variant", "tiny", "--res", "32", "--out", str(tmp_path),
+                     "--coreml-compress", "palettize4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: --coreml-compress: unknown palettize4")
