@@ -105,10 +105,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summary_table(report: dict, out_dir: Path) -> str:
-    lines = [f"{'artifact':<34} {'size KiB':>9} {'max rel':>9} {'cosine':>10} {'top-1':>6} {'top-5':>6}  status"]
+    lines = [f"{'artifact':<46} {'size KiB':>9} {'max rel':>9} {'cosine':>10} {'centered':>9} {'top-1':>6} {'top-5':>6}  status"]
     for a in report["artifacts"]:
         m = a["parity"]["metrics"]
-        lines.append(f"{a['file']:<34} {a['size_bytes'] / 1024:>9.0f} {m['max_rel']:>9.2e} {m['min_cosine']:>10.6f} "
+        lines.append(f"{a['file']:<46} {a['size_bytes'] / 1024:>9.0f} {m['max_rel']:>9.2e} {m['min_cosine']:>10.6f} {m['min_centered_cosine']:>9.4f} "
                      f"{m['top1_agreement']:>6.2f} {m['top5_agreement']:>6.2f}  {a['status']}")
     if not report["weights"]["for_deployment"]:
         lines.append("NOTE: random weights -- these artifacts are NOT FOR DEPLOYMENT")

@@ -7,8 +7,10 @@ import numpy as np
 from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD, resize_rgb
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
-# Extra real photos bundled with scikit-image, used for int8 calibration.
-CALIBRATION_PHOTOS = PHOTOS + ("hubble_deep_field", "immunohistochemistry", "retina", "cat", "colorwheel")
+# Real RGB photos bundled with scikit-image that are NOT parity inputs (``cat`` is
+# the same image as ``chelsea``, so it is left out): int8 calibration must not
+# see the images its parity is measured on.
+CALIBRATION_PHOTOS = ("hubble_deep_field", "immunohistochemistry", "retina", "colorwheel")
 CONVENTIONS = ("normalized", "unit", "byte")
 
 
@@ -16,6 +18,20 @@ def photo(name: str) -> np.ndarray:
     import skimage.data
 
     return getattr(skimage.data, name)()
+
+
+def calibration_images() -> list[tuple[str, np.ndarray]]:
+    """The calibration photos whole, then their four quadrants: 20 real images."""
+    out = []
+    for name in CALIBRATION_PHOTOS:
+        full = photo(name)
+        out.append((name, full))
+    for name in CALIBRATION_PHOTOS:
+        full = photo(name)
+        h, w = full.shape[0] // 2, full.shape[1] // 2
+        for i, (y, x) in enumerate(((0, 0), (0, w), (h, 0), (h, w))):
+            out.append((f"{name}[quadrant {i}]", np.ascontiguousarray(full[y:y + h, x:x + w])))
+    return out
 
 
 def parity_images(height: int, width: int, noise: int = 2, seed: int = 0) -> tuple[list[str], np.ndarray]:

@@ -16,16 +16,18 @@ def render_markdown(report: dict) -> str:
     lines = [
         f"# CAS-ViT-{s['variant']} export report",
         "",
-        f"- resolution {s['resolution']}, batch {s['batch']}{' (dynamic in ONNX)' if s['dynamic_batch'] else ''}, "
-        f"normalization embedded: {s['embed_normalization']}",
+        f"- resolution {s['resolution']}, batch {s['batch']}{' (dynamic in ONNX)' if s['dynamic_batch'] else ''}",
+        "- input of each artifact: " + ", ".join(f"{a['name']} {a['input_convention']}" for a in report["artifacts"])
+        + " (normalized = ImageNet mean/std applied by the caller; unit/byte = RGB in [0,1]/[0,255], "
+        "normalization inside the model)",
         f"- weights: {w['source']}" + ("" if w["for_deployment"] else " -- **NOT FOR DEPLOYMENT**")
         + (f", sha256 `{w['sha256'][:16]}...`" if w.get("sha256") else ""),
         f"- parity inputs: {', '.join(report['parity_inputs']['names'])}",
         f"- network attempts during export: {report['network_attempts']}",
         f"- result: **{'PASSED' if report['passed'] else 'FAILED'}**",
         "",
-        "| artifact | precision | size (KiB) | convert (s) | audit | max abs | max rel | min cosine | top-1 | top-5 | parity | status |",
-        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|---|",
+        "| artifact | precision | size (KiB) | convert (s) | audit | max abs | max rel | min cosine | centered cosine | top-1 | top-5 | parity | status |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for a in report["artifacts"]:
         m = a["parity"]["metrics"] if a.get("parity") else {}
@@ -33,7 +35,8 @@ def render_markdown(report: dict) -> str:
             f"| {a['file']} | {a['precision']} | {a['size_bytes'] / 1024:.0f} | {a['convert_seconds']:.1f} | "
             f"{'ok' if a['audit']['passed'] else 'FAIL: ' + a['audit']['summary']} | "
             + " | ".join(_fmt(m.get(k, float('nan'))) for k in ("max_abs", "max_rel"))
-            + f" | {m.get('min_cosine', float('nan')):.6f} | {_fmt(m.get('top1_agreement'))} | {_fmt(m.get('top5_agreement'))} | "
+            + f" | {m.get('min_cosine', float('nan')):.6f} | {m.get('min_centered_cosine', float('nan')):.4f}"
+            f" | {_fmt(m.get('top1_agreement'))} | {_fmt(m.get('top5_agreement'))} | "
             f"{'ok' if a['parity'] and a['parity']['passed'] else 'FAIL: ' + '; '.join(a['parity']['misses']) if a['parity'] else 'not run'} | "
             f"{a['status']} |"
         )

@@ -1,1 +1,271 @@
-"""TFLite target (onnx2tf): placeholder until the converter lands."""
+"""TFLite target: onnx2tf turns the simplified batch-1 ONNX into NHWC float32,
+float16, dynamic-range int8 and full-integer int8 (float input/output) models,
+calibrated on real images; I/O are renamed ``image``/``logits`` with a
+``serving_default`` signature; parity runs in the LiteRT interpreter."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD, resize_rgb
+
+from ..calibration import DEFAULT_COUNT, load_calibration
+from ..errors import ExportError
+from ..fsutil import atomic_write
+from ..spec import Artifact
+from ..tflite_meta import write_companions
+
+INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY = "image", "logits", "serving_default"
+PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
+# onnx2tf output file suffix per precision, in the order onnx2tf writes them.
+ONNX2TF_SUFFIX = {"fp32": "float32", "fp16": "float16", "int8-dynamic": "dynamic_range_quant", "int8": "integer_quant"}
+# onnx2tf 1.x reads this test-image file from its working folder and downloads it
+# when absent (for every 4-D image input); we write it ourselves from local photos.
+ONNX2TF_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+
+
+def parse_precisions(text: str) -> tuple[str, ...]:
+    """``"int8, fp32"`` -> ("fp32", "int8"): known names, in PRECISIONS order."""
+    names = [t.strip() for t in str(text).split(",") if t.strip()]
+    unknown = [n for n in names if n not in PRECISIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown TFLite precision {', '.join(unknown) or repr(text)}; choose from {', '.join(PRECISIONS)}")
+    return tuple(p for p in PRECISIONS if p in names)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of images >= 1, got {text!r}")
+    return value
+
+
+def add_arguments(group) -> None:
+    group.add_argument("--tflite-precisions", type=parse_precisions, default=",".join(PRECISIONS),
+                       help="comma-separated precisions; int8 is full-integer inside with float32 input/output")
+    group.add_argument("--calib", type=Path, default=None,
+                       help="folder of JPEG/PNG images to calibrate int8 on (none: scikit-image's bundled photos)")
+    group.add_argument("--calib-count", type=_positive_int, default=DEFAULT_COUNT,
+                       help="at most this many calibration images (first by file name)")
+
+
+def _input_scaling(convention: str) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) so that (rgb/255 - mean) / std is the model input in ``convention``."""
+    if convention == "normalized":
+        mean, std = IMAGENET_MEAN, IMAGENET_STD
+    elif convention == "unit":
+        mean, std = (0.0,) * 3, (1.0,) * 3
+    else:  # "byte"
+        mean, std = (0.0,) * 3, (1.0 / 255.0,) * 3
+    return np.asarray(mean, np.float32).reshape(1, 1, 1, 3), np.asarray(std, np.float32).reshape(1, 1, 1, 3)
+
+
+@contextlib.contextmanager
+def _captured_output(log_path: Path, cwd: Path):
+    """Run with ``cwd`` as working folder and stdout/stderr (Python and the native
+    TensorFlow logs on file descriptors 1 and 2) appended to ``log_path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_fds, saved_cwd = (os.dup(1), os.dup(2)), os.getcwd()
+    with open(log_path, "a", buffering=1) as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        os.chdir(cwd)
+        try:
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield
+        finally:
+            os.chdir(saved_cwd)
+            os.dup2(saved_fds[0], 1)
+            os.dup2(saved_fds[1], 2)
+            for fd in saved_fds:
+                os.close(fd)
+
+
+def _run_onnx2tf(ctx, onnx_path: Path, calib, precisions: tuple[str, ...]) -> tuple[dict[str, Path], float]:
+    """One onnx2tf run in its own working folder; returns the .tflite per precision and the seconds taken."""
+    work = ctx.workdir / "onnx2tf"
+    work.mkdir(parents=True, exist_ok=True)
+    unit = calib.rgb.astype(np.float32) / np.float32(255.0)  # NHWC in [0, 1], as onnx2tf expects
+    np.save(work / "calibration.npy", unit)
+    sample = [resize_rgb(calib.rgb[i % len(calib.rgb)], 128, 128) for i in range(20)]
+    np.save(work / ONNX2TF_SAMPLE_FILE, np.stack(sample).astype(np.float32) / np.float32(255.0))
+    mean, std = _input_scaling(ctx.input_convention())
+    log_path = work / "onnx2tf.log"
+    out = work / "saved_model"
+    start = time.perf_counter()
+    try:
+        with _captured_output(log_path, work):
+            import onnx2tf
+
+            # Not copy_onnx_input_output_names_to_tflite: it shells out to flatc and curl
+            # (network). _finalize names the I/O and adds the signature instead.
+            onnx2tf.convert(
+                input_onnx_file_path=str(onnx_path), output_folder_path=str(out),
+                output_dynamic_range_quantized_tflite="int8-dynamic" in precisions,
+                output_integer_quantized_tflite="int8" in precisions, quant_type="per-channel",
+                custom_input_op_name_np_data_path=[[INPUT_NAME, str(work / "calibration.npy"), mean, std]],
+                verbosity="info")
+    except (Exception, SystemExit) as e:  # onnx2tf reports many errors with sys.exit(1)
+        first_line = (str(e).strip().splitlines() or [""])[0]
+        raise ExportError(f"onnx2tf failed ({type(e).__name__}: {first_line}); "
+                          f"its log: {_keep_log(ctx, log_path)}") from None
+    seconds = time.perf_counter() - start
+    files = {p: out / f"{onnx_path.stem}_{ONNX2TF_SUFFIX[p]}.tflite" for p in precisions}
+    missing = [p for p, f in files.items() if not f.is_file()]
+    if missing:
+        raise ExportError(f"onnx2tf wrote no {', '.join(missing)} model; its log: {_keep_log(ctx, log_path)}")
+    return files, seconds
+
+
+def _keep_log(ctx, log_path: Path) -> Path:
+    """Copy onnx2tf's log out of the staging folder (which is deleted) so a failure can be read."""
+    kept = Path(ctx.spec.out_dir) / "tflite-onnx2tf.log"
+    if log_path.is_file():
+        shutil.copyfile(log_path, kept)
+    return kept
+
+
+def _step_seconds(files: dict[str, Path], start_mtime: float) -> dict[str, float]:
+    """Seconds each file took within the single onnx2tf run, from the file written
+    before it (fp32 includes the ONNX -> TensorFlow graph conversion)."""
+    previous, out = start_mtime, {}
+    for precision in PRECISIONS:
+        if precision in files:
+            mtime = files[precision].stat().st_mtime
+            out[precision] = mtime - previous
+            previous = mtime
+    return out
+
+
+def _finalize(ctx, src: Path, dst: Path) -> None:
+    """Rename the I/O tensors to image/logits, add a serving_default signature and the
+    export metadata, and write ``dst`` atomically (TFLite schema object API)."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(src))
+    graph = model.subgraphs[0]
+    if len(model.subgraphs) != 1 or len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise ExportError(f"{src.name}: expected one subgraph with one input and one output")
+    in_index, out_index = int(graph.inputs[0]), int(graph.outputs[0])
+    graph.tensors[in_index].name, graph.tensors[out_index].name = INPUT_NAME, OUTPUT_NAME
+    signature = schema.SignatureDefT()
+    signature.signatureKey, signature.subgraphIndex = SIGNATURE_KEY, 0
+    signature.inputs = [_tensor_map(schema, INPUT_NAME, in_index)]
+    signature.outputs = [_tensor_map(schema, OUTPUT_NAME, out_index)]
+    model.signatureDefs = [signature]
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(json.dumps(ctx.metadata(), sort_keys=True).encode(), np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = "casvit", len(model.buffers) - 1
+    model.metadata = [*(model.metadata or []), entry]
+    atomic_write(dst, bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+
+
+def _tensor_map(schema, name: str, index: int):
+    entry = schema.TensorMapT()
+    entry.name, entry.tensorIndex = name, index
+    return entry
+
+
+def convert(ctx) -> list[Artifact]:
+    spec = ctx.spec
+    requested = spec.options.get("tflite_precisions") or PRECISIONS
+    try:
+        precisions = parse_precisions(requested if isinstance(requested, str) else ",".join(requested))
+    except argparse.ArgumentTypeError as e:
+        raise ExportError(str(e)) from None
+    calib = load_calibration(spec.height, spec.width, spec.options.get("calib"),
+                             spec.options.get("calib_count") or DEFAULT_COUNT)
+    ctx.log(f"tflite: {len(calib.names)} calibration images from {calib.source}")
+    onnx_path = ctx.static_onnx()
+    ctx.log(f"tflite: onnx2tf -> {', '.join(precisions)} (log kept only on failure)")
+    start_wall = time.time()
+    files, total = _run_onnx2tf(ctx, onnx_path, calib, precisions)
+    steps = _step_seconds(files, start_wall)
+    artifacts = []
+    for precision in precisions:
+        path = ctx.workdir / f"casvit_{spec.variant}_{spec.resolution}_{precision}.tflite"
+        _finalize(ctx, files[precision], path)
+        details = {"onnx2tf_file": files[precision].name, "onnx2tf_run_seconds": round(total, 2),
+                   "signature": f"{SIGNATURE_KEY}: {INPUT_NAME} -> {OUTPUT_NAME}", "layout": "NHWC"}
+        if precision == "int8":
+            details["calibration"] = calib.describe()
+        details["companions"] = write_companions(ctx, path, precision)
+        artifacts.append(Artifact(f"tflite-{precision}", "tflite", precision, path, ctx.input_convention(),
+                                  steps[precision], details=details))
+    return artifacts
+
+
+def load(artifact: Artifact):
+    """NCHW float32 batch -> float32 logits through the LiteRT interpreter (1 thread),
+    quantizing the input / dequantizing the output where the model is integer there."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(artifact.path), num_threads=1)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+
+    def run(x: np.ndarray) -> np.ndarray:
+        nhwc = np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1))
+        logits = []
+        for sample in nhwc:
+            interpreter.set_tensor(inp["index"], quantize(sample[None], inp))
+            interpreter.invoke()
+            logits.append(dequantize(interpreter.get_tensor(out["index"]), out)[0])
+        return np.stack(logits)
+
+    return run
+
+
+def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    """float32 -> the tensor's dtype, using its (scale, zero_point) for int8/uint8."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype == np.float32:
+        return x.astype(np.float32)
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    if np.dtype(detail["dtype"]) == np.float32:
+        return y.astype(np.float32)
+    scale, zero_point = detail["quantization"]
+    return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
+
+
+def census(artifact: Artifact) -> dict[str, int]:
+    """Op name -> count from the flatbuffer; custom ops by their code (Flex ops are ``Flex*``)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(artifact.path))
+    names = []
+    for index, code in enumerate(model.operatorCodes):
+        name = flatbuffer_utils.opcode_to_name(model, index)
+        if name == "CUSTOM" or name is None:
+            custom = (code.customCode or b"").decode("ascii", "replace")
+            name = custom if custom.startswith("Flex") else f"CUSTOM:{custom}"
+        names.append(name)
+    return dict(Counter(names[op.opcodeIndex] for graph in model.subgraphs for op in graph.operators or []))
+
+
+def runtime_note(artifact: Artifact) -> str:
+    from importlib.metadata import version
+
+    return f"LiteRT {version('ai-edge-litert')} Interpreter (ai_edge_litert, CPU, 1 thread, default XNNPACK delegate), NHWC"

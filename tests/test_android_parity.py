@@ -1,0 +1,139 @@
+"""Cross-language parity of the Android app's preprocessing (Kotlin core module) with
+casvit.preprocess, and of the predictions a .tflite makes from each tensor.
+
+The Kotlin side is android_app/core's JVM command line (built by
+``android_app/tools/android_test.sh``), which runs exactly the app's code path:
+model JSON -> ARGB pixels -> center crop -> Pillow-exact bilinear resize -> NHWC floats.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD, resize_rgb, to_model_input
+from export.inputs import photo
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "android_app" / "tools" / "android_test.sh"
+CLI_JAR = ROOT / "android_app" / "core" / "build" / "jvm" / "preprocess-cli.jar"
+PHOTOS = ("astronaut", "chelsea")  # 512x512 and 451x300: a square and a wide photo
+TOLERANCE = 1e-6
+
+
+@pytest.fixture(scope="session")
+def cli_jar() -> Path:
+    """The Kotlin preprocessing CLI, (re)built when the Kotlin sources changed (cached by hash)."""
+    build = subprocess.run(["bash", str(SCRIPT), "build"], capture_output=True, text=True)
+    assert build.returncode == 0, f"android_test.sh build failed:\n{build.stdout}\n{build.stderr}"
+    assert CLI_JAR.is_file()
+    return CLI_JAR
+
+
+@pytest.fixture(scope="session")
+def ppm_photos(tmp_path_factory) -> dict[str, tuple[Path, np.ndarray]]:
+    """The real photos as binary PPM files (what the CLI reads) and as RGB arrays."""
+    folder = tmp_path_factory.mktemp("photos")
+    out = {}
+    for name in PHOTOS:
+        rgb = photo(name)
+        path = folder / f"{name}.ppm"
+        Image.fromarray(rgb, "RGB").save(path)
+        out[name] = (path, rgb)
+    return out
+
+
+def model_json(height: int, width: int, convention: str) -> dict:
+    """A casvit-model/1 description for an input convention (as the exporter writes it)."""
+    embedded = convention != "normalized"
+    return {
+        "schema": "casvit-model/1", "model_file": "model.tflite", "labels_file": "labels.txt",
+        "variant": "tiny", "precision": "fp32", "num_classes": 1000,
+        "weights_source": "random (seed 0)", "for_deployment": False,
+        "input": {"name": "image", "layout": "NHWC", "height": height, "width": width, "channels": 3,
+                  "color_order": "RGB", "dtype": "float32", "normalization_embedded": embedded,
+                  "value_range": [0.0, 255.0 if convention == "byte" else 1.0],
+                  "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD), "quantization": None},
+        "output": {"name": "logits", "dtype": "float32", "shape": [1, 1000], "quantization": None},
+    }
+
+
+def kotlin_tensor(jar: Path, metadata: Path, image: Path, out: Path) -> tuple[np.ndarray, str]:
+    """(1, H, W, 3) float32 tensor the Kotlin core makes from ``image``, and the CLI's stdout."""
+    meta = json.loads(metadata.read_text())
+    run = subprocess.run(["java", "-jar", str(jar), str(metadata), str(image), str(out)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, f"Kotlin CLI failed:\n{run.stderr}"
+    h, w = meta["input"]["height"], meta["input"]["width"]
+    return np.fromfile(out, dtype="<f4").reshape(1, h, w, 3), run.stdout
+
+
+def python_tensor(rgb: np.ndarray, height: int, width: int, convention: str) -> np.ndarray:
+    """(1, H, W, 3) float32: casvit.preprocess in the given input convention."""
+    resized = resize_rgb(rgb, height, width)
+    if convention == "byte":
+        nhwc = resized.astype(np.float32)
+    else:
+        nhwc = to_model_input(resized, normalize=convention == "normalized").transpose(1, 2, 0)
+    return np.ascontiguousarray(nhwc[None], dtype=np.float32)
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+@pytest.mark.parametrize("convention", ["normalized", "unit", "byte"])
+@pytest.mark.parametrize("size", [(64, 64), (224, 224), (96, 160)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_kotlin_preprocessing_matches_python(cli_jar, ppm_photos, tmp_path, name, convention, size):
+    height, width = size
+    ppm, rgb = ppm_photos[name]
+    metadata = tmp_path / "model.json"
+    metadata.write_text(json.dumps(model_json(height, width, convention)))
+    kotlin, _ = kotlin_tensor(cli_jar, metadata, ppm, tmp_path / "tensor.f32")
+    python = python_tensor(rgb, height, width, convention)
+    assert kotlin.shape == python.shape
+    diff = float(np.abs(kotlin - python).max())
+    assert diff <= TOLERANCE, f"{name} {convention} {height}x{width}: max abs difference {diff}"
+
+
+@pytest.fixture(scope="module")
+def exported_tflite(tmp_path_factory) -> Path:
+    """A tiny 64x64 model exported by the real pipeline (fp32, fp16 and full-integer int8)."""
+    from export.pipeline import run
+    from export.spec import ExportSpec
+
+    out = tmp_path_factory.mktemp("tflite")
+    report = run(ExportSpec(targets=("tflite",), variant="tiny", height=64, width=64, out_dir=out,
+                            options={"tflite_precisions": "fp32,fp16,int8"}))
+    assert report["passed"], "the exporter's own parity gate failed"
+    return out
+
+
+def run_tflite(path: Path, nhwc: np.ndarray) -> np.ndarray:
+    """Logits of a .tflite for one NHWC float32 input (float I/O models)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    assert inp["dtype"] == np.float32 and out["dtype"] == np.float32
+    interpreter.set_tensor(inp["index"], nhwc)
+    interpreter.invoke()
+    return interpreter.get_tensor(out["index"])[0].copy()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+@pytest.mark.parametrize("name", PHOTOS)
+def test_tflite_top5_from_kotlin_tensor_matches_python(cli_jar, ppm_photos, exported_tflite, tmp_path, precision, name):
+    model = exported_tflite / f"casvit_tiny_64x64_{precision}.tflite"
+    metadata = model.with_suffix(".json")  # the exporter's own description, read by the Kotlin parser
+    ppm, rgb = ppm_photos[name]
+    kotlin, stdout = kotlin_tensor(cli_jar, metadata, ppm, tmp_path / "tensor.f32")
+    assert "labels: 1000" in stdout  # the exporter's labels.txt passes the app's check
+    python = python_tensor(rgb, 64, 64, "normalized")
+    assert float(np.abs(kotlin - python).max()) <= TOLERANCE
+    kotlin_logits, python_logits = run_tflite(model, kotlin), run_tflite(model, python)
+    top5 = lambda logits: list(np.argsort(-logits, kind="stable")[:5])  # noqa: E731
+    assert top5(kotlin_logits) == top5(python_logits)
+    np.testing.assert_allclose(kotlin_logits, python_logits, rtol=0, atol=1e-5)
