@@ -1,0 +1,128 @@
+"""The latency part of ``make bench``: export, naive path, interleaved timing, memory.
+
+Every row of the result is one (variant, format, threads) configuration; a format
+that could not be exported or loaded is a row with a status, not a gap.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import artifacts, flops, naive
+from .latency import interleaved, load_runners, summarize
+from .runners import Config, memory_in_subprocess
+
+LATENCY_TARGETS = ("onnx", "tflite")  # Core ML has no Linux runtime; it is in the accuracy part only
+RUNTIME_OF = {"onnx": "onnxruntime", "tflite": "litert"}
+
+
+def _state_bytes(variant: str, deploy_form: bool) -> int:
+    from casvit import create_model, deploy
+
+    model = create_model(variant).eval()
+    model = deploy(model) if deploy_form else model
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+def _variant_configs(variant: str, res: int, threads: list[int], work: Path, targets: list[str],
+                     export_args: list[str], with_naive: bool, log) -> tuple[list[tuple[Config, dict]], dict, list[dict]]:
+    """(config, row facts) pairs, the naive-path record and rows for formats that cannot run."""
+    base = [({"name": "torch-eager", "runtime": "torch", "deploy_form": False},
+             {"family": "torch", "precision": "fp32", "size_bytes": _state_bytes(variant, False), "status": "eager"}),
+            ({"name": "torch-deploy", "runtime": "torch", "deploy_form": True},
+             {"family": "torch", "precision": "fp32", "size_bytes": _state_bytes(variant, True), "status": "eager"})]
+    missing = []
+    for target in targets:
+        log(f"{variant}: exporting {target}")
+        result = artifacts.export(target, variant, res, work / variant / target, export_args)
+        for entry in artifacts.entries(result):
+            if "file" not in entry:
+                missing.append({"variant": variant, "format": entry["name"], **{k: entry[k] for k in ("status", "error")}})
+                continue
+            art = artifacts.artifact_from_entry(entry, result["out_dir"])
+            base.append(({"name": entry["name"], "runtime": RUNTIME_OF[target], "path": str(art.path),
+                          "input_convention": art.input_convention},
+                         {"family": target, "precision": entry["precision"], "size_bytes": entry["size_bytes"],
+                          "status": entry["status"], "nodes": sum(entry["audit"]["census"].values())}))
+    naive_record = None
+    if with_naive:
+        log(f"{variant}: naive export (torch.onnx.export + onnx2tf defaults)")
+        naive_record = naive.run_in_subprocess(variant, res, work / variant / "naive")
+        if naive_record.get("onnx", {}).get("ok"):
+            base.append(({"name": "naive-onnx", "runtime": "onnxruntime", "path": naive_record["onnx"]["file"]},
+                         {"family": "onnx", "precision": "fp32", "status": "naive",
+                          "nodes": naive_record["onnx"]["nodes"]}))
+        for entry in naive_record.get("litert", []):
+            precision = "fp16" if "float16" in entry["file"] else "fp32"
+            if entry.get("runs"):
+                base.append(({"name": f"naive-tflite-{precision}", "runtime": "litert", "path": entry["file"]},
+                             {"family": "tflite", "precision": precision, "size_bytes": entry["size_bytes"],
+                              "status": "naive", "nodes": entry.get("nodes")}))
+            else:
+                missing.append({"variant": variant, "format": f"naive-tflite-{precision}",
+                                "status": "does not run in stock LiteRT", "error": entry.get("error")})
+    configs = [(Config(variant=variant, res=res, threads=t, **cfg), facts) for cfg, facts in base for t in threads]
+    return configs, naive_record, missing
+
+
+def _file_size(path: str) -> int | None:
+    return Path(path).stat().st_size if path and Path(path).is_file() else None
+
+
+def run(variants: list[str], res: int, threads: list[int], repeats: int, warmup: int, round_size: int,
+        work: Path, targets: list[str] = LATENCY_TARGETS, export_args: list[str] = (), with_naive: bool = True,
+        with_memory: bool = True, log=print) -> dict:
+    """The latency result: machine peak, per-variant GMACs, rows, naive-path records."""
+    log("measuring the float32 matmul peak")
+    peak = {str(t): flops.matmul_peak_gflops(t) for t in sorted({1, *threads})}
+    gmacs = {v: round(flops.variant_gmacs(v, res, res), 4) for v in variants}
+    configs, naive_records, rows = [], {}, []
+    for v in variants:
+        cfgs, naive_records[v], missing = _variant_configs(v, res, threads, work, list(targets), list(export_args),
+                                                     with_naive, log)
+        configs += cfgs
+        rows += missing
+    runners, errors = load_runners([c for c, _ in configs], log)
+    log(f"timing {len(runners)} configurations, {repeats} repeats each, interleaved")
+    samples = interleaved(runners, repeats, warmup, round_size, log)
+    # the peak is the best of a measurement before and after the timing loop
+    after = {t: flops.matmul_peak_gflops(int(t)) for t in peak}
+    peak = {t: {k: max(v, after[t][k]) for k, v in p.items()} for t, p in peak.items()}
+    memory = {}
+    if with_memory:
+        for cfg, _ in configs:
+            if cfg.threads == max(threads) and cfg.key in runners:
+                log(f"memory: {cfg.key} in a fresh process")
+                memory[(cfg.variant, cfg.name)] = memory_in_subprocess(cfg)
+    for cfg, facts in configs:
+        row = {"variant": cfg.variant, "format": cfg.name, "runtime": cfg.runtime, "threads": cfg.threads, **facts,
+               "gmacs": gmacs[cfg.variant]}
+        row.setdefault("size_bytes", _file_size(cfg.path))
+        if cfg.key in errors:
+            row.update(status="does not load/run", error=errors[cfg.key])
+        else:
+            row.update(summarize(samples[cfg.key], gmacs[cfg.variant], peak["1"]["best"], cfg.threads))
+            row.update(memory.get((cfg.variant, cfg.name), {}))
+        rows.append(row)
+    return {"resolution": res, "threads": threads, "repeats": repeats, "warmup": warmup, "round_size": round_size,
+            "matmul_peak_gflops": peak, "gmacs": gmacs,
+            "published_gmacs": {v: flops.PUBLISHED_GMACS.get(v) for v in variants} if res == 224 else {},
+            "rows": rows, "naive": naive_summary(naive_records, rows) if with_naive else {}}
+
+
+def naive_summary(records: dict, rows: list[dict]) -> dict:
+    """Per variant: what the naive path produced and its latency relative to ours."""
+    def median(variant, name, threads):
+        return next((r.get("median_ms") for r in rows if r["variant"] == variant and r["format"] == name
+                     and r.get("threads") == threads), None)
+
+    out = {}
+    for v, rec in records.items():
+        ours_nodes = {r["format"]: r.get("nodes") for r in rows if r["variant"] == v and r.get("nodes") is not None}
+        ratios = {}
+        for t in sorted({r["threads"] for r in rows if "threads" in r}):
+            for naive_name, ours in (("naive-onnx", "onnx"), ("naive-tflite-fp32", "tflite-fp32")):
+                a, b = median(v, naive_name, t), median(v, ours, t)
+                if a and b:
+                    ratios[f"{naive_name}/{ours}@{t}t"] = round(a / b, 3)
+        out[v] = {"record": rec, "nodes_ours": ours_nodes, "latency_ratio_naive_over_ours": ratios}
+    return out
