@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +85,9 @@ def verify(artifact: Artifact, rgb: np.ndarray, reference: np.ndarray) -> dict:
 def run(spec: ExportSpec) -> dict:
     """Run the export; returns the report. Raises ExportError on bad input and
     GateFailure (after writing the report) when an artifact misses its gate."""
-    out_dir = Path(spec.out_dir)
+    # Absolute from here on: converters may change the working folder (onnx2tf does).
+    spec = replace(spec, out_dir=Path(spec.out_dir).resolve())
+    out_dir = spec.out_dir
     _prepare_out_dir(out_dir)
     workdir = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
     try:

@@ -265,3 +265,14 @@ def test_embedded_normalization_int8(byte_export):
     assert meta["input"]["normalization_embedded"] is True and meta["input"]["value_range"] == [0.0, 255.0]
     assert [meta["input"]["height"], meta["input"]["width"]] == [32, 32]
     assert sorted(p.name for p in out.glob("*.tflite")) == ["casvit_tiny_32x32_int8.tflite"]
+
+
+def test_relative_output_folder(tmp_path):
+    """`make export` passes a relative OUT; onnx2tf changes the working folder while it
+    runs, so every path handed to it must already be absolute."""
+    done = subprocess.run([sys.executable, "-m", "export", "--target", "tflite", "--variant", "tiny", "--res", "32",
+                           "--tflite-precisions", "fp32", "--out", "rel/out"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "rel/out/casvit_tiny_32x32_fp32.tflite").is_file()
+    assert json.loads((tmp_path / "rel/out/report.json").read_text())["passed"]
