@@ -41,7 +41,7 @@ def export(target: str, variant: str, res: int, out: Path, extra_args: list[str]
     result = {"target": target, "status": "target not available", "out_dir": str(out), "report": None, "error": None}
     if not target_available(target):
         return result
-    # absolute paths: the export runs from the repository root and converters change folders
+    # absolute: the export runs with the repository root as its working folder, not ours
     cmd = [sys.executable, "-m", "export", "--target", target, "--variant", variant,
            "--res", str(res), "--out", str(Path(out).resolve()), *extra_args]
     start = time.perf_counter()

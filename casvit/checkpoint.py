@@ -28,14 +28,18 @@ def read_checkpoint(path: str | Path) -> dict:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: refused to unpickle (not a plain weights file): {first}") from None
+        raise CheckpointError(f"{path}: refused to unpickle (not a plain weights file): "
+                              f"{_first_line(e) or type(e).__name__}") from None
     except Exception as e:  # torch raises many types for garbage bytes (RuntimeError, IndexError, EOFError...)
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): "
-                              f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+                              f"{type(e).__name__}: {_first_line(e)}") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     return obj
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
 
 
 def extract_state_dict(obj: dict, use_ema: bool = False) -> dict[str, torch.Tensor]:

@@ -132,15 +132,10 @@ def _promote(artifacts: list[Artifact], entries: list[dict], out_dir: Path) -> N
         dest.mkdir(exist_ok=True)
         entry["files"] = []
         for path in [artifact.path, *artifact.details.get("companions", [])]:
-            path = Path(path)
-            target = dest / path.name
-            if path.exists():
-                entry["files"].append({"path": os.path.relpath(target, out_dir), "sha256": sha256_of(path),
-                                       "size_bytes": size_of(path)})
-                promote(path, target)
-            elif target.exists():  # a companion shared with an earlier artifact
-                entry["files"].append({"path": os.path.relpath(target, out_dir), "sha256": sha256_of(target),
-                                       "size_bytes": size_of(target)})
+            target = dest / Path(path).name
+            promote(path, target)
+            entry["files"].append({"path": os.path.relpath(target, out_dir), "sha256": sha256_of(target),
+                                   "size_bytes": size_of(target)})
         entry["status"] = "promoted" if ok else "rejected"
         if "companions" in artifact.details:
             artifact.details["companions"] = [Path(p).name for p in artifact.details["companions"]]

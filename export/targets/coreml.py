@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ExportError
+from ..errors import ExportError, first_line
 from ..fsutil import atomic_write, size_of
 from ..spec import Artifact
 
@@ -93,8 +93,7 @@ def _quiet(name: str):
     except ExportError:
         raise
     except Exception as e:  # coremltools raises plain exceptions of many kinds
-        first_line = (str(e).strip().splitlines() or [""])[0]
-        raise ExportError(f"{name}: Core ML conversion failed: {type(e).__name__}: {first_line}") from e
+        raise ExportError(f"{name}: Core ML conversion failed: {type(e).__name__}: {first_line(e)}") from e
     finally:
         logger.setLevel(level)
 

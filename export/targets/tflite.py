@@ -19,7 +19,7 @@ import numpy as np
 from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD, resize_rgb
 
 from ..calibration import DEFAULT_COUNT, load_calibration
-from ..errors import ExportError
+from ..errors import ExportError, first_line
 from ..fsutil import atomic_write
 from ..spec import Artifact
 from ..tflite_meta import write_companions
@@ -120,8 +120,7 @@ def _run_onnx2tf(ctx, onnx_path: Path, calib, precisions: tuple[str, ...]) -> tu
                 custom_input_op_name_np_data_path=[[INPUT_NAME, str(work / "calibration.npy"), mean, std]],
                 verbosity="info")
     except (Exception, SystemExit) as e:  # onnx2tf reports many errors with sys.exit(1)
-        first_line = (str(e).strip().splitlines() or [""])[0]
-        raise ExportError(f"onnx2tf failed ({type(e).__name__}: {first_line}); "
+        raise ExportError(f"onnx2tf failed ({type(e).__name__}: {first_line(e)}); "
                           f"its log: {_keep_log(ctx, log_path)}") from None
     seconds = time.perf_counter() - start
     files = {p: out / f"{onnx_path.stem}_{ONNX2TF_SUFFIX[p]}.tflite" for p in precisions}
