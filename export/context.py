@@ -49,18 +49,21 @@ class ExportContext:
 
     log = staticmethod(log)
 
+    def _input_choice(self, embed_normalization: bool | None, input_range: float | None) -> tuple[bool, float]:
+        """(embed normalization?, input range), the spec's where not given."""
+        return (self.spec.embed_normalization if embed_normalization is None else embed_normalization,
+                self.spec.input_range if input_range is None else input_range)
+
     def deploy_model(self, embed_normalization: bool | None = None, input_range: float | None = None) -> DeployCASViT:
         """The deploy form (cached); defaults follow the spec."""
-        embed = self.spec.embed_normalization if embed_normalization is None else embed_normalization
-        rng = self.spec.input_range if input_range is None else input_range
+        embed, rng = self._input_choice(embed_normalization, input_range)
         key = ("deploy", embed, rng)
         if key not in self._cache:
             self._cache[key] = deploy(self.model, normalize_input=embed, input_range=rng)
         return self._cache[key]
 
     def input_convention(self, embed_normalization: bool | None = None, input_range: float | None = None) -> str:
-        embed = self.spec.embed_normalization if embed_normalization is None else embed_normalization
-        rng = self.spec.input_range if input_range is None else input_range
+        embed, rng = self._input_choice(embed_normalization, input_range)
         return "normalized" if not embed else ("byte" if rng == 255.0 else "unit")
 
     def static_onnx(self) -> Path:
