@@ -1,4 +1,3 @@
-import os
 from pathlib import Path
 
 import pytest
@@ -7,13 +6,11 @@ import torch
 from casvit.init import randomize_batchnorm  # noqa: F401  (re-exported for tests)
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = Path(os.environ.get("CASVIT_REFERENCE", ROOT.parent / "shared" / "casvit_reference"))
+REFERENCE = ROOT / "tests" / "data" / "casvit_reference"  # official-format fixtures, see tests/data/README.md
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    if not REFERENCE.is_dir():
-        pytest.fail(f"reference fixtures not found at {REFERENCE} (set CASVIT_REFERENCE)")
     return REFERENCE
 
 
