@@ -13,9 +13,10 @@ import torch
 
 from casvit import CheckpointError, create_model, model_from_checkpoint
 from casvit.init import randomize_batchnorm
+from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 from . import audit as audit_mod
-from . import parity, targets
+from . import golden, parity, targets
 from .context import ExportContext, log, tool_versions
 from .errors import ExportError, GateFailure
 from .fsutil import promote, sha256_of, size_of
@@ -111,6 +112,9 @@ def run(spec: ExportSpec) -> dict:
             "artifacts": entries,
         }
         _promote(artifacts, entries, out_dir)
+        golden.write(out_dir / golden.FILE_NAME, names, rgb, IMAGENET_MEAN, IMAGENET_STD, reference)
+        report["golden"] = {"file": golden.FILE_NAME, "sha256": sha256_of(out_dir / golden.FILE_NAME),
+                            "size_bytes": size_of(out_dir / golden.FILE_NAME)}
         report["passed"] = all(e["status"] == "promoted" for e in entries)
         write_reports(out_dir, report)
     finally:

@@ -62,6 +62,8 @@ def write_reports(out_dir: Path, report: dict) -> None:
         "weights": report["weights"],
         "versions": report["versions"],
         "files": [{"path": f["path"], "sha256": f["sha256"], "size_bytes": f["size_bytes"]}
-                  for a in report["artifacts"] if a["status"] == "promoted" for f in a["files"]],
+                  for a in report["artifacts"] if a["status"] == "promoted" for f in a["files"]]
+        + ([{"path": report["golden"]["file"], "sha256": report["golden"]["sha256"],
+             "size_bytes": report["golden"]["size_bytes"]}] if report.get("golden") else []),
     }
     atomic_write(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")

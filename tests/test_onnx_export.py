@@ -39,7 +39,7 @@ def test_tiny_export_passes_audit_and_parity(tiny_export):
     assert m["max_rel"] < 1e-5 and m["min_cosine"] > 0.99999 and m["top1_agreement"] == 1.0 and m["samples"] == 6
     assert set(entry["audit"]["census"]) <= {"Conv", "Sigmoid", "Relu", "Gelu", "Mul", "Add", "ReduceMean", "Split", "Reshape"}
     assert "Gelu" in entry["audit"]["census"] and report["network_attempts"] == 0
-    assert sorted(p.name for p in out.iterdir()) == ["casvit_tiny_64x64.onnx", "manifest.json", "report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["casvit_tiny_64x64.onnx", "manifest.json", "parity_inputs.npz", "report.json", "report.md"]
 
 
 def test_onnx_file_names_and_metadata(tiny_export):
@@ -59,9 +59,10 @@ def test_report_and_manifest_agree_with_files(tiny_export):
     saved = json.loads((out / "report.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
     assert saved["passed"] and saved["weights"]["for_deployment"] is False
-    (f,) = manifest["files"]
     import hashlib
-    assert f["sha256"] == hashlib.sha256((out / f["path"]).read_bytes()).hexdigest()
+    assert sorted(f["path"] for f in manifest["files"]) == ["casvit_tiny_64x64.onnx", "parity_inputs.npz"]
+    for f in manifest["files"]:
+        assert f["sha256"] == hashlib.sha256((out / f["path"]).read_bytes()).hexdigest()
     md = (out / "report.md").read_text()
     assert "NOT FOR DEPLOYMENT" in md and "PASSED" in md
 
@@ -119,7 +120,7 @@ def test_corrupted_artifact_fails_parity_gate_and_is_not_promoted(tmp_path, monk
     assert entry["status"] == "rejected" and entry["parity"]["misses"]
     assert not (tmp_path / "casvit_tiny_64x64.onnx").exists()
     assert (tmp_path / "rejected" / "casvit_tiny_64x64.onnx").exists()
-    assert json.loads((tmp_path / "manifest.json").read_text())["files"] == []
+    assert [f["path"] for f in json.loads((tmp_path / "manifest.json").read_text())["files"]] == ["parity_inputs.npz"]
 
 
 def _matmul_model(path: Path) -> None:
@@ -231,3 +232,22 @@ def test_help_explains_every_option():
     for opt in ("--target", "--variant", "--checkpoint", "--ema", "--res", "--batch", "--dynamic-batch",
                 "--embed-normalization", "--out", "--labels"):
         assert opt in r.stdout
+
+
+def test_golden_data_reproduces_the_artifact_without_torch(tiny_export):
+    """parity_inputs.npz + the artifact alone give the parity numbers (no PyTorch needed)."""
+    import onnxruntime as ort
+
+    from export import golden
+    from export.inputs import to_convention
+    from export.parity import compare
+
+    out_dir, report = tiny_export
+    g = golden.read(out_dir / golden.FILE_NAME)
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    assert golden.FILE_NAME in [f["path"] for f in manifest["files"]]
+    assert list(g["names"]) == report["parity_inputs"]["names"]
+    session = ort.InferenceSession(str(out_dir / report["artifacts"][0]["file"]), providers=["CPUExecutionProvider"])
+    x = to_convention(g["rgb"], report["artifacts"][0]["input_convention"], g["mean"], g["std"])
+    out = np.concatenate([session.run(None, {"image": x[i:i + 1]})[0] for i in range(len(x))])
+    assert compare(g["logits"], out)["max_rel"] < 1e-5
