@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
 from casvit import VARIANTS
 
-from . import targets
-from .errors import ExportError, GateFailure
+from . import interrupts, targets
+from .checks import failure_summary
+from .errors import EXIT_PASSED, ExportError, GateFailure, outcome
 from .spec import TARGET_NAMES, ExportSpec, parse_resolution
 
 
@@ -21,8 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m export",
         description="Export CAS-ViT to ONNX, TFLite and Core ML, audit the op set and verify parity "
-                    "against eager PyTorch. Exit codes: 0 passed, 1 an artifact failed its audit or "
-                    "parity gate (report kept, artifact moved to OUT/rejected), 2 bad input.",
+                    "against eager PyTorch. OUT changes as one transaction: it holds the previous or the new "
+                    "complete set (manifest.json lists every file with its sha256), never a mix.",
+        epilog="exit codes (one line on stderr, no traceback): 0 passed; 1 an artifact failed its audit or "
+               "parity gate (the previous set in OUT is kept, this run's files and report go to OUT/rejected); "
+               "2 bad input (or OUT in use by another export); 3 the environment failed mid-run (disk full, "
+               "out of memory, permission lost); 4 internal error (a bug; --debug shows the traceback); "
+               "130 interrupted (Ctrl-C); 143 terminated (SIGTERM). Through make the status is make's own "
+               "(2 for any failed recipe): scripts that branch on these codes call python -m export.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("model")
@@ -50,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --embed-normalization: RGB scale of the input")
     g.add_argument("--out", type=Path, default=Path("out"), help="output folder")
     g.add_argument("--noise-inputs", type=int, default=2, help="seeded noise images added to the parity photos")
+    g.add_argument("--force", action="store_true",
+                   help="write into an OUT that holds files this tool did not write (they are kept, never "
+                        "overwritten); without it such a folder is refused")
+    g.add_argument("--debug", action="store_true", help="show the traceback of an error")
     for name in TARGET_NAMES:
         module = targets.get(name)
         if hasattr(module, "add_arguments"):
@@ -76,40 +88,47 @@ def spec_from_args(args: argparse.Namespace) -> ExportSpec:
     if args.labels is not None and not args.labels.is_file():
         raise ExportError(f"labels file not found: {args.labels}")
     generic = {"target", "variant", "checkpoint", "ema", "num_classes", "labels", "seed", "res", "batch",
-               "dynamic_batch", "embed_normalization", "input_range", "out", "noise_inputs"}
+               "dynamic_batch", "embed_normalization", "input_range", "out", "noise_inputs", "force", "debug"}
     return ExportSpec(
         targets=parse_targets(args.target), variant=args.variant, height=height, width=width,
         batch=args.batch, dynamic_batch=args.dynamic_batch, embed_normalization=args.embed_normalization,
         input_range=args.input_range, checkpoint=args.checkpoint, use_ema=args.ema,
         num_classes=args.num_classes, labels=args.labels, seed=args.seed, out_dir=args.out,
-        noise_inputs=args.noise_inputs,
+        noise_inputs=args.noise_inputs, force=args.force,
         options={k: v for k, v in vars(args).items() if k not in generic},
     )
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .pipeline import run
-
+    """Parse, run, and map the outcome to an exit code (``export.errors.outcome``)."""
     args = build_parser().parse_args(argv)
+    interrupts.install()
     try:
+        from .pipeline import run
+
         spec = spec_from_args(args)
         report = run(spec)
-    except GateFailure as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except BaseException as e:  # noqa: BLE001 -- every ending becomes one line and a documented code
+        if args.debug and not isinstance(e, KeyboardInterrupt):
+            traceback.print_exc()
+        if isinstance(e, GateFailure) and e.report:
+            print(summary_table(e.report, e.where))
+        code, message = outcome(e)
+        print(f"error: {message}", file=sys.stderr)
+        return code
     print(summary_table(report, spec.out_dir))
-    return 0
+    return EXIT_PASSED
 
 
 def summary_table(report: dict, out_dir: Path) -> str:
     lines = [f"{'artifact':<46} {'size KiB':>9} {'max rel':>9} {'cosine':>10} {'centered':>9} {'top-1':>6} {'top-5':>6}  status"]
     for a in report["artifacts"]:
-        m = a["parity"]["metrics"]
-        lines.append(f"{a['file']:<46} {a['size_bytes'] / 1024:>9.0f} {m['max_rel']:>9.2e} {m['min_cosine']:>10.6f} {m['min_centered_cosine']:>9.4f} "
-                     f"{m['top1_agreement']:>6.2f} {m['top5_agreement']:>6.2f}  {a['status']}")
+        m = a["parity"]["metrics"] if a.get("parity") else {}
+        numbers = " ".join(f"{m[k]:>{w}.{p}}" if k in m else f"{'-':>{w}}" for k, w, p in (
+            ("max_rel", 9, "2e"), ("min_cosine", 10, "6f"), ("min_centered_cosine", 9, "4f"),
+            ("top1_agreement", 6, "2f"), ("top5_agreement", 6, "2f")))
+        status = a["status"] + (f" ({failure_summary(a)})" if not a["passed"] else "")
+        lines.append(f"{a['file']:<46} {a['size_bytes'] / 1024:>9.0f} {numbers}  {status}")
     if not report["weights"]["for_deployment"]:
         lines.append("NOTE: random weights -- these artifacts are NOT FOR DEPLOYMENT")
     lines.append(f"report: {out_dir / 'report.md'}")

@@ -1,4 +1,19 @@
-"""Errors the CLI turns into a one-line message and a non-zero exit."""
+"""Errors the CLI turns into a one-line message and an exit code.
+
+The mapping from an exception to (exit code, message) lives here and only here
+(``outcome``): 0 passed, 1 an artifact failed its gate, 2 bad input, 3 the
+environment failed mid-run (disk full, quota, read-only or lost permission, out of
+memory), 130 interrupted (SIGINT), 143 terminated (SIGTERM), 4 an unexpected
+internal error (a bug: ``--debug`` shows its traceback)."""
+from __future__ import annotations
+
+import errno
+
+EXIT_PASSED, EXIT_GATE, EXIT_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL = 0, 1, 2, 3, 4
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + signal number, as shells report them
+
+# OSErrors that mean "the machine let us down", not "the user asked for something wrong".
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOMEM}
 
 
 def first_line(exc: BaseException) -> str:
@@ -11,4 +26,44 @@ class ExportError(Exception):
 
 
 class GateFailure(ExportError):
-    """An artifact failed its audit or parity gate (exit code 1, report kept)."""
+    """An artifact failed its audit or parity gate (exit code 1); ``report`` and the
+    folder it was written to (``where``) come with it."""
+
+    def __init__(self, message: str, report: dict | None = None, where=None):
+        super().__init__(message)
+        self.report, self.where = report, where
+
+
+class EnvironmentFailure(ExportError):
+    """The machine failed the run (disk full, out of memory, permission lost): exit 3."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into the same clean interruption path as Ctrl-C (exit 143)."""
+
+
+def describe_os_error(e: OSError) -> str:
+    """'No space left on device: /out/x.onnx' from an OSError."""
+    where = e.filename or ""
+    if e.filename2:
+        where = f"{where} -> {e.filename2}"
+    return f"{e.strerror or e}" + (f": {where}" if where else "")
+
+
+def outcome(exc: BaseException) -> tuple[int, str]:
+    """Exit code and one-line message for an exception that ended a run."""
+    if isinstance(exc, Terminated):
+        return EXIT_SIGTERM, "terminated (SIGTERM); the output folder is unchanged"
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_SIGINT, "interrupted; the output folder is unchanged"
+    if isinstance(exc, GateFailure):
+        return EXIT_GATE, first_line(exc)
+    if isinstance(exc, EnvironmentFailure):
+        return EXIT_ENVIRONMENT, first_line(exc)
+    if isinstance(exc, ExportError):
+        return EXIT_INPUT, first_line(exc)
+    if isinstance(exc, MemoryError):
+        return EXIT_ENVIRONMENT, "out of memory; try a smaller --res or --batch, or free memory"
+    if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+        return EXIT_ENVIRONMENT, f"the environment failed mid-run: {describe_os_error(exc)}"
+    return EXIT_INTERNAL, f"internal error ({type(exc).__name__}: {first_line(exc)}); rerun with --debug for the traceback"

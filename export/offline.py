@@ -30,6 +30,12 @@ def _hook(event: str, args: tuple) -> None:
 _installed = False
 
 
+def record(attempts: list[str]) -> None:
+    """Add attempts seen elsewhere (a converter's child process) to the active record."""
+    if _state["active"]:
+        _state["attempts"].extend(attempts)
+
+
 @contextlib.contextmanager
 def no_network():
     """Block and record network attempts for the duration; yields the attempt list."""

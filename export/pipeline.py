@@ -1,10 +1,8 @@
-"""One export run: build the model, convert each target, audit, check parity
-against eager PyTorch, write the report, promote only what passed."""
+"""One export run: build the model, convert each target, verify each artifact
+(audit, parity against eager PyTorch), then swap the complete set into the output
+folder as one transaction: OUT when every artifact passed, else OUT/rejected."""
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -15,11 +13,10 @@ from casvit import CheckpointError, create_model, model_from_checkpoint
 from casvit.init import randomize_batchnorm
 from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
-from . import audit as audit_mod
-from . import golden, parity, targets
+from . import checks, golden, interrupts, outset, progress, targets
 from .context import ExportContext, log, tool_versions
 from .errors import ExportError, GateFailure
-from .fsutil import promote, sha256_of, size_of
+from .fsutil import sha256_of, size_of
 from .inputs import parity_images, to_convention
 from .labels import resolve_labels
 from .offline import no_network
@@ -51,98 +48,87 @@ def build_model(spec: ExportSpec):
     return model.eval(), {"source": f"random (seed {spec.seed})", "sha256": "", "for_deployment": False}
 
 
-def _prepare_out_dir(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write-test-"):
-            pass
-    except OSError as e:
-        raise ExportError(f"output folder {out_dir} is not writable: {e.strerror or e}") from None
-
-
 @torch.no_grad()
 def reference_logits(model: torch.nn.Module, x: np.ndarray, chunk: int = 8) -> np.ndarray:
     return np.concatenate([model(torch.from_numpy(x[i:i + chunk])).numpy() for i in range(0, len(x), chunk)])
 
 
-def verify(artifact: Artifact, rgb: np.ndarray, reference: np.ndarray) -> dict:
-    """Audit and parity of one artifact, as a report entry."""
+def verify(artifact: Artifact, evidence: checks.Evidence) -> dict:
+    """The report entry of one artifact: what it is, then every check's result."""
     target = targets.get(artifact.format)
-    result = audit_mod.audit(artifact.format, target.census(artifact))
     entry = {
         "name": artifact.name, "format": artifact.format, "precision": artifact.precision,
         "file": artifact.path.name, "size_bytes": size_of(artifact.path), "sha256": sha256_of(artifact.path),
         "convert_seconds": round(artifact.convert_seconds, 2), "input_convention": artifact.input_convention,
-        "audit": {**asdict(result), "passed": result.passed, "summary": result.summary()},
-        "runtime": target.runtime_note(artifact), "details": artifact.details, "parity": None,
+        "runtime": target.runtime_note(artifact), "details": artifact.details,
     }
-    if result.passed:
-        log(f"{artifact.name}: parity on {len(rgb)} inputs")
-        output = target.load(artifact)(to_convention(rgb, artifact.input_convention))
-        entry["parity"] = parity.check(reference, output, artifact.precision)
+    entry.update(checks.run_checks(artifact, evidence))
     return entry
 
 
 def run(spec: ExportSpec) -> dict:
-    """Run the export; returns the report. Raises ExportError on bad input and
-    GateFailure (after writing the report) when an artifact misses its gate."""
+    """Run the export as one transaction on the output folder (see ``export.outset``);
+    returns the report. Raises ExportError on bad input and GateFailure (after
+    swapping the run's set into OUT/rejected) when an artifact misses its gate."""
     # Absolute from here on: converters may change the working folder (onnx2tf does).
     spec = replace(spec, out_dir=Path(spec.out_dir).resolve())
-    out_dir = spec.out_dir
-    _prepare_out_dir(out_dir)
-    workdir = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
-    try:
+    with outset.Transaction(spec.out_dir, force=spec.force) as txn:
         with no_network() as attempts:
-            model, weights = build_model(spec)
-            ctx = ExportContext(spec, model, weights, resolve_labels(model.num_classes, spec.labels), workdir)
-            names, rgb = parity_images(spec.height, spec.width, spec.noise_inputs, spec.seed)
-            reference = reference_logits(model, to_convention(rgb, "normalized"))
+            with progress.stage("building the model and the eager reference"):
+                model, weights = build_model(spec)
+                ctx = ExportContext(spec, model, weights, resolve_labels(model.num_classes, spec.labels), txn.workdir)
+                names, rgb = parity_images(spec.height, spec.width, spec.noise_inputs, spec.seed)
+                reference = reference_logits(model, to_convention(rgb, "normalized"))
+            evidence = checks.Evidence(rgb, reference)
             entries, artifacts = [], []
             for name in spec.targets:
-                log(f"{name}: converting")
-                for artifact in targets.get(name).convert(ctx):
+                with progress.stage(f"{name}: converting"):
+                    converted = targets.get(name).convert(ctx)
+                for artifact in converted:
+                    with progress.stage(f"{artifact.name}: verifying"):
+                        entries.append(verify(artifact, evidence))
                     artifacts.append(artifact)
-                    entries.append(verify(artifact, rgb, reference))
         if attempts:  # a library may have swallowed NetworkBlocked: still a failure
             raise ExportError(f"network access was attempted during the export: {attempts[0]}")
+        passed = all(e["passed"] for e in entries)
         report = {
-            "tool": "casvit-deploy", "spec": _spec_dict(spec, model), "weights": weights,
+            "tool": outset.TOOL, "run_id": txn.run_id, "passed": passed, "rejected": not passed,
+            "spec": _spec_dict(spec, model), "weights": weights,
             "versions": tool_versions(), "network_attempts": len(attempts),
             "parity_inputs": {"names": names, "resolution": spec.resolution, "source": "skimage.data photos + seeded noise"},
             "artifacts": entries,
         }
-        _promote(artifacts, entries, out_dir)
-        golden.write(out_dir / golden.FILE_NAME, names, rgb, IMAGENET_MEAN, IMAGENET_STD, reference)
-        report["golden"] = {"file": golden.FILE_NAME, "sha256": sha256_of(out_dir / golden.FILE_NAME),
-                            "size_bytes": size_of(out_dir / golden.FILE_NAME)}
-        report["passed"] = all(e["status"] == "promoted" for e in entries)
-        write_reports(out_dir, report)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    failed = [e for e in entries if e["status"] != "promoted"]
-    if failed:
-        raise GateFailure("gate failed for " + "; ".join(
-            f"{e['name']} ({e['audit']['summary'] if not e['audit']['passed'] else ', '.join(e['parity']['misses'])})"
-            for e in failed) + f" -- see {out_dir / 'report.md'}")
+        interrupts.raise_if_interrupted()
+        with progress.stage("writing the output set"):
+            _assemble(txn, artifacts, entries, passed)
+            golden.write(txn.new_dir / golden.FILE_NAME, names, rgb, IMAGENET_MEAN, IMAGENET_STD, reference)
+            report["golden"] = {"file": golden.FILE_NAME, **txn.add_written(golden.FILE_NAME)}
+            if not passed:
+                report["previous_set_kept"] = outset.read_manifest(spec.out_dir) is not None
+            write_reports(txn.new_dir, report)
+            interrupts.raise_if_interrupted()
+            where = txn.commit(manifest_fields(report), rejected=not passed)
+    if not passed:
+        kept = "the previous set in OUT is unchanged" if report["previous_set_kept"] else "nothing was promoted"
+        raise GateFailure("gate failed for " + "; ".join(f"{e['name']} ({checks.failure_summary(e)})"
+                                                          for e in entries if not e["passed"])
+                          + f"; {kept}; this run's files and report: {where / 'report.md'}", report, where)
     return report
 
 
-def _promote(artifacts: list[Artifact], entries: list[dict], out_dir: Path) -> None:
-    """Move passing artifacts (and their companion files) into ``out_dir``; failed
-    ones go to ``out_dir/rejected`` so they can be inspected but never mistaken."""
+def _assemble(txn: outset.Transaction, artifacts: list[Artifact], entries: list[dict], passed: bool) -> None:
+    """Move every artifact and its companion files into the new set; status per entry."""
     for artifact, entry in zip(artifacts, entries):
-        ok = entry["audit"]["passed"] and entry["parity"] and entry["parity"]["passed"]
-        dest = out_dir if ok else out_dir / "rejected"
-        dest.mkdir(exist_ok=True)
-        entry["files"] = []
-        for path in [artifact.path, *artifact.details.get("companions", [])]:
-            target = dest / Path(path).name
-            promote(path, target)
-            entry["files"].append({"path": os.path.relpath(target, out_dir), "sha256": sha256_of(target),
-                                   "size_bytes": size_of(target)})
-        entry["status"] = "promoted" if ok else "rejected"
+        entry["files"] = [txn.add(path) for path in [artifact.path, *artifact.details.get("companions", [])]]
+        entry["status"] = "promoted" if passed else ("rejected: another artifact failed" if entry["passed"] else "rejected")
         if "companions" in artifact.details:
             artifact.details["companions"] = [Path(p).name for p in artifact.details["companions"]]
+
+
+def manifest_fields(report: dict) -> dict:
+    """What the manifest says about the set besides its files."""
+    return {"variant": report["spec"]["variant"], "resolution": report["spec"]["resolution"],
+            "weights": report["weights"], "versions": report["versions"]}
 
 
 def _spec_dict(spec: ExportSpec, model) -> dict:

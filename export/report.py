@@ -1,9 +1,10 @@
-"""report.json, report.md and manifest.json beside the artifacts, written atomically."""
+"""report.json and report.md of a run, written atomically into its output set."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from .checks import failure_summary
 from .fsutil import atomic_write
 
 
@@ -24,7 +25,9 @@ def render_markdown(report: dict) -> str:
         + (f", sha256 `{w['sha256'][:16]}...`" if w.get("sha256") else ""),
         f"- parity inputs: {', '.join(report['parity_inputs']['names'])}",
         f"- network attempts during export: {report['network_attempts']}",
-        f"- result: **{'PASSED' if report['passed'] else 'FAILED'}**",
+        f"- result: **{'PASSED' if report['passed'] else 'FAILED'}**" + ("" if report["passed"] else (
+            " -- this is a REJECTED run: nothing here is for deployment"
+            + ("; the previous set at the top of the output folder was kept" if report.get("previous_set_kept") else ""))),
         "",
         "| artifact | precision | size (KiB) | convert (s) | audit | max abs | max rel | min cosine | centered cosine | top-1 | top-5 | parity | status |",
         "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
@@ -38,7 +41,7 @@ def render_markdown(report: dict) -> str:
             + f" | {m.get('min_cosine', float('nan')):.6f} | {m.get('min_centered_cosine', float('nan')):.4f}"
             f" | {_fmt(m.get('top1_agreement'))} | {_fmt(m.get('top5_agreement'))} | "
             f"{'ok' if a['parity'] and a['parity']['passed'] else 'FAIL: ' + '; '.join(a['parity']['misses']) if a['parity'] else 'not run'} | "
-            f"{a['status']} |"
+            f"{a['status']}{' (' + failure_summary(a) + ')' if not a.get('passed', True) else ''} |"
         )
     lines += ["", "## Per artifact", ""]
     for a in report["artifacts"]:
@@ -53,17 +56,7 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def write_reports(out_dir: Path, report: dict) -> None:
-    atomic_write(out_dir / "report.json", json.dumps(report, indent=2, default=str) + "\n")
-    atomic_write(out_dir / "report.md", render_markdown(report))
-    manifest = {
-        "variant": report["spec"]["variant"],
-        "resolution": report["spec"]["resolution"],
-        "weights": report["weights"],
-        "versions": report["versions"],
-        "files": [{"path": f["path"], "sha256": f["sha256"], "size_bytes": f["size_bytes"]}
-                  for a in report["artifacts"] if a["status"] == "promoted" for f in a["files"]]
-        + ([{"path": report["golden"]["file"], "sha256": report["golden"]["sha256"],
-             "size_bytes": report["golden"]["size_bytes"]}] if report.get("golden") else []),
-    }
-    atomic_write(out_dir / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+def write_reports(folder: Path, report: dict) -> None:
+    """report.json and report.md of a run (the manifest is written by ``export.outset``)."""
+    atomic_write(folder / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+    atomic_write(folder / "report.md", render_markdown(report))

@@ -41,6 +41,7 @@ class ExportSpec:
     seed: int = 0
     out_dir: Path = Path("out")
     noise_inputs: int = 2  # seeded noise images added to the real photos
+    force: bool = False  # write into an OUT holding files we did not write (they are kept)
     options: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -11,7 +11,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 import uuid
 import warnings
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import isolate
 from ..errors import ExportError, first_line
 from ..fsutil import atomic_write, size_of
 from ..spec import Artifact
@@ -63,19 +63,6 @@ def _options(spec) -> tuple[list[str], list[str], str, str]:
     if target not in DEPLOYMENT_TARGETS or kind not in ("image", "tensor"):
         raise ExportError(f"--coreml-target must be one of {', '.join(DEPLOYMENT_TARGETS)}; --coreml-input image or tensor")
     return precisions, list(dict.fromkeys(compress)), target, kind
-
-
-@contextlib.contextmanager
-def _private_tempdir():
-    """coremltools stages packages in the temp folder: give it a private one, removed after."""
-    path = tempfile.mkdtemp(prefix="casvit-coremltools-")
-    previous = tempfile.tempdir
-    tempfile.tempdir = path
-    try:
-        yield Path(path)
-    finally:
-        tempfile.tempdir = previous
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -245,28 +232,39 @@ def convert(ctx) -> list[Artifact]:
     if len(set(ctx.labels)) != len(ctx.labels):
         ctx.log("coreml: some class labels repeat; the label dictionary keeps one score per name, "
                 "the 'logits' output keeps all")
+    jobs = []
+    for precision in precisions:
+        for compression in [None, *compressions]:
+            name = "-".join(["coreml", precision, *([compression] if compression else [])])
+            path = ctx.workdir / f"casvit_{s.variant}_{s.resolution}_{name.removeprefix('coreml-')}.mlpackage"
+            jobs.append((name, precision, compression, path))
+    # In a child process: coremltools switches the temp folder and cannot be
+    # interrupted cleanly; the child's TMPDIR lies inside the run's transaction folder.
+    return isolate.call(_convert_packages, (ctx, module, convention, example, jobs, target, kind),
+                        workdir=ctx.workdir, label="coremltools")
+
+
+def _convert_packages(ctx, module, convention: str, example: torch.Tensor, jobs: list, target: str,
+                      kind: str) -> list[Artifact]:
+    """Trace once, then convert, describe and save one package per (precision, compression)."""
     artifacts = []
-    with _private_tempdir():
-        traced = _trace(module, example * (255.0 if convention == "byte" else 1.0))
-        for precision in precisions:
-            for compression in [None, *compressions]:
-                name = "-".join(["coreml", precision, *([compression] if compression else [])])
-                path = ctx.workdir / f"casvit_{s.variant}_{s.resolution}_{name.removeprefix('coreml-')}.mlpackage"
-                ctx.log(f"{name}: converting with coremltools ({precision}, target {target}, {kind} input)")
-                start = time.perf_counter()
-                with _quiet(name):
-                    mlmodel = _convert(ctx, traced, kind, precision, compression, target)
-                    spec = mlmodel.get_spec()
-                    _expose_logits(spec, len(ctx.labels))
-                    _describe(ctx, spec, kind, precision, compression, target)
-                    _save(mlmodel, spec, path)
-                seconds = time.perf_counter() - start
-                artifacts.append(Artifact(name, "coreml", compression or precision, path, convention, seconds, details={
-                    "package_bytes": size_of(path), "deployment_target": OS_OF_TARGET[target],
-                    "mil_opset": spec.mlProgram.functions["main"].opset, "compute_precision": precision,
-                    "weight_compression": compression or "none", "input": kind,
-                    "outputs": [f.name for f in spec.description.output],
-                }))
+    traced = _trace(module, example * (255.0 if convention == "byte" else 1.0))
+    for name, precision, compression, path in jobs:
+        ctx.log(f"{name}: converting with coremltools ({precision}, target {target}, {kind} input)")
+        start = time.perf_counter()
+        with _quiet(name):
+            mlmodel = _convert(ctx, traced, kind, precision, compression, target)
+            spec = mlmodel.get_spec()
+            _expose_logits(spec, len(ctx.labels))
+            _describe(ctx, spec, kind, precision, compression, target)
+            _save(mlmodel, spec, path)
+        seconds = time.perf_counter() - start
+        artifacts.append(Artifact(name, "coreml", compression or precision, path, convention, seconds, details={
+            "package_bytes": size_of(path), "deployment_target": OS_OF_TARGET[target],
+            "mil_opset": spec.mlProgram.functions["main"].opset, "compute_precision": precision,
+            "weight_compression": compression or "none", "input": kind,
+            "outputs": [f.name for f in spec.description.output],
+        }))
     return artifacts
 
 

@@ -5,11 +5,8 @@ calibrated on real images; I/O are renamed ``image``/``logits`` with a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import shutil
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,8 +15,9 @@ import numpy as np
 
 from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD, resize_rgb
 
+from .. import isolate
 from ..calibration import DEFAULT_COUNT, load_calibration
-from ..errors import ExportError, first_line
+from ..errors import ExportError
 from ..fsutil import atomic_write
 from ..spec import Artifact
 from ..tflite_meta import write_companions
@@ -73,30 +71,17 @@ def _input_scaling(convention: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(mean, np.float32).reshape(1, 1, 1, 3), np.asarray(std, np.float32).reshape(1, 1, 1, 3)
 
 
-@contextlib.contextmanager
-def _captured_output(log_path: Path, cwd: Path):
-    """Run with ``cwd`` as working folder and stdout/stderr (Python and the native
-    TensorFlow logs on file descriptors 1 and 2) appended to ``log_path``."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved_fds, saved_cwd = (os.dup(1), os.dup(2)), os.getcwd()
-    with open(log_path, "a", buffering=1) as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        os.chdir(cwd)
-        try:
-            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-                yield
-        finally:
-            os.chdir(saved_cwd)
-            os.dup2(saved_fds[0], 1)
-            os.dup2(saved_fds[1], 2)
-            for fd in saved_fds:
-                os.close(fd)
+def _onnx2tf_convert(kwargs: dict) -> None:
+    """The onnx2tf call itself; runs in a child process (``export.isolate``) whose working
+    folder is onnx2tf's and whose stdout/stderr are the onnx2tf log."""
+    import onnx2tf
+
+    onnx2tf.convert(**kwargs)
 
 
 def _run_onnx2tf(ctx, onnx_path: Path, calib, precisions: tuple[str, ...]) -> tuple[dict[str, Path], float]:
-    """One onnx2tf run in its own working folder; returns the .tflite per precision and the seconds taken."""
+    """One onnx2tf run in a child process and its own working folder; returns the
+    .tflite per precision and the seconds taken."""
     work = ctx.workdir / "onnx2tf"
     work.mkdir(parents=True, exist_ok=True)
     unit = calib.rgb.astype(np.float32) / np.float32(255.0)  # NHWC in [0, 1], as onnx2tf expects
@@ -106,22 +91,18 @@ def _run_onnx2tf(ctx, onnx_path: Path, calib, precisions: tuple[str, ...]) -> tu
     mean, std = _input_scaling(ctx.input_convention())
     log_path = work / "onnx2tf.log"
     out = work / "saved_model"
+    # Not copy_onnx_input_output_names_to_tflite: it shells out to flatc and curl
+    # (network). _finalize names the I/O and adds the signature instead.
+    kwargs = dict(input_onnx_file_path=str(onnx_path), output_folder_path=str(out),
+                  output_dynamic_range_quantized_tflite="int8-dynamic" in precisions,
+                  output_integer_quantized_tflite="int8" in precisions, quant_type="per-channel",
+                  custom_input_op_name_np_data_path=[[INPUT_NAME, str(work / "calibration.npy"), mean, std]],
+                  verbosity="info")
     start = time.perf_counter()
     try:
-        with _captured_output(log_path, work):
-            import onnx2tf
-
-            # Not copy_onnx_input_output_names_to_tflite: it shells out to flatc and curl
-            # (network). _finalize names the I/O and adds the signature instead.
-            onnx2tf.convert(
-                input_onnx_file_path=str(onnx_path), output_folder_path=str(out),
-                output_dynamic_range_quantized_tflite="int8-dynamic" in precisions,
-                output_integer_quantized_tflite="int8" in precisions, quant_type="per-channel",
-                custom_input_op_name_np_data_path=[[INPUT_NAME, str(work / "calibration.npy"), mean, std]],
-                verbosity="info")
-    except (Exception, SystemExit) as e:  # onnx2tf reports many errors with sys.exit(1)
-        raise ExportError(f"onnx2tf failed ({type(e).__name__}: {first_line(e)}); "
-                          f"its log: {_keep_log(ctx, log_path)}") from None
+        isolate.call(_onnx2tf_convert, (kwargs,), workdir=work, label="onnx2tf", log_path=log_path)
+    except ExportError as e:
+        raise type(e)(f"{e}; its log: {_keep_log(ctx, log_path)}") from None
     seconds = time.perf_counter() - start
     files = {p: out / f"{onnx_path.stem}_{ONNX2TF_SUFFIX[p]}.tflite" for p in precisions}
     missing = [p for p, f in files.items() if not f.is_file()]
@@ -134,7 +115,8 @@ def _keep_log(ctx, log_path: Path) -> Path:
     """Copy onnx2tf's log out of the staging folder (which is deleted) so a failure can be read."""
     kept = Path(ctx.spec.out_dir) / "tflite-onnx2tf.log"
     if log_path.is_file():
-        shutil.copyfile(log_path, kept)
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(kept, log_path.read_bytes())
     return kept
 
 

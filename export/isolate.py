@@ -1,0 +1,116 @@
+"""Run a converter in a child process, so that it cannot swallow the parent's
+Ctrl-C (onnx2tf has bare ``except:``), change the parent's working folder or file
+descriptors (onnx2tf) or its temp folder (coremltools).
+
+The child (``python -m export.isolate JOB RESULT``) runs in its own session, so a
+terminal's SIGINT reaches only the parent; the parent kills the child's whole
+process group with SIGKILL when it is interrupted or terminated, then re-raises.
+The function and its arguments travel as a pickle file, the outcome comes back
+the same way. The child's TMPDIR is a folder inside the run's transaction folder,
+so nothing it leaves behind outlives the run (or the next run's clean-up). The
+child runs under the same Python-level network guard as the parent; its attempts
+are added to the parent's record."""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+
+from . import offline
+from .errors import ENVIRONMENT_ERRNOS, EnvironmentFailure, ExportError, describe_os_error, first_line
+
+
+def call(func, args: tuple, *, workdir: Path, label: str, log_path: Path | None = None):
+    """``func(*args)`` in a child process with ``workdir`` as its working folder; its
+    stdout/stderr go to ``log_path`` (None: the parent's stderr). Raises ExportError
+    (EnvironmentFailure for a full disk, lost memory or a child killed by the system)."""
+    job, result = workdir / f".{label}.job.pkl", workdir / f".{label}.result.pkl"
+    tmp = workdir / f"tmp-{label}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    with open(job, "wb") as f:
+        pickle.dump((func, args), f)
+    result.unlink(missing_ok=True)
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": _import_path()}
+    log = open(log_path, "ab") if log_path else None
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "export.isolate", str(job), str(result)], cwd=workdir, env=env,
+                                stdin=subprocess.DEVNULL, stdout=log or sys.stderr, stderr=log or sys.stderr,
+                                start_new_session=True)
+    finally:
+        if log:
+            log.close()
+    try:
+        code = proc.wait()
+    except BaseException:  # Ctrl-C, SIGTERM: take the whole converter down, then go on unwinding
+        _kill_group(proc)
+        raise
+    return _outcome(label, code, result)
+
+
+def _import_path() -> str:
+    """The parent's import roots first, so the child imports the same ``export``."""
+    here = str(Path(__file__).resolve().parents[1])
+    return os.pathsep.join([here, *filter(None, [os.environ.get("PYTHONPATH")])])
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _outcome(label: str, code: int, result: Path):
+    try:
+        with open(result, "rb") as f:
+            status, value, attempts = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError):
+        if code < 0:
+            how = "killed by the system (SIGKILL: out of memory?)" if -code == signal.SIGKILL else f"killed by signal {-code}"
+            raise EnvironmentFailure(f"{label}: the converter process was {how}") from None
+        raise ExportError(f"{label}: the converter process exited with status {code} without a result") from None
+    offline.record(attempts)
+    if status == "ok":
+        return value
+    kind, message = value
+    if kind == "environment":
+        raise EnvironmentFailure(f"{label}: {message}")
+    raise ExportError(message if kind == "input" else f"{label} failed ({message})")
+
+
+def _describe(exc: BaseException) -> tuple[str, str]:
+    """(kind, one-line message) of an exception in the child."""
+    if isinstance(exc, MemoryError):
+        return "environment", "out of memory"
+    if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
+        return "environment", describe_os_error(exc)
+    if isinstance(exc, EnvironmentFailure):
+        return "environment", first_line(exc)
+    if isinstance(exc, ExportError):
+        return "input", first_line(exc)
+    return "failed", f"{type(exc).__name__}: {first_line(exc)}"
+
+
+def _child(job: str, result: str) -> None:
+    with open(job, "rb") as f:
+        func, args = pickle.load(f)
+    with offline.no_network() as attempts:
+        try:
+            outcome = ("ok", func(*args))
+        except BaseException as e:  # noqa: BLE001 -- everything is reported to the parent (onnx2tf uses sys.exit)
+            traceback.print_exc()
+            outcome = ("error", _describe(e))
+        attempts = list(attempts)
+    tmp = f"{result}.tmp"
+    with open(tmp, "wb") as f:
+        pickle.dump((*outcome, attempts), f)
+    os.replace(tmp, result)
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1], sys.argv[2])
