@@ -102,7 +102,7 @@ def spec_from_args(args: argparse.Namespace) -> ExportSpec:
 def main(argv: list[str] | None = None) -> int:
     """Parse, run, and map the outcome to an exit code (``export.errors.outcome``)."""
     args = build_parser().parse_args(argv)
-    interrupts.install()
+    previous_handlers = interrupts.install()
     try:
         from .pipeline import run
 
@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         code, message = outcome(e)
         print(f"error: {message}", file=sys.stderr)
         return code
+    finally:
+        interrupts.restore(previous_handlers)
     print(summary_table(report, spec.out_dir))
     return EXIT_PASSED
 

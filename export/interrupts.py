@@ -16,11 +16,16 @@ def _on_signal(signum, frame) -> None:
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
-def install() -> None:
-    """Route SIGINT and SIGTERM to ``_on_signal`` (main thread only)."""
+def install() -> dict:
+    """Route SIGINT and SIGTERM to ``_on_signal`` (main thread only); returns the
+    previous handlers for ``restore``."""
     _received.clear()
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+    return {signum: signal.signal(signum, _on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+
+def restore(previous: dict) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
 
 
 def raise_if_interrupted() -> None:

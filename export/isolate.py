@@ -5,6 +5,7 @@ descriptors (onnx2tf) or its temp folder (coremltools).
 The child (``python -m export.isolate JOB RESULT``) runs in its own session, so a
 terminal's SIGINT reaches only the parent; the parent kills the child's whole
 process group with SIGKILL when it is interrupted or terminated, then re-raises.
+The kernel kills the child when the parent dies (even by SIGKILL).
 The function and its arguments travel as a pickle file, the outcome comes back
 the same way. The child's TMPDIR is a folder inside the run's transaction folder,
 so nothing it leaves behind outlives the run (or the next run's clean-up). The
@@ -12,6 +13,7 @@ child runs under the same Python-level network guard as the parent; its attempts
 are added to the parent's record."""
 from __future__ import annotations
 
+import ctypes
 import os
 import pickle
 import signal
@@ -34,7 +36,7 @@ def call(func, args: tuple, *, workdir: Path, label: str, log_path: Path | None 
     with open(job, "wb") as f:
         pickle.dump((func, args), f)
     result.unlink(missing_ok=True)
-    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": _import_path()}
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": _import_path(), PARENT_ENV: str(os.getpid())}
     log = open(log_path, "ab") if log_path else None
     try:
         proc = subprocess.Popen([sys.executable, "-m", "export.isolate", str(job), str(result)], cwd=workdir, env=env,
@@ -49,6 +51,9 @@ def call(func, args: tuple, *, workdir: Path, label: str, log_path: Path | None 
         _kill_group(proc)
         raise
     return _outcome(label, code, result)
+
+
+PARENT_ENV = "CASVIT_EXPORT_PARENT_PID"
 
 
 def _import_path() -> str:
@@ -96,7 +101,17 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     return "failed", f"{type(exc).__name__}: {first_line(exc)}"
 
 
+def _die_with_parent() -> None:
+    """Have the kernel SIGKILL this child when its parent dies, even by SIGKILL, so no
+    orphaned converter keeps writing (Linux prctl(PR_SET_PDEATHSIG); no library wraps it)."""
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if str(os.getppid()) != os.environ.get(PARENT_ENV):
+        os._exit(1)  # the parent died before prctl took effect
+
+
 def _child(job: str, result: str) -> None:
+    _die_with_parent()
     with open(job, "rb") as f:
         func, args = pickle.load(f)
     with offline.no_network() as attempts:

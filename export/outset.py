@@ -165,7 +165,7 @@ class Transaction:
             self.out_dir.parent.mkdir(parents=True, exist_ok=True)
             self._lock()
         except OSError as e:
-            raise ExportError(f"cannot use output folder {self.out_dir}: {e.strerror or e}") from None
+            raise ExportError(f"output folder {self.out_dir} is not writable: {e.strerror or e}") from None
         try:
             recover_stale(self.out_dir)
             self.foreign = self._inspect()
@@ -178,7 +178,7 @@ class Transaction:
 
     def __exit__(self, *exc) -> None:
         try:
-            shutil.rmtree(self.root, ignore_errors=True)
+            _finish(self.root, self.out_dir)  # also undoes a swap interrupted between its two renames
         finally:
             self._unlock()
 
@@ -278,21 +278,27 @@ def _put_back(names: list[str], sources: list[Path], out_dir: Path) -> None:
 
 
 def recover_stale(out_dir: Path) -> None:
-    """Finish or undo what killed runs left (call with the lock held), then remove
-    their transaction folders and the staging folders of older versions."""
+    """Finish or undo what killed runs left (call with the lock held) and remove their
+    transaction folders and the staging folders of older versions."""
     for folder in transaction_folders(out_dir):
-        try:
-            journal = json.loads((folder / "journal.json").read_text())
-        except (OSError, ValueError):
-            journal = None
-        if journal:
-            target, old = Path(journal["target"]), folder / "old"
-            if old.is_dir() and not os.path.lexists(target):
-                os.rename(old, target)
-            _put_back(journal.get("foreign", []), [folder / "new", old], out_dir)
-            stranded = [n for n in journal.get("foreign", [])
-                        if os.path.lexists(folder / "new" / n) or os.path.lexists(old / n)]
-            if stranded:
-                raise ExportError(f"{folder} holds files of yours ({', '.join(stranded)}) that could not be "
-                                  f"moved back into {out_dir}; move them yourself, then remove {folder}")
-        shutil.rmtree(folder, ignore_errors=True)
+        _finish(folder, out_dir)
+
+
+def _finish(folder: Path, out_dir: Path) -> None:
+    """Put a transaction folder's borrowed entries back where they belong, then remove it:
+    the replaced set if the swap stopped between its two renames, and foreign entries."""
+    try:
+        journal = json.loads((folder / "journal.json").read_text())
+    except (OSError, ValueError):
+        journal = None
+    if journal:
+        target, old = Path(journal["target"]), folder / "old"
+        if old.is_dir() and not os.path.lexists(target):
+            os.rename(old, target)
+        _put_back(journal.get("foreign", []), [folder / "new", old], out_dir)
+        stranded = [n for n in journal.get("foreign", [])
+                    if os.path.lexists(folder / "new" / n) or os.path.lexists(old / n)]
+        if stranded:
+            raise ExportError(f"{folder} holds files of yours ({', '.join(stranded)}) that could not be "
+                              f"moved back into {out_dir}; move them yourself, then remove {folder}")
+    shutil.rmtree(folder, ignore_errors=True)

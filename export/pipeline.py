@@ -74,7 +74,7 @@ def run(spec: ExportSpec) -> dict:
     spec = replace(spec, out_dir=Path(spec.out_dir).resolve())
     with outset.Transaction(spec.out_dir, force=spec.force) as txn:
         with no_network() as attempts:
-            with progress.stage("building the model and the eager reference"):
+            with progress.stage("building the model and the eager reference", announce=False):
                 model, weights = build_model(spec)
                 ctx = ExportContext(spec, model, weights, resolve_labels(model.num_classes, spec.labels), txn.workdir)
                 names, rgb = parity_images(spec.height, spec.width, spec.noise_inputs, spec.seed)

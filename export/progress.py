@@ -13,9 +13,11 @@ INTERVAL_SECONDS = 9.0  # below the promised 10 s, leaving room for scheduling d
 
 
 @contextlib.contextmanager
-def stage(name: str, interval: float = INTERVAL_SECONDS):
-    """Log ``name`` now, then ``name: still running (N s)`` every ``interval`` until the block ends."""
-    log(name)
+def stage(name: str, interval: float = INTERVAL_SECONDS, announce: bool = True):
+    """Log ``name`` now (if ``announce``), then ``name: still running (N s)`` every
+    ``interval`` until the block ends."""
+    if announce:
+        log(name)
     done, start = threading.Event(), time.monotonic()
 
     def beat() -> None:

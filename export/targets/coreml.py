@@ -240,8 +240,10 @@ def convert(ctx) -> list[Artifact]:
             jobs.append((name, precision, compression, path))
     # In a child process: coremltools switches the temp folder and cannot be
     # interrupted cleanly; the child's TMPDIR lies inside the run's transaction folder.
+    with _quiet("coremltools import"):  # its version warnings; verification imports it in this process
+        import coremltools  # noqa: F401
     return isolate.call(_convert_packages, (ctx, module, convention, example, jobs, target, kind),
-                        workdir=ctx.workdir, label="coremltools")
+                        workdir=ctx.workdir, label="coremltools", log_path=ctx.workdir / "coremltools.log")
 
 
 def _convert_packages(ctx, module, convention: str, example: torch.Tensor, jobs: list, target: str,
