@@ -24,6 +24,8 @@ help: ## show this help
 	@echo "  CALIB=folder of JPEG/PNG images for int8 calibration (default: bundled scikit-image photos)  CALIB_COUNT=N"
 	@echo "  OUT=output folder [$(OUT)]  EXPORT_ARGS='more python -m export options'"
 	@echo "  Every option: $(PY) -m export --help"
+	@echo "  Exit codes (0 passed, 1 gate failed, 2 bad input, 3 environment, 130/143 interrupted) are those of"
+	@echo "  $(PY) -m export; through make any failure is make's own 2."
 
 setup: $(STAMP) ## create .venv with every pinned dependency (idempotent)
 

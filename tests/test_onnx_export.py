@@ -112,15 +112,18 @@ def test_corrupted_artifact_fails_parity_gate_and_is_not_promoted(tmp_path, monk
         return artifacts
 
     monkeypatch.setattr(onnx_target, "convert", corrupting_convert)
-    with pytest.raises(GateFailure, match="onnx"):
+    with pytest.raises(GateFailure, match="onnx .parity: "):
         run(ExportSpec(targets=("onnx",), out_dir=tmp_path, **TINY))
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["passed"] is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rejected"]  # nothing promoted, no manifest on top
+    rejected = tmp_path / "rejected"
+    report = json.loads((rejected / "report.json").read_text())
+    assert report["passed"] is False and report["rejected"] is True and report["previous_set_kept"] is False
     (entry,) = report["artifacts"]
     assert entry["status"] == "rejected" and entry["parity"]["misses"]
-    assert not (tmp_path / "casvit_tiny_64x64.onnx").exists()
-    assert (tmp_path / "rejected" / "casvit_tiny_64x64.onnx").exists()
-    assert [f["path"] for f in json.loads((tmp_path / "manifest.json").read_text())["files"]] == ["parity_inputs.npz"]
+    assert (rejected / "casvit_tiny_64x64.onnx").exists()
+    manifest = json.loads((rejected / "manifest.json").read_text())
+    assert manifest["rejected"] and sorted(f["path"] for f in manifest["files"]) == ["casvit_tiny_64x64.onnx",
+                                                                                   "parity_inputs.npz"]
 
 
 def _matmul_model(path: Path) -> None:

@@ -2,6 +2,7 @@
 calibrated on a user folder), checked through the pipeline's audit and parity gate."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from export import android_assets  # noqa: E402
 from export.audit import RULES, audit  # noqa: E402
 from export.errors import ExportError  # noqa: E402
 from export.inputs import photo  # noqa: E402
+from export.outset import problems  # noqa: E402
 from export.pipeline import run  # noqa: E402
 from export.spec import ExportSpec  # noqa: E402
 from export.targets import tflite  # noqa: E402
@@ -118,7 +120,7 @@ def test_conversion_ran_offline_and_left_no_files_behind(export):
     assert not list(export["cwd"].iterdir())  # no calibration .npy fetched into the working folder
     assert sorted(p.name for p in export["calib"].iterdir()) == export["calib_before"]
     leftovers = [p.name for p in export["out"].iterdir() if p.name.startswith(".") or p.is_dir()]
-    assert leftovers == []
+    assert leftovers == [] and problems(export["out"]) == []
 
 
 def _artifact(export, entry, path=None):
@@ -190,7 +192,7 @@ def test_android_assets_copies_the_fp32_model(export, tmp_path):
 def test_android_assets_errors(export, tmp_path, capsys):
     with pytest.raises(ExportError, match="not found"):
         android_assets.copy_assets(tmp_path / "missing", tmp_path / "assets")
-    with pytest.raises(ExportError, match="no .tflite"):
+    with pytest.raises(ExportError, match="no manifest.json"):
         android_assets.copy_assets(tmp_path, tmp_path / "assets")
     with pytest.raises(ExportError, match="casvit_tiny_64x64_fp16.tflite"):  # lists the choices
         android_assets.copy_assets(export["out"], tmp_path / "assets", "nope.tflite")
@@ -198,9 +200,28 @@ def test_android_assets_errors(export, tmp_path, capsys):
     two.mkdir()
     for name in ("a_fp16.tflite", "b_int8.tflite"):
         (two / name).write_bytes(b"x")
+    (two / "manifest.json").write_text(json.dumps({"tool": "casvit-deploy", "files": [
+        {"path": name, "sha256": "0" * 64} for name in ("a_fp16.tflite", "b_int8.tflite")]}))
     assert android_assets.main(["--from", str(two), "--assets", str(tmp_path / "assets")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: several models") and "a_fp16.tflite, b_int8.tflite" in err and err.count("\n") == 1
+    assert not (tmp_path / "assets").exists()
+
+
+def test_android_assets_refuses_unlisted_or_changed_models(export, tmp_path):
+    """A stale .tflite beside the set, or a listed one edited after the export, never reaches the app."""
+    out = tmp_path / "out"
+    shutil.copytree(export["out"], out)
+    shutil.copy(out / "casvit_tiny_64x64_fp32.tflite", out / "casvit_tiny_64x64_old.tflite")
+    with pytest.raises(ExportError, match="casvit_tiny_64x64_old.tflite is not a .tflite listed in"):
+        android_assets.copy_assets(out, tmp_path / "assets", "casvit_tiny_64x64_old.tflite")
+    with (out / "casvit_tiny_64x64_fp32.tflite").open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ExportError, match="casvit_tiny_64x64_fp32.tflite differs from its manifest entry"):
+        android_assets.copy_assets(out, tmp_path / "assets")
+    (out / "labels.txt").write_text("edited\n")
+    with pytest.raises(ExportError, match="labels.txt differs from its manifest entry"):
+        android_assets.copy_assets(out, tmp_path / "assets", "casvit_tiny_64x64_int8.tflite")
     assert not (tmp_path / "assets").exists()
 
 
@@ -219,30 +240,32 @@ def test_cli_rejects_bad_precision_and_bad_calibration_folder(tmp_path):
 
 
 def test_onnx2tf_failure_is_one_line_and_keeps_its_log(tmp_path, monkeypatch):
-    """A failing onnx2tf (it calls sys.exit) becomes an ExportError naming the kept log;
-    its Python and native output went to that log; cwd and stdout/stderr are restored."""
+    """onnx2tf runs in a child process: a failing onnx2tf (it calls sys.exit) becomes an
+    ExportError naming the kept log; its Python and native output went to that log, it
+    ran in its own working folder, and this process's folder and descriptors are untouched."""
     import types
-
-    import onnx2tf
 
     from export.calibration import load_calibration
 
-    def failing_convert(**kwargs):
-        print("python-level chatter")
-        os.write(2, b"native-level chatter\n")
-        sys.exit(1)
-
-    monkeypatch.setattr(onnx2tf, "convert", failing_convert)
-    ctx = types.SimpleNamespace(workdir=tmp_path / "work", spec=types.SimpleNamespace(out_dir=tmp_path),
+    fake = tmp_path / "fake"  # an onnx2tf the child imports first (PYTHONPATH)
+    (fake / "onnx2tf").mkdir(parents=True)
+    (fake / "onnx2tf" / "__init__.py").write_text(
+        "import os, sys\n"
+        "def convert(**kwargs):\n"
+        "    print('python-level chatter in', os.getcwd())\n"
+        "    os.write(2, b'native-level chatter\\n')\n"
+        "    sys.exit(1)\n")
+    monkeypatch.setenv("PYTHONPATH", str(fake))
+    ctx = types.SimpleNamespace(workdir=tmp_path / "work", spec=types.SimpleNamespace(out_dir=tmp_path / "out"),
                                 input_convention=lambda: "normalized")
-    cwd = os.getcwd()
+    cwd, fds = os.getcwd(), (os.fstat(1), os.fstat(2))
     with pytest.raises(ExportError) as failure:
         tflite._run_onnx2tf(ctx, tmp_path / "model.onnx", load_calibration(32, 32, count=1), ("fp32",))
     message = str(failure.value)
-    assert "onnx2tf failed (SystemExit: 1)" in message and "\n" not in message
-    log = (tmp_path / "tflite-onnx2tf.log").read_text()
-    assert "python-level chatter" in log and "native-level chatter" in log
-    assert os.getcwd() == cwd
+    assert message == f"onnx2tf failed (SystemExit: 1); its log: {tmp_path / 'out' / 'tflite-onnx2tf.log'}"
+    log = (tmp_path / "out" / "tflite-onnx2tf.log").read_text()
+    assert f"python-level chatter in {tmp_path / 'work' / 'onnx2tf'}" in log and "native-level chatter" in log
+    assert os.getcwd() == cwd and (os.fstat(1), os.fstat(2)) == fds
     assert (tmp_path / "work" / "onnx2tf" / tflite.ONNX2TF_SAMPLE_FILE).is_file()  # supplied, never fetched
 
 
