@@ -4,16 +4,30 @@ thread (KeyboardInterrupt, Terminated), and a library that swallows that excepti
 ``raise_if_interrupted`` raises again before anything is promoted."""
 from __future__ import annotations
 
+import contextlib
 import signal
 
 from .errors import Terminated
 
 _received: list[int] = []
+_deferring: list[bool] = []
 
 
 def _on_signal(signum, frame) -> None:
     _received.append(signum)
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    if not _deferring:
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+@contextlib.contextmanager
+def deferred():
+    """Signals during the block are recorded, not raised: the block (the final swap)
+    runs to its end, so "interrupted" always means "the output folder is unchanged"."""
+    _deferring.append(True)
+    try:
+        yield
+    finally:
+        _deferring.pop()
 
 
 def install() -> dict:

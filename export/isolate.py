@@ -26,9 +26,9 @@ from . import offline
 from .errors import ENVIRONMENT_ERRNOS, EnvironmentFailure, ExportError, describe_os_error, first_line
 
 
-def call(func, args: tuple, *, workdir: Path, label: str, log_path: Path | None = None):
+def call(func, args: tuple, *, workdir: Path, label: str, log_path: Path):
     """``func(*args)`` in a child process with ``workdir`` as its working folder; its
-    stdout/stderr go to ``log_path`` (None: the parent's stderr). Raises ExportError
+    stdout/stderr go to ``log_path``. Raises ExportError
     (EnvironmentFailure for a full disk, lost memory or a child killed by the system)."""
     job, result = workdir / f".{label}.job.pkl", workdir / f".{label}.result.pkl"
     tmp = workdir / f"tmp-{label}"
@@ -36,15 +36,12 @@ def call(func, args: tuple, *, workdir: Path, label: str, log_path: Path | None 
     with open(job, "wb") as f:
         pickle.dump((func, args), f)
     result.unlink(missing_ok=True)
-    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": _import_path(), PARENT_ENV: str(os.getpid())}
-    log = open(log_path, "ab") if log_path else None
-    try:
+    # PYTHONHASHSEED fixed: converters iterate over sets of names, and identical runs must give identical bytes
+    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": _import_path(), "PYTHONHASHSEED": "0",
+           PARENT_ENV: str(os.getpid())}
+    with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "export.isolate", str(job), str(result)], cwd=workdir, env=env,
-                                stdin=subprocess.DEVNULL, stdout=log or sys.stderr, stderr=log or sys.stderr,
-                                start_new_session=True)
-    finally:
-        if log:
-            log.close()
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
     try:
         code = proc.wait()
     except BaseException:  # Ctrl-C, SIGTERM: take the whole converter down, then go on unwinding

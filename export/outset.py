@@ -177,8 +177,15 @@ class Transaction:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove the transaction folder (undoing a swap interrupted between its two
+        renames) and release the lock; a second call does nothing."""
+        if self._lock_fd is None:
+            return
         try:
-            _finish(self.root, self.out_dir)  # also undoes a swap interrupted between its two renames
+            _finish(self.root, self.out_dir)
         finally:
             self._unlock()
 

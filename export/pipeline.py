@@ -107,7 +107,9 @@ def run(spec: ExportSpec) -> dict:
                 report["previous_set_kept"] = outset.read_manifest(spec.out_dir) is not None
             write_reports(txn.new_dir, report)
             interrupts.raise_if_interrupted()
-            where = txn.commit(manifest_fields(report), rejected=not passed)
+            with interrupts.deferred():  # the swap and the clean-up run to their end
+                where = txn.commit(manifest_fields(report), rejected=not passed)
+                txn.close()
     if not passed:
         kept = "the previous set in OUT is unchanged" if report["previous_set_kept"] else "nothing was promoted"
         raise GateFailure("gate failed for " + "; ".join(f"{e['name']} ({checks.failure_summary(e)})"

@@ -13,6 +13,7 @@ from export import parity
 from export.cli import main as cli_main
 from export.fsutil import sha256_of
 from export.inputs import parity_images, to_convention
+from export.outset import problems
 from export.pipeline import reference_logits, run
 from export.spec import Artifact, ExportSpec
 from export.targets import coreml
@@ -45,7 +46,7 @@ def test_fp16_fp32_and_palettized_pass_audit_and_interpreter_parity(export_run):
     assert "constexpr_lut_to_dense" in _entry(report, "coreml-fp16-palettize8")["audit"]["census"]
     assert _entry(report, "coreml-fp16-palettize8")["size_bytes"] < _entry(report, "coreml-fp16")["size_bytes"]
     assert report["network_attempts"] == 0  # conversion ran under no_network(): any attempt would have raised
-    assert not list(out.glob(".tmp-*")) and not list(out.glob(".staging-*"))
+    assert not list(out.glob(".tmp-*")) and not list(out.glob(".staging-*")) and problems(out) == []
 
 
 def test_op_census_is_the_deploy_graph(export_run):

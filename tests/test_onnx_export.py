@@ -12,6 +12,7 @@ from onnx import TensorProto, helper
 
 from export import targets
 from export.audit import audit
+from export.checks import Evidence, failure_summary
 from export.cli import main
 from export.errors import ExportError, GateFailure
 from export.offline import NetworkBlocked, no_network
@@ -138,8 +139,9 @@ def test_graph_with_matmul_fails_audit(tmp_path):
     path = tmp_path / "matmul.onnx"
     _matmul_model(path)
     art = Artifact("onnx", "onnx", "fp32", path, "normalized")
-    entry = verify(art, np.zeros((1, 2, 2, 3), np.uint8), np.zeros((1, 2), np.float32))
+    entry = verify(art, Evidence(np.zeros((1, 2, 2, 3), np.uint8), np.zeros((1, 2), np.float32)))
     assert not entry["audit"]["passed"] and entry["audit"]["denied"] == ["MatMul"] and entry["parity"] is None
+    assert not entry["passed"] and failure_summary(entry) == "audit: denied ops: MatMul"
     assert not audit("onnx", {"Conv": 3, "MyCustomOp": 1}).passed  # unknown ops fail too
     assert audit("onnx", {"Conv": 3, "Gelu": 1}).passed
 

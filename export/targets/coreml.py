@@ -210,8 +210,21 @@ def _save(mlmodel, spec, path: Path) -> None:
     manifest["itemInfoEntries"] = {renamed[k]: v for k, v in manifest["itemInfoEntries"].items()}
     manifest["rootModelIdentifier"] = renamed[manifest["rootModelIdentifier"]]
     atomic_write(manifest_path, json.dumps(manifest, indent=4, sort_keys=True) + "\n")
+    root = manifest["itemInfoEntries"][manifest["rootModelIdentifier"]]["path"]
+    _serialize_deterministically(staging / "Data" / root)
     shutil.rmtree(path, ignore_errors=True)
     os.replace(staging, path)
+
+
+def _serialize_deterministically(spec_path: Path) -> None:
+    """Rewrite the spec with map entries (metadata ``userDefined``) in sorted order:
+    protobuf's default order follows a per-process hash seed, so two conversions in
+    two processes would otherwise differ in bytes."""
+    from coremltools.proto import Model_pb2
+
+    spec = Model_pb2.Model()
+    spec.ParseFromString(spec_path.read_bytes())
+    atomic_write(spec_path, spec.SerializeToString(deterministic=True))
 
 
 def _trace(module: torch.nn.Module, example: torch.Tensor):
