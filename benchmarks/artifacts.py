@@ -52,7 +52,9 @@ def export(target: str, variant: str, res: int, out: Path, extra_args: list[str]
     except subprocess.TimeoutExpired:
         result["error"] = f"export timed out after {timeout:.0f}s"
     result["seconds"] = round(time.perf_counter() - start, 1)
-    report_path = Path(out) / "report.json"
+    if not result["error"] and proc.returncode == 1:  # a gate failed: the run's whole set is in OUT/rejected
+        result["out_dir"] = str(Path(out) / "rejected")
+    report_path = Path(result["out_dir"]) / "report.json"
     if report_path.is_file() and not result["error"]:
         result["report"] = json.loads(report_path.read_text())
         result["status"] = "ok"

@@ -19,10 +19,11 @@ from .spec import Artifact
 
 @dataclass(frozen=True)
 class Evidence:
-    """What checks compare an artifact with: the parity pixels and eager logits."""
+    """What checks compare an artifact with: the parity pixels, eager logits and input names."""
 
     rgb: np.ndarray
     reference: np.ndarray
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

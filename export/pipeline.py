@@ -73,49 +73,63 @@ def run(spec: ExportSpec) -> dict:
     # Absolute from here on: converters may change the working folder (onnx2tf does).
     spec = replace(spec, out_dir=Path(spec.out_dir).resolve())
     with outset.Transaction(spec.out_dir, force=spec.force) as txn:
-        with no_network() as attempts:
-            with progress.stage("building the model and the eager reference", announce=False):
-                model, weights = build_model(spec)
-                ctx = ExportContext(spec, model, weights, resolve_labels(model.num_classes, spec.labels), txn.workdir)
-                names, rgb = parity_images(spec.height, spec.width, spec.noise_inputs, spec.seed)
-                reference = reference_logits(model, to_convention(rgb, "normalized"))
-            evidence = checks.Evidence(rgb, reference)
-            entries, artifacts = [], []
-            for name in spec.targets:
-                with progress.stage(f"{name}: converting"):
-                    converted = targets.get(name).convert(ctx)
-                for artifact in converted:
-                    with progress.stage(f"{artifact.name}: verifying"):
-                        entries.append(verify(artifact, evidence))
-                    artifacts.append(artifact)
-        if attempts:  # a library may have swallowed NetworkBlocked: still a failure
-            raise ExportError(f"network access was attempted during the export: {attempts[0]}")
-        passed = all(e["passed"] for e in entries)
-        report = {
-            "tool": outset.TOOL, "run_id": txn.run_id, "passed": passed, "rejected": not passed,
-            "spec": _spec_dict(spec, model), "weights": weights,
-            "versions": tool_versions(), "network_attempts": len(attempts),
-            "parity_inputs": {"names": names, "resolution": spec.resolution, "source": "skimage.data photos + seeded noise"},
-            "artifacts": entries,
-        }
+        report, artifacts, evidence = _convert_and_verify(spec, txn)
         interrupts.raise_if_interrupted()
-        with progress.stage("writing the output set"):
-            _assemble(txn, artifacts, entries, passed)
-            golden.write(txn.new_dir / golden.FILE_NAME, names, rgb, IMAGENET_MEAN, IMAGENET_STD, reference)
-            report["golden"] = {"file": golden.FILE_NAME, **txn.add_written(golden.FILE_NAME)}
-            if not passed:
-                report["previous_set_kept"] = outset.read_manifest(spec.out_dir) is not None
-            write_reports(txn.new_dir, report)
-            interrupts.raise_if_interrupted()
-            with interrupts.deferred():  # the swap and the clean-up run to their end
-                where = txn.commit(manifest_fields(report), rejected=not passed)
-                txn.close()
-    if not passed:
+        where = _write_set(txn, report, artifacts, evidence)
+    if not report["passed"]:
+        failed = "; ".join(f"{e['name']} ({checks.failure_summary(e)})" for e in report["artifacts"] if not e["passed"])
         kept = "the previous set in OUT is unchanged" if report["previous_set_kept"] else "nothing was promoted"
-        raise GateFailure("gate failed for " + "; ".join(f"{e['name']} ({checks.failure_summary(e)})"
-                                                          for e in entries if not e["passed"])
-                          + f"; {kept}; this run's files and report: {where / 'report.md'}", report, where)
+        raise GateFailure(f"gate failed for {failed}; {kept}; this run's files and report: {where / 'report.md'}",
+                          report, where)
     return report
+
+
+def _convert_and_verify(spec: ExportSpec, txn: outset.Transaction) -> tuple[dict, list[Artifact], checks.Evidence]:
+    """Build the model and its eager reference, convert every target into the
+    transaction's work folder and check each artifact; returns the report."""
+    with no_network() as attempts:
+        with progress.stage("building the model and the eager reference", announce=False):
+            model, weights = build_model(spec)
+            ctx = ExportContext(spec, model, weights, resolve_labels(model.num_classes, spec.labels), txn.workdir)
+            names, rgb = parity_images(spec.height, spec.width, spec.noise_inputs, spec.seed)
+            evidence = checks.Evidence(rgb, reference_logits(model, to_convention(rgb, "normalized")), names)
+        entries, artifacts = [], []
+        for name in spec.targets:
+            with progress.stage(f"{name}: converting"):
+                converted = targets.get(name).convert(ctx)
+            for artifact in converted:
+                with progress.stage(f"{artifact.name}: verifying"):
+                    entries.append(verify(artifact, evidence))
+                artifacts.append(artifact)
+    if attempts:  # a library may have swallowed NetworkBlocked: still a failure
+        raise ExportError(f"network access was attempted during the export: {attempts[0]}")
+    passed = all(e["passed"] for e in entries)
+    report = {
+        "tool": outset.TOOL, "run_id": txn.run_id, "passed": passed, "rejected": not passed,
+        "spec": _spec_dict(spec, model), "weights": weights,
+        "versions": tool_versions(), "network_attempts": len(attempts),
+        "parity_inputs": {"names": names, "resolution": spec.resolution, "source": "skimage.data photos + seeded noise"},
+        "artifacts": entries,
+    }
+    return report, artifacts, evidence
+
+
+def _write_set(txn: outset.Transaction, report: dict, artifacts: list[Artifact], evidence: checks.Evidence) -> Path:
+    """Assemble the set (artifacts, golden data, reports) and swap it in; returns where it went."""
+    passed = report["passed"]
+    with progress.stage("writing the output set"):
+        _assemble(txn, artifacts, report["artifacts"], passed)
+        golden.write(txn.new_dir / golden.FILE_NAME, evidence.names, evidence.rgb, IMAGENET_MEAN, IMAGENET_STD,
+                     evidence.reference)
+        report["golden"] = {"file": golden.FILE_NAME, **txn.add_written(golden.FILE_NAME)}
+        if not passed:
+            report["previous_set_kept"] = outset.read_manifest(txn.out_dir) is not None
+        write_reports(txn.new_dir, report)
+        interrupts.raise_if_interrupted()
+        with interrupts.deferred():  # the swap and the clean-up run to their end
+            where = txn.commit(manifest_fields(report), rejected=not passed)
+            txn.close()
+    return where
 
 
 def _assemble(txn: outset.Transaction, artifacts: list[Artifact], entries: list[dict], passed: bool) -> None:
