@@ -30,6 +30,7 @@ Entries of ``OUT`` we did not write (not in its manifest, not our reports, logs 
 which keeps them (moved back into ``OUT`` right after the swap; the journal lets
 the next run finish that move after a kill) and refuses to overwrite one of them.
 
+``OUT`` must not be a mount point (it is renamed); a folder inside one is fine.
 Without RENAME_EXCHANGE (a filesystem refusing it) the swap is two renames,
 ``OUT -> old/`` then ``new/ -> OUT``; the next run renames ``old/`` back when a kill
 fell between them. Power loss is not covered (no directory fsync); kills are.
@@ -161,11 +162,16 @@ class Transaction:
         self._lock_fd: int | None = None
 
     def __enter__(self) -> Transaction:
+        out = self.out_dir
+        if out.is_dir() and (os.path.ismount(out) or out.stat().st_dev != out.parent.stat().st_dev):
+            raise ExportError(f"--out {out} is a mount point; the new set replaces it by a rename on one "
+                              f"filesystem, so use a folder inside it (e.g. {out / 'export'})")
         try:
             self.out_dir.parent.mkdir(parents=True, exist_ok=True)
             self._lock()
         except OSError as e:
-            raise ExportError(f"output folder {self.out_dir} is not writable: {e.strerror or e}") from None
+            raise ExportError(f"output folder {self.out_dir} is not writable (its lock and staging folder live "
+                              f"beside it, in {self.out_dir.parent}): {e.strerror or e}") from None
         try:
             recover_stale(self.out_dir)
             self.foreign = self._inspect()

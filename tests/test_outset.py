@@ -214,6 +214,11 @@ def test_files_we_did_not_write_are_refused_unless_force_and_never_overwritten(t
     assert sorted(os.listdir(out)) == ["b.onnx", "c.onnx", "manifest.json", "notes.txt", "report.json", "report.md"]
 
 
+def test_a_mount_point_as_out_is_refused_up_front():
+    with pytest.raises(ExportError, match="/dev is a mount point; .* use a folder inside it"):
+        Transaction(Path("/dev")).__enter__()
+
+
 def test_a_kill_between_the_two_fallback_renames_is_undone(tmp_path, monkeypatch):
     """Without RENAME_EXCHANGE the swap is OUT -> old/, new/ -> OUT; an interruption
     between them must not lose the previous set."""
