@@ -235,8 +235,10 @@ def test_help_explains_every_option():
     r = _cli("--help")
     assert r.returncode == 0
     for opt in ("--target", "--variant", "--checkpoint", "--ema", "--res", "--batch", "--dynamic-batch",
-                "--embed-normalization", "--out", "--labels"):
+                "--embed-normalization", "--out", "--labels", "--force", "--debug"):
         assert opt in r.stdout
+    text = " ".join(r.stdout.split())
+    assert "130 interrupted" in text and "3 the environment failed mid-run" in text and "through make" in text.lower()
 
 
 def test_golden_data_reproduces_the_artifact_without_torch(tiny_export):
