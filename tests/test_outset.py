@@ -269,3 +269,18 @@ def test_progress_repeats_the_stage_while_it_runs(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert lines[0].endswith("] converting") and len(lines) >= 4
     assert all("converting: still running" in line for line in lines[1:])
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_unexpected_error_is_one_line_exit_4_and_debug_shows_the_traceback(monkeypatch, capsys, tmp_path, debug):
+    from export import pipeline
+
+    def broken(spec):
+        raise RuntimeError("something broke\nsecond line")
+
+    monkeypatch.setattr(pipeline, "run", broken)
+    assert main(["--target", "onnx", *TINY, "--out", str(tmp_path), *(["--debug"] if debug else [])]) == 4
+    err = capsys.readouterr().err
+    assert _error_lines(err) == ["error: internal error (RuntimeError: something broke); "
+                                 "rerun with --debug for the traceback"]
+    assert ("Traceback" in err) == debug
