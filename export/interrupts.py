@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 
 from .errors import Terminated
 
@@ -34,6 +35,8 @@ def install() -> dict:
     """Route SIGINT and SIGTERM to ``_on_signal`` (main thread only); returns the
     previous handlers for ``restore``."""
     _received.clear()
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # only the main thread may set handlers; Python's defaults stay
     return {signum: signal.signal(signum, _on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
 
 
