@@ -22,7 +22,7 @@ from .errors import ExportError, GateFailure
 from .fsutil import promote, sha256_of, size_of
 from .inputs import parity_images, to_convention
 from .labels import resolve_labels
-from .offline import no_network
+from .offline import no_network, offline_checks
 from .report import write_reports
 from .spec import Artifact, ExportSpec
 
@@ -107,7 +107,7 @@ def run(spec: ExportSpec) -> dict:
             raise ExportError(f"network access was attempted during the export: {attempts[0]}")
         report = {
             "tool": "casvit-deploy", "spec": _spec_dict(spec, model), "weights": weights,
-            "versions": tool_versions(), "network_attempts": len(attempts),
+            "versions": tool_versions(), "network_attempts": len(attempts), "offline": offline_checks(attempts),
             "parity_inputs": {"names": names, "resolution": spec.resolution, "source": "skimage.data photos + seeded noise"},
             "artifacts": entries,
         }
