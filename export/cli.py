@@ -59,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_targets(text: str) -> tuple[str, ...]:
     names = [t.strip() for t in text.split(",") if t.strip()]
-    if names == ["all"]:
+    if "all" in names:
+        if names != ["all"]:
+            raise ExportError(f"--target {text}: 'all' already means {','.join(TARGET_NAMES)}; "
+                              "give either all or a list of targets")
         return TARGET_NAMES
     unknown = [t for t in names if t not in TARGET_NAMES]
     if unknown or not names:
@@ -68,13 +71,8 @@ def parse_targets(text: str) -> tuple[str, ...]:
 
 
 def spec_from_args(args: argparse.Namespace) -> ExportSpec:
+    """The spec the arguments describe; ``export.validate`` checks it (the pipeline calls it first)."""
     height, width = parse_resolution(args.res)
-    if args.batch < 1:
-        raise ExportError("--batch must be at least 1")
-    if args.checkpoint is not None and not args.checkpoint.is_file():
-        raise ExportError(f"checkpoint not found: {args.checkpoint}")
-    if args.labels is not None and not args.labels.is_file():
-        raise ExportError(f"labels file not found: {args.labels}")
     generic = {"target", "variant", "checkpoint", "ema", "num_classes", "labels", "seed", "res", "batch",
                "dynamic_batch", "embed_normalization", "input_range", "out", "noise_inputs"}
     return ExportSpec(

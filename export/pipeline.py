@@ -25,6 +25,7 @@ from .labels import resolve_labels
 from .offline import no_network, offline_checks
 from .report import write_reports
 from .spec import Artifact, ExportSpec
+from .validate import validate
 
 
 def build_model(spec: ExportSpec):
@@ -86,6 +87,7 @@ def verify(artifact: Artifact, rgb: np.ndarray, reference: np.ndarray) -> dict:
 def run(spec: ExportSpec) -> dict:
     """Run the export; returns the report. Raises ExportError on bad input and
     GateFailure (after writing the report) when an artifact misses its gate."""
+    validate(spec)  # every option of every target, and the limits, before any work
     # Absolute from here on: converters may change the working folder (onnx2tf does).
     spec = replace(spec, out_dir=Path(spec.out_dir).resolve())
     out_dir = spec.out_dir

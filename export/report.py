@@ -65,13 +65,14 @@ def render_markdown(report: dict) -> str:
 def write_reports(out_dir: Path, report: dict) -> None:
     atomic_write(out_dir / "report.json", json.dumps(report, indent=2, default=str) + "\n")
     atomic_write(out_dir / "report.md", render_markdown(report))
+    promoted = {f["path"]: {"path": f["path"], "sha256": f["sha256"], "size_bytes": f["size_bytes"]}
+                for a in report["artifacts"] if a["status"] == "promoted" for f in a["files"]}  # labels.txt once
     manifest = {
         "variant": report["spec"]["variant"],
         "resolution": report["spec"]["resolution"],
         "weights": report["weights"],
         "versions": report["versions"],
-        "files": [{"path": f["path"], "sha256": f["sha256"], "size_bytes": f["size_bytes"]}
-                  for a in report["artifacts"] if a["status"] == "promoted" for f in a["files"]]
+        "files": list(promoted.values())
         + ([{"path": report["golden"]["file"], "sha256": report["golden"]["sha256"],
              "size_bytes": report["golden"]["size_bytes"]}] if report.get("golden") else []),
     }

@@ -18,7 +18,7 @@ import numpy as np
 
 from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD, resize_rgb
 
-from ..calibration import DEFAULT_COUNT, load_calibration
+from ..calibration import DEFAULT_COUNT, check_calibration_folder, load_calibration
 from ..errors import ExportError, first_line
 from ..fsutil import atomic_write
 from ..spec import Artifact
@@ -182,13 +182,28 @@ def _tensor_map(schema, name: str, index: int):
     return entry
 
 
-def convert(ctx) -> list[Artifact]:
-    spec = ctx.spec
+def precisions_of(spec) -> tuple[str, ...]:
+    """The precisions ``spec`` asks for (all by default); unknown names are an ExportError."""
     requested = spec.options.get("tflite_precisions") or PRECISIONS
     try:
-        precisions = parse_precisions(requested if isinstance(requested, str) else ",".join(requested))
+        return parse_precisions(requested if isinstance(requested, str) else ",".join(requested))
     except argparse.ArgumentTypeError as e:
         raise ExportError(str(e)) from None
+
+
+def validate(spec) -> None:
+    """The target's options, checked before any conversion: precisions, calibration folder and images."""
+    precisions_of(spec)
+    count = spec.options.get("calib_count") or DEFAULT_COUNT
+    if spec.options.get("calib") is not None:
+        check_calibration_folder(spec.options["calib"], count)
+    elif count < 1:
+        raise ExportError(f"--calib-count must be at least 1, got {count}")
+
+
+def convert(ctx) -> list[Artifact]:
+    spec = ctx.spec
+    precisions = precisions_of(spec)
     calib = load_calibration(spec.height, spec.width, spec.options.get("calib"),
                              spec.options.get("calib_count") or DEFAULT_COUNT)
     ctx.log(f"tflite: {len(calib.names)} calibration images from {calib.source}")
