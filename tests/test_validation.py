@@ -8,6 +8,7 @@ import os
 import struct
 import subprocess
 import zlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,10 +17,12 @@ from PIL import Image
 
 from casvit import CheckpointError
 from casvit.checkpoint import read_checkpoint
-from export import pipeline
+from export import limits, pipeline
 from export.cli import main
+from export.errors import ExportError
 from export.labels import resolve_labels
 from export.parity import TOLERANCES, gate
+from export.spec import ExportSpec
 
 from .conftest import ROOT
 
@@ -176,3 +179,27 @@ def test_make_export_with_a_space_in_out(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert "casvit_tiny_64x64.onnx" in [f["path"] for f in manifest["files"]]
+
+
+def test_run_over_the_machine_memory_is_refused(monkeypatch):
+    monkeypatch.setattr(limits, "physical_memory", lambda: 24 * limits.GIB)  # this machine
+    spec = ExportSpec(targets=("onnx",), variant="xs", height=1024, width=1024, batch=256)
+    with pytest.raises(ExportError, match=r"needs about \d+\.\d GiB of memory \(estimate\), more than this machine's 24.0 GiB"):
+        limits.check(spec)
+    limits.check(replace(spec, batch=1))  # the usual run fits
+
+
+def test_large_run_prints_its_memory_estimate(monkeypatch, capsys):
+    monkeypatch.setattr(limits, "physical_memory", lambda: 1024 * limits.GIB)
+    spec = ExportSpec(targets=("onnx", "coreml"), variant="xs", height=4096, width=4096)
+    limits.check(spec)
+    err = capsys.readouterr().err
+    assert "large run: about" in err and f"{limits.estimate_bytes(spec) / limits.GIB:.1f} GiB" in err
+
+
+def test_memory_estimate_grows_with_pixels_batch_and_width():
+    small = ExportSpec(targets=("onnx",), variant="xs", height=224, width=224)
+    for bigger in (replace(small, height=448), replace(small, batch=64), replace(small, variant="m")):
+        assert limits.estimate_bytes(bigger) > limits.estimate_bytes(small)
+    assert limits.estimate_bytes(replace(small, targets=("coreml",), batch=64)) == \
+        limits.estimate_bytes(replace(small, targets=("coreml",)))  # Core ML converts batch 1 only

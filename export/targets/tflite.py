@@ -57,7 +57,8 @@ def add_arguments(group) -> None:
     group.add_argument("--tflite-precisions", type=parse_precisions, default=",".join(PRECISIONS),
                        help="comma-separated precisions; int8 is full-integer inside with float32 input/output")
     group.add_argument("--calib", type=Path, default=None,
-                       help="folder of JPEG/PNG images to calibrate int8 on (none: scikit-image's bundled photos)")
+                       help="folder of JPEG/PNG images to calibrate int8 on (none: scikit-image's bundled photos); "
+                            "an error when the run makes no int8 TFLite model")
     group.add_argument("--calib-count", type=_positive_int, default=DEFAULT_COUNT,
                        help="at most this many calibration images (first by file name)")
 
