@@ -27,14 +27,15 @@ LARGE_RUN_BYTES = 4 * GIB
 REFERENCE_CHUNK = 8  # pipeline.reference_logits
 PARITY_PHOTOS = 4  # export.inputs.PHOTOS
 MEASURED_WIDTH = 48  # first-stage width of xs, the variant measured; others scale by theirs
-# Peak RSS of `python -m export --variant xs --res R --target T` (6 parity inputs,
-# batch 1) at R = 224, 448, 896: (base bytes, bytes per pixel per image processed at once).
-MEMORY_MODEL = {
-    "onnx": (600 * 2**20, 115),
-    "tflite": (600 * 2**20, 115),
-    "coreml": (1200 * 2**20, 140),
-}
-PARITY_ARRAY_BYTES = 16  # per pixel and parity input: uint8 RGB plus float32 copies in two conventions
+MIB = 2**20
+# Fitted to the peak RSS of `python -m export --variant xs --res R --target T [--batch B]`
+# (README, "Limits"): base bytes; bytes per pixel of each image eager PyTorch runs at
+# once (the parity inputs, up to 8); and for ONNX, bytes per pixel of each image of
+# the batch it is traced and run at (the larger of the two stages is the peak).
+MEMORY_MODEL = {"onnx": (637 * MIB, 96, 270), "tflite": (1750 * MIB, 96, 0), "coreml": (1240 * MIB, 126, 0)}
+PARITY_ARRAY_BYTES = 16  # per pixel of each parity input: uint8 RGB and float32 copies
+CALIBRATION_BYTES = 30  # per pixel of each TFLite calibration image (float32 copies for onnx2tf)
+DEFAULT_CALIBRATION_IMAGES = 20  # the bundled set (export.inputs.calibration_images)
 
 
 def physical_memory() -> int:
@@ -54,16 +55,26 @@ def largest_tensor_elements(spec) -> int:
 
 
 def estimate_bytes(spec) -> int:
-    """Estimated peak resident memory of the run (see MEMORY_MODEL)."""
+    """Estimated peak resident memory of the run (see MEMORY_MODEL): the largest over its targets."""
     parity_inputs = PARITY_PHOTOS + spec.noise_inputs
-    pixels = spec.height * spec.width
     scale = _first_width(spec) / MEASURED_WIDTH
     peaks = []
     for target in spec.targets:
-        base, per_pixel = MEMORY_MODEL[target]
-        at_once = max(min(REFERENCE_CHUNK, parity_inputs), spec.batch if target == "onnx" else 1)
-        peaks.append(base + pixels * (per_pixel * scale * at_once + PARITY_ARRAY_BYTES * parity_inputs))
+        base, per_reference_pixel, per_batch_pixel = MEMORY_MODEL[target]
+        stages = max(per_reference_pixel * min(REFERENCE_CHUNK, parity_inputs), per_batch_pixel * spec.batch)
+        per_pixel = stages * scale + PARITY_ARRAY_BYTES * parity_inputs
+        if target == "tflite":
+            per_pixel += CALIBRATION_BYTES * _calibration_images(spec)
+        peaks.append(base + spec.height * spec.width * per_pixel)
     return int(max(peaks))
+
+
+def _calibration_images(spec) -> int:
+    if spec.options.get("calib") is None:
+        return DEFAULT_CALIBRATION_IMAGES
+    from .calibration import DEFAULT_COUNT
+
+    return spec.options.get("calib_count") or DEFAULT_COUNT
 
 
 def check(spec) -> None:
