@@ -59,7 +59,8 @@ def _png_header_only(path, width, height):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b""))
+                     + chunk(b"IEND", b""))
 
 
 BAD_INPUT = [
@@ -184,7 +185,8 @@ def test_make_export_with_a_space_in_out(tmp_path):
 def test_run_over_the_machine_memory_is_refused(monkeypatch):
     monkeypatch.setattr(limits, "physical_memory", lambda: 24 * limits.GIB)  # this machine
     spec = ExportSpec(targets=("onnx",), variant="xs", height=1024, width=1024, batch=256)
-    with pytest.raises(ExportError, match=r"needs about \d+\.\d GiB of memory \(estimate\), more than this machine's 24.0 GiB"):
+    message = r"needs about \d+\.\d GiB of memory \(estimate\), more than this machine's 24.0 GiB"
+    with pytest.raises(ExportError, match=message):
         limits.check(spec)
     limits.check(replace(spec, batch=1))  # the usual run fits
 
