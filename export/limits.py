@@ -33,7 +33,7 @@ MIB = 2**20
 # parity inputs, up to 8); and for ONNX, bytes per pixel of each image of the batch it
 # is traced and run at (the larger stage is the peak). The per-pixel costs are fitted
 # through the largest measured resolution, so smaller runs are over-estimated a little.
-MEMORY_MODEL = {"onnx": (637 * MIB, 143, 270), "tflite": (1750 * MIB, 96, 0), "coreml": (1240 * MIB, 122, 0)}
+MEMORY_MODEL = {"onnx": (637 * MIB, 143, 270), "tflite": (1750 * MIB, 226, 0), "coreml": (1240 * MIB, 122, 0)}
 PARITY_ARRAY_BYTES = 16  # per pixel of each parity input: uint8 RGB and float32 copies
 CALIBRATION_BYTES = 30  # per pixel of each TFLite calibration image (float32 copies for onnx2tf)
 DEFAULT_CALIBRATION_IMAGES = 20  # the bundled set (export.inputs.calibration_images)
