@@ -10,6 +10,8 @@ RES     ?= 224
 CKPT    ?=
 OUT     ?= out/$(VARIANT)_$(RES)
 EXPORT_ARGS ?=
+# A variable as one shell word (paths with spaces or quotes): $(call q,$(OUT)).
+q = '$(subst ','\'',$(1))'
 
 .PHONY: help setup export test bench android-assets android-test clean
 
@@ -36,14 +38,15 @@ $(STAMP): pyproject.toml
 	touch $@
 
 export: $(STAMP) ## export: make export TARGET=coreml VARIANT=xs RES=224 [CKPT=...] [OUT=...]
-	$(PY) -m export --target $(TARGET) --variant $(VARIANT) --res $(RES) --out $(OUT) $(if $(CKPT),--checkpoint $(CKPT)) $(if $(CALIB),--calib $(CALIB)) $(if $(CALIB_COUNT),--calib-count $(CALIB_COUNT)) $(EXPORT_ARGS)
+	$(PY) -m export --target $(call q,$(TARGET)) --variant $(call q,$(VARIANT)) --res $(call q,$(RES)) --out $(call q,$(OUT)) $(if $(CKPT),--checkpoint $(call q,$(CKPT))) $(if $(CALIB),--calib $(call q,$(CALIB))) $(if $(CALIB_COUNT),--calib-count $(call q,$(CALIB_COUNT))) $(EXPORT_ARGS)
 
-test: $(STAMP) ## run the test suite: Kotlin core + resource checks, then pytest (tiny/xs models at small sizes)
+test: $(STAMP) ## run the test suite: Kotlin core + resource checks, then pytest (tiny/xs models at small sizes; installs strace for the offline trace)
 	$(MAKE) --no-print-directory android-test
+	bash tests/tools/ensure_strace.sh
 	$(PY) -m pytest -q
 
 android-assets: $(STAMP) ## copy an exported .tflite + labels.txt + model JSON into android_app: make android-assets [OUT=...] [MODEL=file.tflite]
-	$(PY) -m export.android_assets --from $(OUT) $(if $(MODEL),--model $(MODEL))
+	$(PY) -m export.android_assets --from $(call q,$(OUT)) $(if $(MODEL),--model $(call q,$(MODEL)))
 
 android-test: ## compile and unit-test the Kotlin core on the JVM, check app resources with aapt2 (installs kotlinc, JUnit 4, aapt)
 	bash android_app/tools/android_test.sh

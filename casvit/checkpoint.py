@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import collections
 import pickle
 import re
 from pathlib import Path
@@ -18,24 +19,70 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read, is unsafe, or does not fit the model."""
 
 
+# What a checkpoint may hold: tensors, plain containers and scalars (optimizer and
+# loss-scaler states are made of these) and ``argparse.Namespace``, the ``args`` of
+# official training checkpoints. torch's weights-only loader also accepts a few
+# other types (e.g. ``collections.Counter``); no official checkpoint holds them, so
+# they are refused too.
+_CONTAINERS = (dict, collections.OrderedDict, list, tuple, set, frozenset)
+_SCALARS = (torch.Size, torch.dtype, torch.device, str, bytes, int, float, complex, bool, type(None))
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
 def read_checkpoint(path: str | Path) -> dict:
-    """Unpickle ``path`` with ``weights_only=True``; only ``argparse.Namespace`` (the
-    ``args`` entry of official training checkpoints) is allowed beyond tensors."""
+    """Unpickle ``path`` with ``weights_only=True``; beyond tensors and plain
+    containers only ``argparse.Namespace`` is allowed (``_CONTAINERS``, ``_SCALARS``)."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{path}: refused to unpickle (not a plain weights file): "
-                              f"{_first_line(e) or type(e).__name__}") from None
+        raise CheckpointError(f"{path}: refused to unpickle: {_refusal(e)}") from None
     except Exception as e:  # torch raises many types for garbage bytes (RuntimeError, IndexError, EOFError...)
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): "
                               f"{type(e).__name__}: {_first_line(e)}") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
+    foreign = _foreign_type(obj)
+    if foreign:
+        raise CheckpointError(f"{path}: refused: it holds a {foreign}; a checkpoint may hold only tensors, "
+                              "plain containers and argparse.Namespace")
     return obj
+
+
+def _refusal(exc: pickle.UnpicklingError) -> str:
+    """Why torch's weights-only unpickler refused, without its advice to load with
+    ``weights_only=False`` (which runs arbitrary code) and without ANSI escapes."""
+    text = _ANSI.sub("", str(exc))
+    found = _REFUSED_GLOBAL.search(text)
+    if found:
+        return f"it needs the Python global {found.group(1)}, which a weights file never needs"
+    lines = [line.strip() for line in text.splitlines()
+             if line.strip() and "weights_only" not in line and "Weights only load failed" not in line]
+    return (lines[0] if lines else type(exc).__name__) + " (not a plain weights file)"
+
+
+def _foreign_type(obj, depth: int = 0) -> str | None:
+    """Dotted name of the first object type a checkpoint may not hold, else None."""
+    kind = type(obj)
+    if isinstance(obj, torch.Tensor) or kind in _SCALARS:
+        return None
+    if kind is argparse.Namespace:
+        children = list(vars(obj).values())
+    elif kind in (dict, collections.OrderedDict):
+        children = [*obj.keys(), *obj.values()]
+    elif kind in _CONTAINERS:
+        children = list(obj)
+    else:
+        return f"{kind.__module__}.{kind.__qualname__}"
+    if depth > 100:
+        return "structure nested deeper than 100 levels"
+    return next((name for child in children if (name := _foreign_type(child, depth + 1))), None)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -4,6 +4,8 @@ center-cropped and resized with ``casvit.preprocess.resize_rgb``, exactly like
 the parity inputs."""
 from __future__ import annotations
 
+import contextlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import numpy as np
 
 from casvit.preprocess import resize_rgb
 
-from .errors import ExportError
+from .errors import ExportError, first_line
 from .inputs import CALIBRATION_PHOTOS, calibration_images
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -42,19 +44,47 @@ def image_files(folder: Path) -> list[Path]:
     return files
 
 
-def read_rgb(path: Path, height: int, width: int) -> np.ndarray:
-    """One calibration image as (height, width, 3) uint8; grayscale or other modes are refused."""
+@contextlib.contextmanager
+def _open_rgb(path: Path):
+    """The image at ``path`` opened with Pillow (header only), refused with a one-line
+    ExportError when it is not RGB, cannot be read or is over Pillow's
+    decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``; Pillow only warns up to
+    twice that, here it is an error too)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            image.load()  # decode now so a truncated file fails here, not later
-            if image.mode != "RGB":
-                raise ExportError(f"calibration image {path} is {_mode_name(image.mode)}, not RGB; "
-                                  "convert it to RGB or remove it")
-            return resize_rgb(image, height, width)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.mode != "RGB":
+                    raise ExportError(f"calibration image {path} is {_mode_name(image.mode)}, not RGB; "
+                                      "convert it to RGB or remove it")
+                yield image
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ExportError(f"calibration image {path} is over Pillow's decompression-bomb limit of "
+                          f"{Image.MAX_IMAGE_PIXELS} pixels; downscale it or remove it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ExportError(f"calibration image {path} cannot be read: {e}") from None
+        raise ExportError(f"calibration image {path} cannot be read: {first_line(e)}") from None
+
+
+def read_rgb(path: Path, height: int, width: int) -> np.ndarray:
+    """One calibration image as (height, width, 3) uint8; grayscale or other modes are refused."""
+    with _open_rgb(path) as image:
+        try:
+            image.load()  # decode now so a truncated file fails here, not later
+        except (OSError, SyntaxError, ValueError) as e:
+            raise ExportError(f"calibration image {path} cannot be read: {first_line(e)}") from None
+        return resize_rgb(image, height, width)
+
+
+def check_calibration_folder(folder: Path, count: int = DEFAULT_COUNT) -> None:
+    """Before any conversion: the folder has images, and the ``count`` that will be
+    used open as RGB within Pillow's limits (headers only; decoding comes later)."""
+    if count < 1:
+        raise ExportError(f"calibration count must be at least 1, got {count}")
+    for path in image_files(folder)[:count]:
+        with _open_rgb(path):
+            pass
 
 
 def _mode_name(mode: str) -> str:

@@ -43,13 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="official-format .pth (bare, {'model'}, {'model_ema'}, {'state_dict'}); without it "
                         "seeded random weights are used and the report says NOT FOR DEPLOYMENT")
     g.add_argument("--ema", action="store_true", help="use the checkpoint's 'model_ema' weights")
-    g.add_argument("--num-classes", type=int, default=None, help="class count (default: from the checkpoint, else 1000)")
+    g.add_argument("--num-classes", type=int, default=None, help="class count, at least 1 (default: from the checkpoint, else 1000)")
     g.add_argument("--labels", type=Path, default=None,
                    help="class names, one per line (default: ImageNet-1K names for 1000 classes)")
-    g.add_argument("--seed", type=int, default=0, help="seed for random weights and noise inputs")
+    g.add_argument("--seed", type=int, default=0, help="seed for random weights and noise inputs (0 to 2**32-1)")
     g = p.add_argument_group("input and output")
-    g.add_argument("--res", default="224", help="input resolution, N or HxW; multiples of 32")
-    g.add_argument("--batch", type=int, default=1, help="fixed batch size")
+    g.add_argument("--res", default="224",
+                   help="input resolution, N or HxW; multiples of 32, bounded like --batch by the memory estimate "
+                        "and by 32-bit tensor sizes")
+    g.add_argument("--batch", type=int, default=1,
+                   help="fixed batch size, 1 to 1024 (a memory estimate is printed for large runs; a run estimated "
+                        "over this machine's memory is refused)")
     g.add_argument("--dynamic-batch", action="store_true", help="ONNX: dynamic batch dimension")
     g.add_argument("--embed-normalization", action="store_true",
                    help="put ImageNet mean/std inside the model: input is RGB in [0, --input-range] "
@@ -57,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--input-range", type=float, default=1.0, choices=[1.0, 255.0],
                    help="with --embed-normalization: RGB scale of the input")
     g.add_argument("--out", type=Path, default=Path("out"), help="output folder")
-    g.add_argument("--noise-inputs", type=int, default=2, help="seeded noise images added to the parity photos")
+    g.add_argument("--noise-inputs", type=int, default=2, help="seeded noise images added to the parity photos (0 to 256)")
     g.add_argument("--force", action="store_true",
                    help="write into an OUT that holds files this tool did not write (they are kept, never "
                         "overwritten); without it such a folder is refused")
@@ -71,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_targets(text: str) -> tuple[str, ...]:
     names = [t.strip() for t in text.split(",") if t.strip()]
-    if names == ["all"]:
+    if "all" in names:
+        if names != ["all"]:
+            raise ExportError(f"--target {text}: 'all' already means {','.join(TARGET_NAMES)}; "
+                              "give either all or a list of targets")
         return TARGET_NAMES
     unknown = [t for t in names if t not in TARGET_NAMES]
     if unknown or not names:
@@ -80,13 +87,8 @@ def parse_targets(text: str) -> tuple[str, ...]:
 
 
 def spec_from_args(args: argparse.Namespace) -> ExportSpec:
+    """The spec the arguments describe; ``export.validate`` checks it (the pipeline calls it first)."""
     height, width = parse_resolution(args.res)
-    if args.batch < 1:
-        raise ExportError("--batch must be at least 1")
-    if args.checkpoint is not None and not args.checkpoint.is_file():
-        raise ExportError(f"checkpoint not found: {args.checkpoint}")
-    if args.labels is not None and not args.labels.is_file():
-        raise ExportError(f"labels file not found: {args.labels}")
     generic = {"target", "variant", "checkpoint", "ema", "num_classes", "labels", "seed", "res", "batch",
                "dynamic_batch", "embed_normalization", "input_range", "out", "noise_inputs", "force", "debug"}
     return ExportSpec(

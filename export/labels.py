@@ -18,7 +18,8 @@ def resolve_labels(num_classes: int, path: Path | None = None) -> list[str]:
     ``class_<i>`` placeholders otherwise."""
     if path is not None:
         try:
-            names = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+            text = Path(path).read_text(encoding="utf-8-sig")  # a UTF-8 BOM is not part of the first name
+            names = [line.strip() for line in text.splitlines() if line.strip()]
         except (OSError, UnicodeDecodeError) as e:
             raise ExportError(f"cannot read labels file {path}: {e}") from None
         if len(names) != num_classes:

@@ -13,7 +13,7 @@ class Tolerance:
 
     max_rel: float | None = None
     min_cosine: float = 0.0
-    min_centered_cosine: float = 0.0
+    min_centered_cosine: float | None = None  # None: reported, not gated
     min_top1: float = 0.0
     min_top5: float = 0.0
 
@@ -22,6 +22,8 @@ class Tolerance:
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_rel=1e-5, min_cosine=0.99999, min_centered_cosine=0.9999, min_top1=1.0, min_top5=1.0),
     "fp16": Tolerance(max_rel=1e-2, min_cosine=0.999, min_centered_cosine=0.99, min_top1=0.8, min_top5=0.9),
+    # int8 centered cosine is not gated: with random weights it measures quantization noise
+    # against a near-zero input-dependent signal (tests/test_trained_quantized.py gates it on a trained model).
     "int8": Tolerance(min_cosine=0.98, min_top1=0.5, min_top5=0.6),
 }
 
@@ -77,7 +79,8 @@ def gate(metrics: dict[str, float], tol: Tolerance) -> list[str]:
         misses.append(f"max_rel {metrics['max_rel']:.3g} > {tol.max_rel:g}")
     if not metrics["min_cosine"] >= tol.min_cosine:
         misses.append(f"cosine {metrics['min_cosine']:.6f} < {tol.min_cosine:g}")
-    if metrics["samples"] > 1 and not metrics["min_centered_cosine"] >= tol.min_centered_cosine:
+    if tol.min_centered_cosine is not None and metrics["samples"] > 1 \
+            and not metrics["min_centered_cosine"] >= tol.min_centered_cosine:
         misses.append(f"centered cosine {metrics['min_centered_cosine']:.6f} < {tol.min_centered_cosine:g}")
     if not metrics["top1_agreement"] >= tol.min_top1:
         misses.append(f"top-1 agreement {metrics['top1_agreement']:.2f} < {tol.min_top1:g}")

@@ -19,9 +19,10 @@ from .errors import ExportError, GateFailure
 from .fsutil import sha256_of, size_of
 from .inputs import parity_images, to_convention
 from .labels import resolve_labels
-from .offline import no_network
+from .offline import no_network, offline_checks
 from .report import write_reports
 from .spec import Artifact, ExportSpec
+from .validate import validate
 
 
 def build_model(spec: ExportSpec):
@@ -70,6 +71,7 @@ def run(spec: ExportSpec) -> dict:
     """Run the export as one transaction on the output folder (see ``export.outset``);
     returns the report. Raises ExportError on bad input and GateFailure (after
     swapping the run's set into OUT/rejected) when an artifact misses its gate."""
+    validate(spec)  # every option of every target, and the limits, before any work
     # Absolute from here on: converters may change the working folder (onnx2tf does).
     spec = replace(spec, out_dir=Path(spec.out_dir).resolve())
     with outset.Transaction(spec.out_dir, force=spec.force) as txn:
@@ -107,7 +109,7 @@ def _convert_and_verify(spec: ExportSpec, txn: outset.Transaction) -> tuple[dict
     report = {
         "tool": outset.TOOL, "run_id": txn.run_id, "passed": passed, "rejected": not passed,
         "spec": _spec_dict(spec, model), "weights": weights,
-        "versions": tool_versions(), "network_attempts": len(attempts),
+        "versions": tool_versions(), "network_attempts": len(attempts), "offline": offline_checks(attempts),
         "parity_inputs": {"names": names, "resolution": spec.resolution, "source": "skimage.data photos + seeded noise"},
         "artifacts": entries,
     }

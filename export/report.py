@@ -12,6 +12,15 @@ def _fmt(v, digits=3):
     return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
 
 
+def _offline_note(report: dict) -> str:
+    """Exactly what the offline claim rests on (see export.offline)."""
+    o = report.get("offline")
+    if not o:
+        return ""
+    return (f" (Python audit hook on {', '.join(o['python_audit_hook']['events'])}; telemetry switched off: "
+            + ", ".join(f"{k}={v}" for k, v in o["telemetry_switched_off"].items()) + f"; OS level: {o['os_level']})")
+
+
 def render_markdown(report: dict) -> str:
     s, w = report["spec"], report["weights"]
     lines = [
@@ -24,7 +33,7 @@ def render_markdown(report: dict) -> str:
         f"- weights: {w['source']}" + ("" if w["for_deployment"] else " -- **NOT FOR DEPLOYMENT**")
         + (f", sha256 `{w['sha256'][:16]}...`" if w.get("sha256") else ""),
         f"- parity inputs: {', '.join(report['parity_inputs']['names'])}",
-        f"- network attempts during export: {report['network_attempts']}",
+        f"- network attempts during export: {report['network_attempts']}" + _offline_note(report),
         f"- result: **{'PASSED' if report['passed'] else 'FAILED'}**" + ("" if report["passed"] else (
             " -- this is a REJECTED run: nothing here is for deployment"
             + ("; the previous set at the top of the output folder was kept" if report.get("previous_set_kept") else ""))),

@@ -123,6 +123,12 @@ def test_conversion_ran_offline_and_left_no_files_behind(export):
     assert leftovers == [] and problems(export["out"]) == []
 
 
+def test_manifest_lists_every_file_once(export):
+    """labels.txt is a companion of every TFLite model but one file in OUT."""
+    paths = [f["path"] for f in json.loads((export["out"] / "manifest.json").read_text())["files"]]
+    assert "labels.txt" in paths and len(paths) == len(set(paths)), paths
+
+
 def _artifact(export, entry, path=None):
     from export.spec import Artifact
 

@@ -65,6 +65,11 @@ def _options(spec) -> tuple[list[str], list[str], str, str]:
     return precisions, list(dict.fromkeys(compress)), target, kind
 
 
+def validate(spec) -> None:
+    """The target's options, checked before any conversion (ExportError when wrong)."""
+    _options(spec)
+
+
 @contextlib.contextmanager
 def _quiet(name: str):
     """coremltools' progress bars and version warnings out of the export log; its

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD, resize_rgb
 
 from .. import isolate
-from ..calibration import DEFAULT_COUNT, load_calibration
+from ..calibration import DEFAULT_COUNT, check_calibration_folder, load_calibration
 from ..errors import ExportError
 from ..fsutil import atomic_write
 from ..spec import Artifact
@@ -55,7 +54,8 @@ def add_arguments(group) -> None:
     group.add_argument("--tflite-precisions", type=parse_precisions, default=",".join(PRECISIONS),
                        help="comma-separated precisions; int8 is full-integer inside with float32 input/output")
     group.add_argument("--calib", type=Path, default=None,
-                       help="folder of JPEG/PNG images to calibrate int8 on (none: scikit-image's bundled photos)")
+                       help="folder of JPEG/PNG images to calibrate int8 on (none: scikit-image's bundled photos); "
+                            "an error when the run makes no int8 TFLite model")
     group.add_argument("--calib-count", type=_positive_int, default=DEFAULT_COUNT,
                        help="at most this many calibration images (first by file name)")
 
@@ -164,13 +164,28 @@ def _tensor_map(schema, name: str, index: int):
     return entry
 
 
-def convert(ctx) -> list[Artifact]:
-    spec = ctx.spec
+def precisions_of(spec) -> tuple[str, ...]:
+    """The precisions ``spec`` asks for (all by default); unknown names are an ExportError."""
     requested = spec.options.get("tflite_precisions") or PRECISIONS
     try:
-        precisions = parse_precisions(requested if isinstance(requested, str) else ",".join(requested))
+        return parse_precisions(requested if isinstance(requested, str) else ",".join(requested))
     except argparse.ArgumentTypeError as e:
         raise ExportError(str(e)) from None
+
+
+def validate(spec) -> None:
+    """The target's options, checked before any conversion: precisions, calibration folder and images."""
+    precisions_of(spec)
+    count = spec.options.get("calib_count") or DEFAULT_COUNT
+    if spec.options.get("calib") is not None:
+        check_calibration_folder(spec.options["calib"], count)
+    elif count < 1:
+        raise ExportError(f"--calib-count must be at least 1, got {count}")
+
+
+def convert(ctx) -> list[Artifact]:
+    spec = ctx.spec
+    precisions = precisions_of(spec)
     calib = load_calibration(spec.height, spec.width, spec.options.get("calib"),
                              spec.options.get("calib_count") or DEFAULT_COUNT)
     ctx.log(f"tflite: {len(calib.names)} calibration images from {calib.source}")
