@@ -11,7 +11,7 @@ CKPT    ?=
 OUT     ?= out/$(VARIANT)_$(RES)
 EXPORT_ARGS ?=
 
-.PHONY: help setup export test bench android-assets android-test clean
+.PHONY: help setup export test bench android-assets android-test verify-arm clean
 
 help: ## show this help
 	@echo "CAS-ViT deployment toolchain"
@@ -24,6 +24,8 @@ help: ## show this help
 	@echo "  CALIB=folder of JPEG/PNG images for int8 calibration (default: bundled scikit-image photos)  CALIB_COUNT=N"
 	@echo "  OUT=output folder [$(OUT)]  EXPORT_ARGS='more python -m export options'"
 	@echo "  Every option: $(PY) -m export --help"
+	@echo "make verify-arm: installs qemu-user-static/mmdebstrap if missing and caches an arm64 root in .cache/arm64;"
+	@echo "  VERIFY_ARM_ARGS='--gate-fp16-arithmetic' also fails on fp16-arithmetic misses ($(PY) -m export.verify_arm --help)"
 
 setup: $(STAMP) ## create .venv with every pinned dependency (idempotent)
 
@@ -45,6 +47,9 @@ android-assets: $(STAMP) ## copy an exported .tflite + labels.txt + model JSON i
 
 android-test: ## compile and unit-test the Kotlin core on the JVM, check app resources with aapt2 (installs kotlinc, JUnit 4, aapt)
 	bash android_app/tools/android_test.sh
+
+verify-arm: $(STAMP) ## every .tflite of OUT in the app's LiteRT on emulated ARM64 (qemu) and x86: make verify-arm OUT=folder
+	$(PY) -m export.verify_arm $(OUT) $(VERIFY_ARM_ARGS)
 
 bench: $(STAMP) ## latency/size/accuracy across formats: make bench [BENCH_ARGS='--help' for options]
 	$(PY) -m benchmarks $(BENCH_ARGS)
