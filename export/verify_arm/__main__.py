@@ -11,7 +11,7 @@ from ..fsutil import atomic_write
 from .evaluate import verify
 from .outputset import BadInput, load
 from .render import render_markdown
-from .run import DEFAULT_CACHE, SetupFailed, prepare
+from .run import DEFAULT_CACHE, QEMU_CPU, SetupFailed, prepare
 
 JSON_NAME, MD_NAME = "verify-arm.json", "verify-arm.md"
 
@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("out", type=Path, help="an export output folder (manifest.json, report.json, parity_inputs.npz, .tflite)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the ARM64 root and the x86 LiteRT are kept")
+    p.add_argument("--qemu-cpu", default=QEMU_CPU,
+                   help="CPU model qemu emulates (e.g. cortex-a57: ARMv8.0, no FP16 arithmetic, no dot-product)")
     p.add_argument("--no-fp16-arithmetic", dest="fp16_arithmetic", action="store_false",
                    help="skip the forced-fp16 XNNPACK run of the float models")
     p.add_argument("--gate-fp16-arithmetic", action="store_true",
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         output_set = load(args.out)
-        arm, x86 = prepare(args.cache)
+        arm, x86 = prepare(args.cache, args.qemu_cpu)
     except (BadInput, SetupFailed) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ import numpy as np
 from .. import parity
 from . import LITERT_VERSION
 from .outputset import Model, OutputSet
-from .run import QEMU_CPU, Side, run
+from .run import Side, run
 
 # XNNPACK's half-precision path (FORCE_FP16) applies to float models only.
 FP16_ARITHMETIC_PRECISIONS = ("fp32", "fp16")
@@ -78,7 +78,7 @@ def verify(output_set: OutputSet, arm: Side, x86: Side, fp16_arithmetic: bool = 
     return {
         "tool": "verify-arm",
         "litert_version": LITERT_VERSION,
-        "qemu_cpu": QEMU_CPU,
+        "qemu_cpu": arm.command[2],
         "golden": {"file": output_set.golden_file, "sha256": output_set.golden_sha256,
                    "samples": int(reference.shape[0])},
         "arm64": _environment(arm, arm_info),

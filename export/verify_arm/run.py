@@ -42,8 +42,9 @@ def _first_line(text: str) -> str:
     return (text.strip().splitlines() or [""])[0]
 
 
-def prepare(cache: Path = DEFAULT_CACHE) -> tuple[Side, Side]:
-    """Install what is missing (setup.sh, cached) and return the ARM64 and x86 sides."""
+def prepare(cache: Path = DEFAULT_CACHE, qemu_cpu: str = QEMU_CPU) -> tuple[Side, Side]:
+    """Install what is missing (setup.sh, cached) and return the ARM64 side (emulating
+    ``qemu_cpu``) and the x86 side."""
     cache = Path(cache).resolve()
     done = subprocess.run(["bash", str(SETUP_SCRIPT), str(cache), sys.executable, LITERT_VERSION, NUMPY_VERSION],
                           stdout=sys.stderr)
@@ -51,7 +52,7 @@ def prepare(cache: Path = DEFAULT_CACHE) -> tuple[Side, Side]:
         raise SetupFailed(f"could not install the ARM64/x86 LiteRT {LITERT_VERSION} toolchain "
                           f"({SETUP_SCRIPT.name} exited {done.returncode}; its messages are above)")
     root = cache / "root"
-    arm = Side("arm64", (QEMU, "-cpu", QEMU_CPU, "-L", str(root), str(root / "usr/bin/python3.11"), "-S"),
+    arm = Side("arm64", (QEMU, "-cpu", qemu_cpu, "-L", str(root), str(root / "usr/bin/python3.11"), "-S"),
                root / "opt" / "site")
     x86 = Side("x86_64", (sys.executable, "-S"), cache / "x86-site")
     return arm, x86
