@@ -7,7 +7,7 @@
 #   3. CACHE/x86-site: the same ai-edge-litert and numpy for this x86 machine's Python,
 #      kept out of the project's venv (which pins another LiteRT).
 # Each part is rebuilt only when its stamp (versions + this script) changes, into a
-# temporary folder renamed into place when complete.
+# temporary folder renamed into place when complete, under a lock on CACHE/.lock.
 #
 # Usage: setup.sh CACHE PYTHON LITERT_VERSION NUMPY_VERSION
 #   PYTHON: the interpreter whose pip downloads the wheels (the project's venv).
@@ -73,6 +73,8 @@ build_x86_site() {
 }
 
 mkdir -p "$CACHE"
+exec 9>"$CACHE/.lock"
+flock 9   # one builder at a time; a second run waits, then finds the parts fresh
 ensure_debian_packages
 build_root
 build_x86_site
