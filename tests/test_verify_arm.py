@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from export import golden
 from export.fsutil import sha256_of
 from export.verify_arm import LITERT_VERSION
@@ -26,6 +27,19 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_app_and_verify_arm_use_one_litert_version():
     versions = tomllib.loads((ROOT / "android_app/gradle/libs.versions.toml").read_text())["versions"]
     assert versions["litert"] == LITERT_VERSION
+
+
+@pytest.mark.parametrize("convention", ["normalized", "unit", "byte"])
+def test_runner_builds_the_same_input_as_the_export(convention):
+    """runner.py is self-contained (it runs in the ARM64 root): its input builder
+    must stay equal to the export's, bit for bit."""
+    from export.inputs import parity_images, to_convention
+    from export.verify_arm.runner import model_input
+
+    _, rgb = parity_images(64, 64, noise=1)
+    mean, std = np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
+    expected = to_convention(rgb, convention).transpose(0, 2, 3, 1)
+    assert np.array_equal(model_input(rgb, convention, mean, std), expected)
 
 
 def _verify(out: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -42,7 +42,7 @@ def _max_abs(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
 
 def _environment(side: Side, info: dict) -> dict:
     keep = ("machine", "python", "numpy", "ai_edge_litert", "cpu_features")
-    return {"command": " ".join(side.command[:3 if side.name == "arm64" else 1]), "tool": side.version(),
+    return {"command": " ".join(side.command[:3 if side.name == "arm64" else 1]), "tool": side.tool_version(),
             **{k: info.get(k) for k in keep}}
 
 

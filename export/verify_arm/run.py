@@ -34,7 +34,7 @@ class Side:
     command: tuple[str, ...]
     site: Path
 
-    def version(self) -> str:
+    def tool_version(self) -> str:
         return _first_line(subprocess.run([*self.command[:1], "--version"], capture_output=True, text=True).stdout)
 
 
