@@ -13,7 +13,7 @@ EXPORT_ARGS ?=
 # A variable as one shell word (paths with spaces or quotes): $(call q,$(OUT)).
 q = '$(subst ','\'',$(1))'
 
-.PHONY: help setup export test bench android-assets android-test clean
+.PHONY: help setup export test bench android-assets android-test verify-arm clean
 
 help: ## show this help
 	@echo "CAS-ViT deployment toolchain"
@@ -28,6 +28,8 @@ help: ## show this help
 	@echo "  Every option: $(PY) -m export --help"
 	@echo "  Exit codes (0 passed, 1 gate failed, 2 bad input, 3 environment, 130/143 interrupted) are those of"
 	@echo "  $(PY) -m export; through make any failure is make's own 2."
+	@echo "make verify-arm: installs qemu-user-static/mmdebstrap if missing and caches an arm64 root in .cache/arm64;"
+	@echo "  VERIFY_ARM_ARGS='--gate-fp16-arithmetic' also fails on fp16-arithmetic misses ($(PY) -m export.verify_arm --help)"
 
 setup: $(STAMP) ## create .venv with every pinned dependency (idempotent)
 
@@ -50,6 +52,9 @@ android-assets: $(STAMP) ## copy an exported .tflite + labels.txt + model JSON i
 
 android-test: ## compile and unit-test the Kotlin core on the JVM, check app resources with aapt2 (installs kotlinc, JUnit 4, aapt)
 	bash android_app/tools/android_test.sh
+
+verify-arm: $(STAMP) ## every .tflite of OUT in the app's LiteRT on emulated ARM64 (qemu) and x86: make verify-arm OUT=folder
+	$(PY) -m export.verify_arm $(call q,$(OUT)) $(VERIFY_ARM_ARGS)
 
 bench: $(STAMP) ## latency/size/accuracy across formats: make bench [BENCH_ARGS='--help' for options]
 	$(PY) -m benchmarks $(BENCH_ARGS)

@@ -1,0 +1,59 @@
+"""``python -m export.verify_arm OUT``. Exit codes: 0 every gate passed, 1 a model
+missed a gate (or LiteRT could not run it), 2 bad input or no toolchain."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..fsutil import atomic_write
+from .evaluate import verify
+from .outputset import BadInput, load
+from .render import render_markdown
+from .run import DEFAULT_CACHE, QEMU_CPU, SetupFailed, prepare
+
+JSON_NAME, MD_NAME = "verify-arm.json", "verify-arm.md"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        self.exit(2, f"error: {message} (see python -m export.verify_arm --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m export.verify_arm", description=__doc__.split("``.", 1)[1].strip(),
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("out", type=Path, help="an export output folder (manifest.json, report.json, parity_inputs.npz, .tflite)")
+    p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the ARM64 root and the x86 LiteRT are kept")
+    p.add_argument("--qemu-cpu", default=QEMU_CPU,
+                   help="CPU model qemu emulates (e.g. cortex-a57: ARMv8.0, no FP16 arithmetic, no dot-product)")
+    p.add_argument("--no-fp16-arithmetic", dest="fp16_arithmetic", action="store_false",
+                   help="skip the forced-fp16 XNNPACK run of the float models")
+    p.add_argument("--gate-fp16-arithmetic", action="store_true",
+                   help="fail (exit 1) when a float model misses the fp16 gate in fp16 arithmetic")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        output_set = load(args.out)
+        arm, x86 = prepare(args.cache, args.qemu_cpu)
+    except (BadInput, SetupFailed) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    report = verify(output_set, arm, x86, args.fp16_arithmetic, args.gate_fp16_arithmetic)
+    atomic_write(args.out / JSON_NAME, json.dumps(report, indent=2) + "\n")
+    atomic_write(args.out / MD_NAME, render_markdown(report))
+    failed = [m["file"] for m in report["models"] if not m["passed"]]
+    if failed:
+        print(f"verify-arm: FAILED: {', '.join(failed)} missed a gate; see {args.out / MD_NAME}", file=sys.stderr)
+        return 1
+    print(f"verify-arm: {len(report['models'])} models passed on ARM64 and x86 LiteRT {report['litert_version']}; "
+          f"report: {args.out / MD_NAME}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

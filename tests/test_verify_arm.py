@@ -1,0 +1,166 @@
+"""verify-arm: a real tiny 64x64 TFLite export (fp32, fp16, int8-dynamic, int8) run in
+LiteRT 1.4.0 on emulated ARM64 and on x86 and gated against its golden data; a
+consistent but wrong reference fails the gate (exit 1); an altered, truncated or
+missing golden file is bad input (exit 2) and leaves no report behind.
+
+The first run builds the toolchain into the project's .cache/arm64 (apt-installs
+qemu-user-static and mmdebstrap when missing, downloads the pinned wheels)."""
+import json
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from export import golden
+from export.fsutil import sha256_of
+from export.verify_arm import LITERT_VERSION
+from export.verify_arm.__main__ import JSON_NAME, MD_NAME
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_app_and_verify_arm_use_one_litert_version():
+    versions = tomllib.loads((ROOT / "android_app/gradle/libs.versions.toml").read_text())["versions"]
+    assert versions["litert"] == LITERT_VERSION
+
+
+@pytest.mark.parametrize("convention", ["normalized", "unit", "byte"])
+def test_runner_builds_the_same_input_as_the_export(convention):
+    """runner.py is self-contained (it runs in the ARM64 root): its input builder
+    must stay equal to the export's, bit for bit."""
+    from export.inputs import parity_images, to_convention
+    from export.verify_arm.runner import model_input
+
+    _, rgb = parity_images(64, 64, noise=1)
+    mean, std = np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
+    expected = to_convention(rgb, convention).transpose(0, 2, 3, 1)
+    assert np.array_equal(model_input(rgb, convention, mean, std), expected)
+
+
+def _verify(out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "export.verify_arm", str(out), *extra],
+                          cwd=ROOT, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("verify_arm") / "out"
+    done = subprocess.run([sys.executable, "-m", "export", "--target", "tflite", "--variant", "tiny", "--res", "64",
+                           "--tflite-precisions", "fp32,fp16,int8-dynamic,int8", "--calib-count", "4",
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def verified(exported) -> dict:
+    done = _verify(exported)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("verify-arm: 4 models passed")
+    return json.loads((exported / JSON_NAME).read_text())
+
+
+def test_every_precision_passes_on_arm64_and_x86(verified, exported):
+    assert verified["passed"]
+    assert [m["precision"] for m in verified["models"]] == ["fp32", "fp16", "int8-dynamic", "int8"]
+    for model in verified["models"]:
+        for side in ("arm64", "x86_64"):
+            check = model[side]
+            assert check["passed"] and not check["misses"], (model["file"], side)
+            assert check["metrics"]["samples"] == verified["golden"]["samples"] == 6
+            assert check["tolerance"]["min_cosine"] > 0  # the export's gate for this precision was applied
+    assert (exported / MD_NAME).read_text().count("| ok |") >= 8
+
+
+def test_guest_is_arm64_with_fp16_dotprod_i8mm_and_both_sides_run_the_app_version(verified):
+    arm, x86 = verified["arm64"], verified["x86_64"]
+    assert arm["machine"] == "aarch64" and x86["machine"] == "x86_64"
+    assert arm["ai_edge_litert"] == x86["ai_edge_litert"] == LITERT_VERSION
+    assert {"fphp", "asimdhp", "asimddp", "i8mm"} <= set(arm["cpu_features"])
+
+
+def test_fp16_arithmetic_is_really_taken_on_arm64(verified):
+    floats = [m for m in verified["models"] if m["precision"] in ("fp32", "fp16")]
+    assert len(floats) == 2
+    for model in floats:
+        fp16 = model["arm64_fp16_arithmetic"]
+        assert fp16["runtime"]["xnnpack_flags"] & 0x4  # FORCE_FP16 as the delegate reports it
+        assert not fp16["gating"]
+        # Half-precision arithmetic moves the output well beyond fp32 rounding noise,
+        # while the default ARM64 run stays at the x86 result.
+        assert fp16["max_abs_vs_default_arithmetic"] > 100 * model["arm64_vs_x86_64_max_abs"]
+        assert fp16["metrics"]["max_abs"] > model["arm64"]["metrics"]["max_abs"]
+
+
+def _copy_with_golden(exported: Path, dst: Path, logits=None, data: bytes | None = None,
+                      keep: str = "fp32.tflite", update_manifest: bool = True) -> Path:
+    """A copy of the output set listing one model, with the golden file replaced by
+    new logits or raw bytes; the manifest hash follows it when ``update_manifest``."""
+    shutil.copytree(exported, dst)
+    (dst / JSON_NAME).unlink(missing_ok=True)
+    path = dst / golden.FILE_NAME
+    if logits is not None:
+        g = golden.read(path)
+        golden.write(path, list(g["names"]), g["rgb"], g["mean"], g["std"], logits)
+    if data is not None:
+        path.write_bytes(data)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    manifest["files"] = [f for f in manifest["files"]
+                         if not f["path"].endswith(".tflite") or f["path"].endswith(keep)]
+    for f in manifest["files"]:
+        if f["path"] == golden.FILE_NAME and update_manifest:
+            f["sha256"] = sha256_of(path)
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+def test_wrong_reference_logits_fail_the_gate_with_exit_1(exported, verified, tmp_path):
+    logits = golden.read(exported / golden.FILE_NAME)["logits"]
+    wrong = logits[:, ::-1].copy()  # every class renamed: same values, other ranking
+    out = _copy_with_golden(exported, tmp_path / "wrong", logits=wrong)
+    done = _verify(out, "--no-fp16-arithmetic")
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("verify-arm: FAILED: casvit_tiny_64x64_fp32.tflite")
+    report = json.loads((out / JSON_NAME).read_text())
+    assert not report["passed"]
+    misses = report["models"][0]["arm64"]["misses"]
+    assert any(m.startswith("top-1 agreement") for m in misses), misses
+
+
+def test_fp16_arithmetic_can_be_made_gating(exported, verified, tmp_path):
+    """On the tiny random-weight model fp16 arithmetic misses the fp16 gate (see
+    verify-arm.md); --gate-fp16-arithmetic turns that miss into exit 1."""
+    fp16 = verified["models"][0]["arm64_fp16_arithmetic"]
+    out = _copy_with_golden(exported, tmp_path / "gated")
+    done = _verify(out, "--gate-fp16-arithmetic")
+    assert done.returncode == (0 if fp16["passed"] else 1), done.stderr
+    assert json.loads((out / JSON_NAME).read_text())["passed"] is fp16["passed"]
+
+
+@pytest.mark.parametrize("case", ["edited", "truncated", "unreadable", "missing", "no manifest"])
+def test_bad_golden_data_is_exit_2_with_one_line_and_no_report(exported, tmp_path, case):
+    raw = (exported / golden.FILE_NAME).read_bytes()
+    if case == "edited":  # logits changed but the manifest still has the export's hash
+        logits = golden.read(exported / golden.FILE_NAME)["logits"] + 1.0
+        out = _copy_with_golden(exported, tmp_path / case, logits=logits, update_manifest=False)
+    elif case == "truncated":
+        out = _copy_with_golden(exported, tmp_path / case, data=raw[: len(raw) // 2], update_manifest=False)
+    elif case == "unreadable":  # consistent with the manifest, but not an .npz
+        out = _copy_with_golden(exported, tmp_path / case, data=raw[: len(raw) // 2])
+    else:
+        out = _copy_with_golden(exported, tmp_path / case)
+        (out / (golden.FILE_NAME if case == "missing" else "manifest.json")).unlink()
+    done = _verify(out)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    expected = {"edited": "sha256 differs from the manifest", "truncated": "sha256 differs from the manifest",
+                "unreadable": "unreadable golden data", "missing": "listed in the manifest but missing",
+                "no manifest": "no manifest.json"}[case]
+    assert expected in lines[0]
+    assert not (out / JSON_NAME).exists() and not list(out.glob(".verify-arm*"))
