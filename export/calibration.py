@@ -30,31 +30,31 @@ class CalibrationSet:
         return {"source": self.source, "count": len(self.names), "images": self.names}
 
 
-def image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path, what: str = "calibration folder") -> list[Path]:
     """JPEG/PNG files directly in ``folder``, sorted by name (hidden files skipped)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ExportError(f"calibration folder not found: {folder}")
+        raise ExportError(f"{what} not found: {folder}")
     files = sorted(p for p in folder.iterdir()
                    if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ExportError(f"calibration folder {folder} has no images (expected {', '.join(IMAGE_SUFFIXES)} files)")
+        raise ExportError(f"{what} {folder} has no images (expected {', '.join(IMAGE_SUFFIXES)} files)")
     return files
 
 
-def read_rgb(path: Path, height: int, width: int) -> np.ndarray:
-    """One calibration image as (height, width, 3) uint8; grayscale or other modes are refused."""
+def read_rgb(path: Path, height: int, width: int, what: str = "calibration image") -> np.ndarray:
+    """One image as (height, width, 3) uint8; grayscale or other modes are refused."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
             image.load()  # decode now so a truncated file fails here, not later
             if image.mode != "RGB":
-                raise ExportError(f"calibration image {path} is {_mode_name(image.mode)}, not RGB; "
+                raise ExportError(f"{what} {path} is {_mode_name(image.mode)}, not RGB; "
                                   "convert it to RGB or remove it")
             return resize_rgb(image, height, width)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ExportError(f"calibration image {path} cannot be read: {e}") from None
+        raise ExportError(f"{what} {path} cannot be read: {e}") from None
 
 
 def _mode_name(mode: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from casvit import VARIANTS
 
-from . import targets
+from . import accuracy, targets, validation
 from .errors import ExportError, GateFailure
 from .spec import TARGET_NAMES, ExportSpec, parse_resolution
 
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --embed-normalization: RGB scale of the input")
     g.add_argument("--out", type=Path, default=Path("out"), help="output folder")
     g.add_argument("--noise-inputs", type=int, default=2, help="seeded noise images added to the parity photos")
+    validation.add_arguments(p.add_argument_group("accuracy on your labelled images"))
     for name in TARGET_NAMES:
         module = targets.get(name)
         if hasattr(module, "add_arguments"):
@@ -112,5 +113,6 @@ def summary_table(report: dict, out_dir: Path) -> str:
                      f"{m['top1_agreement']:>6.2f} {m['top5_agreement']:>6.2f}  {a['status']}")
     if not report["weights"]["for_deployment"]:
         lines.append("NOTE: random weights -- these artifacts are NOT FOR DEPLOYMENT")
+    lines += accuracy.console_lines(report)
     lines.append(f"report: {out_dir / 'report.md'}")
     return "\n".join(lines)

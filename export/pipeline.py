@@ -15,6 +15,7 @@ from casvit import CheckpointError, create_model, model_from_checkpoint
 from casvit.init import randomize_batchnorm
 from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
+from . import accuracy
 from . import audit as audit_mod
 from . import golden, parity, targets
 from .context import ExportContext, log, tool_versions
@@ -65,8 +66,8 @@ def reference_logits(model: torch.nn.Module, x: np.ndarray, chunk: int = 8) -> n
     return np.concatenate([model(torch.from_numpy(x[i:i + chunk])).numpy() for i in range(0, len(x), chunk)])
 
 
-def verify(artifact: Artifact, rgb: np.ndarray, reference: np.ndarray) -> dict:
-    """Audit and parity of one artifact, as a report entry."""
+def verify(artifact: Artifact, rgb: np.ndarray, reference: np.ndarray, ctx: ExportContext) -> dict:
+    """Audit, parity and (with --val-dir) accuracy of one artifact, as a report entry."""
     target = targets.get(artifact.format)
     result = audit_mod.audit(artifact.format, target.census(artifact))
     entry = {
@@ -74,12 +75,13 @@ def verify(artifact: Artifact, rgb: np.ndarray, reference: np.ndarray) -> dict:
         "file": artifact.path.name, "size_bytes": size_of(artifact.path), "sha256": sha256_of(artifact.path),
         "convert_seconds": round(artifact.convert_seconds, 2), "input_convention": artifact.input_convention,
         "audit": {**asdict(result), "passed": result.passed, "summary": result.summary()},
-        "runtime": target.runtime_note(artifact), "details": artifact.details, "parity": None,
+        "runtime": target.runtime_note(artifact), "details": artifact.details, "parity": None, "accuracy": None,
     }
     if result.passed:
         log(f"{artifact.name}: parity on {len(rgb)} inputs")
-        output = target.load(artifact)(to_convention(rgb, artifact.input_convention))
-        entry["parity"] = parity.check(reference, output, artifact.precision)
+        runner = target.load(artifact)
+        entry["parity"] = parity.check(reference, runner(to_convention(rgb, artifact.input_convention)), artifact.precision)
+        entry["accuracy"] = accuracy.as_entry(accuracy.check(artifact, runner, ctx))  # also for a parity miss: its numbers tell why
     return entry
 
 
@@ -97,19 +99,20 @@ def run(spec: ExportSpec) -> dict:
             ctx = ExportContext(spec, model, weights, resolve_labels(model.num_classes, spec.labels), workdir)
             names, rgb = parity_images(spec.height, spec.width, spec.noise_inputs, spec.seed)
             reference = reference_logits(model, to_convention(rgb, "normalized"))
+            checked_inputs = accuracy.prepare(ctx)  # --val-dir read and checked before any conversion
             entries, artifacts = [], []
             for name in spec.targets:
                 log(f"{name}: converting")
                 for artifact in targets.get(name).convert(ctx):
                     artifacts.append(artifact)
-                    entries.append(verify(artifact, rgb, reference))
+                    entries.append(verify(artifact, rgb, reference, ctx))
         if attempts:  # a library may have swallowed NetworkBlocked: still a failure
             raise ExportError(f"network access was attempted during the export: {attempts[0]}")
         report = {
             "tool": "casvit-deploy", "spec": _spec_dict(spec, model), "weights": weights,
             "versions": tool_versions(), "network_attempts": len(attempts),
             "parity_inputs": {"names": names, "resolution": spec.resolution, "source": "skimage.data photos + seeded noise"},
-            "artifacts": entries,
+            "artifacts": entries, **checked_inputs,
         }
         _promote(artifacts, entries, out_dir)
         golden.write(out_dir / golden.FILE_NAME, names, rgb, IMAGENET_MEAN, IMAGENET_STD, reference)
@@ -121,17 +124,25 @@ def run(spec: ExportSpec) -> dict:
         shutil.rmtree(workdir, ignore_errors=True)
     failed = [e for e in entries if e["status"] != "promoted"]
     if failed:
-        raise GateFailure("gate failed for " + "; ".join(
-            f"{e['name']} ({e['audit']['summary'] if not e['audit']['passed'] else ', '.join(e['parity']['misses'])})"
-            for e in failed) + f" -- see {out_dir / 'report.md'}")
+        raise GateFailure("gate failed for " + "; ".join(f"{e['name']} ({_failure(e)})" for e in failed)
+                          + f" -- see {out_dir / 'report.md'}")
     return report
+
+
+def _failure(entry: dict) -> str:
+    if not entry["audit"]["passed"]:
+        return entry["audit"]["summary"]
+    misses = list(entry["parity"]["misses"])
+    if not accuracy.passed(entry):
+        misses.append("accuracy: " + entry["accuracy"]["summary"])
+    return ", ".join(misses)
 
 
 def _promote(artifacts: list[Artifact], entries: list[dict], out_dir: Path) -> None:
     """Move passing artifacts (and their companion files) into ``out_dir``; failed
     ones go to ``out_dir/rejected`` so they can be inspected but never mistaken."""
     for artifact, entry in zip(artifacts, entries):
-        ok = entry["audit"]["passed"] and entry["parity"] and entry["parity"]["passed"]
+        ok = entry["audit"]["passed"] and entry["parity"] and entry["parity"]["passed"] and accuracy.passed(entry)
         dest = out_dir if ok else out_dir / "rejected"
         dest.mkdir(exist_ok=True)
         entry["files"] = []

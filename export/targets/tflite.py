@@ -18,6 +18,7 @@ import numpy as np
 
 from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD, resize_rgb
 
+from ..accuracy import calibration_set
 from ..calibration import DEFAULT_COUNT, load_calibration
 from ..errors import ExportError, first_line
 from ..fsutil import atomic_write
@@ -189,8 +190,8 @@ def convert(ctx) -> list[Artifact]:
         precisions = parse_precisions(requested if isinstance(requested, str) else ",".join(requested))
     except argparse.ArgumentTypeError as e:
         raise ExportError(str(e)) from None
-    calib = load_calibration(spec.height, spec.width, spec.options.get("calib"),
-                             spec.options.get("calib_count") or DEFAULT_COUNT)
+    calib = calibration_set(ctx) or load_calibration(spec.height, spec.width, spec.options.get("calib"),
+                                                     spec.options.get("calib_count") or DEFAULT_COUNT)
     ctx.log(f"tflite: {len(calib.names)} calibration images from {calib.source}")
     onnx_path = ctx.static_onnx()
     ctx.log(f"tflite: onnx2tf -> {', '.join(precisions)} (log kept only on failure)")
