@@ -54,10 +54,11 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.digits",
-                                     description="write the held-out digits as an ImageFolder for --val-dir")
+                                     description="write the digits (held-out by default) as an ImageFolder for --val-dir")
     parser.add_argument("folder")
     parser.add_argument("--size", type=int, default=64, help="image side in pixels (multiple of 32)")
+    parser.add_argument("--split", default="test", choices=["test", "train"], help="which part of the split")
     args = parser.parse_args()
     split = digits_split(args.size)
-    write_image_folder(args.folder, split["test_rgb"], split["test_y"])
-    print(f"{len(split['test_y'])} images in {NUM_CLASSES} class folders under {args.folder}")
+    write_image_folder(args.folder, split[f"{args.split}_rgb"], split[f"{args.split}_y"])
+    print(f"{len(split[f'{args.split}_y'])} images in {NUM_CLASSES} class folders under {args.folder}")

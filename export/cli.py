@@ -21,8 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m export",
         description="Export CAS-ViT to ONNX, TFLite and Core ML, audit the op set and verify parity "
-                    "against eager PyTorch. Exit codes: 0 passed, 1 an artifact failed its audit or "
-                    "parity gate (report kept, artifact moved to OUT/rejected), 2 bad input.",
+                    "against eager PyTorch. Exit codes: 0 passed, 1 an artifact failed its audit, "
+                    "parity or accuracy gate (report kept, artifact moved to OUT/rejected), 2 bad input.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("model")

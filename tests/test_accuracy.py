@@ -56,9 +56,9 @@ def test_every_artifact_reports_top1_within_its_gate(exported):
         assert d["top1_drop"] <= d["max_top1_drop"] or d["images_lost"] <= 1
         assert 0 <= d["top1"] <= d["top5"] <= 100 and d["agreement"] >= 95, a["name"]
         assert set(d["per_class"]) == {str(c) for c in range(10)}
-    md = (out / "report.md").read_text()
-    assert "## Accuracy on" in md and "| eager PyTorch |" in md
-    assert md.index("| eager PyTorch |") < md.index("| casvit_tiny_64x64.onnx | ")
+    section = (out / "report.md").read_text().split("## Accuracy on", 1)[1]
+    rows = [line.split(" | ")[0] for line in section.splitlines() if line.startswith("| ")]
+    assert rows[1:3] == ["| eager PyTorch", "| casvit_tiny_64x64.onnx"]  # after the header: eager first
 
 
 def test_eager_row_matches_an_independent_measurement(exported, digits_folder):
@@ -190,3 +190,13 @@ def test_gate_thresholds_per_precision(precision, flipped, max_drop, passed):
     assert result.details["images_lost"] == flipped
     assert result.details["top1"] == pytest.approx(100 * (200 - flipped) / 200)
     assert result.details["agreement"] == pytest.approx(100 * (200 - flipped) / 200)
+
+
+def test_progress_lines_while_measuring(monkeypatch, capsys):
+    monkeypatch.setattr(accuracy, "PROGRESS_SECONDS", 0.0)
+    monkeypatch.setattr(accuracy, "CHUNK_SECONDS", 0.0)  # one image per runner call
+    rgb = np.zeros((5, 4, 4, 3), np.uint8)
+    logits, _ = accuracy.predict(lambda x: np.zeros((len(x), 3), np.float32), rgb, "normalized", "m")
+    assert logits.shape == (5, 3)
+    lines = [line for line in capsys.readouterr().err.splitlines() if "m: accuracy" in line]
+    assert [line.split("accuracy ")[1].split(" ")[0] for line in lines] == ["2/5", "3/5", "4/5"]
