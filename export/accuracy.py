@@ -95,7 +95,7 @@ def prepare(ctx) -> dict:
         return ctx.model(torch.from_numpy(x)).numpy()
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # like every artifact's runtime here (on the shared CI machine 2 threads were 15x slower)
+    torch.set_num_threads(1)  # like every artifact's runtime here; on a loaded machine more threads wait
     try:
         validation.eager_logits, seconds = predict(eager, validation.rgb, "normalized", "eager")
     finally:

@@ -200,3 +200,22 @@ def test_progress_lines_while_measuring(monkeypatch, capsys):
     assert logits.shape == (5, 3)
     lines = [line for line in capsys.readouterr().err.splitlines() if "m: accuracy" in line]
     assert [line.split("accuracy ")[1].split(" ")[0] for line in lines] == ["2/5", "3/5", "4/5"]
+
+
+@pytest.mark.parametrize("targets,options,weights,warns", [
+    (("tflite",), {"tflite_precisions": ("fp16", "int8")}, True, True),
+    (("onnx", "tflite"), {}, True, True),  # default precisions include int8
+    (("tflite",), {"tflite_precisions": ("int8",), "calib": "photos"}, True, False),
+    (("tflite",), {"tflite_precisions": ("int8",), "calib_from_val": 20}, True, False),
+    (("tflite",), {"tflite_precisions": ("int8-dynamic",)}, True, False),  # no calibration involved
+    (("coreml",), {}, True, False),
+    (("tflite",), {"tflite_precisions": ("int8",)}, False, False),  # random weights: nothing to protect
+])
+def test_int8_of_a_user_checkpoint_without_calibration_images_warns(targets, options, weights, warns):
+    warning = accuracy.calibration_warning(ExportSpec(targets=targets, options=options), {"for_deployment": weights})
+    assert (warning is not None) is warns
+    if warns:
+        assert "--calib" in warning and "--calib-from-val" in warning
+        report = {"warnings": [warning], "artifacts": []}
+        assert accuracy.markdown(report)[0].startswith("> **WARNING**: int8 of a user checkpoint")
+        assert accuracy.console_lines(report) == [f"WARNING: {warning}"]

@@ -11,8 +11,8 @@ from .ops import OPS, SUPPORTED_OPS
 from .values import DTYPES, BlobFiles, decode, tensor_dtype, tensor_shape
 
 WEIGHTS_IN_PACKAGE = Path("Data") / "com.apple.CoreML" / "weights"
-# One BLAS thread, like the LiteRT parity runs: on the shared 2-core CI machine
-# OpenBLAS's second thread made a (16, 48, 3136) matmul 15x slower, not faster.
+# One BLAS thread, like the ONNX Runtime and LiteRT runs: on a loaded 2-core
+# machine OpenBLAS's second thread waits instead of helping.
 BLAS_THREADS = 1
 
 
