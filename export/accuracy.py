@@ -115,7 +115,7 @@ def calibration_set(ctx):
 
 def check(artifact, runner, ctx) -> CheckResult | None:
     """The accuracy check of one artifact (None when the run has no ``--val-dir``)."""
-    validation: ValidationSet | None = ctx._cache.get(_STATE)
+    validation: ValidationSet | None = ctx._cache.get(_STATE) if ctx is not None else None
     if validation is None:
         return None
     logits, seconds = predict(runner, validation.rgb, artifact.input_convention, artifact.name)

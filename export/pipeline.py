@@ -66,7 +66,7 @@ def reference_logits(model: torch.nn.Module, x: np.ndarray, chunk: int = 8) -> n
     return np.concatenate([model(torch.from_numpy(x[i:i + chunk])).numpy() for i in range(0, len(x), chunk)])
 
 
-def verify(artifact: Artifact, rgb: np.ndarray, reference: np.ndarray, ctx: ExportContext) -> dict:
+def verify(artifact: Artifact, rgb: np.ndarray, reference: np.ndarray, ctx: ExportContext | None = None) -> dict:
     """Audit, parity and (with --val-dir) accuracy of one artifact, as a report entry."""
     target = targets.get(artifact.format)
     result = audit_mod.audit(artifact.format, target.census(artifact))
