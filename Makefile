@@ -24,6 +24,7 @@ help: ## show this help
 	@echo "  TARGET=onnx|tflite|coreml|all [$(TARGET)]  VARIANT=xs|s|m|t|tiny [$(VARIANT)]  RES=224 or HxW [$(RES)]"
 	@echo "  CKPT=path/to/checkpoint.pth (none: seeded random weights, not for deployment)"
 	@echo "  CALIB=folder of JPEG/PNG images for int8 calibration (default: bundled scikit-image photos)  CALIB_COUNT=N"
+	@echo "  VAL=labelled images, one subfolder per class (top-1/top-5 of eager and every artifact, accuracy gate)  VAL_COUNT=N"
 	@echo "  OUT=output folder [$(OUT)]  EXPORT_ARGS='more python -m export options'"
 	@echo "  Every option: $(PY) -m export --help"
 	@echo "  Exit codes (0 passed, 1 gate failed, 2 bad input, 3 environment, 130/143 interrupted) are those of"
@@ -40,7 +41,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 export: $(STAMP) ## export: make export TARGET=coreml VARIANT=xs RES=224 [CKPT=...] [OUT=...]
-	$(PY) -m export --target $(call q,$(TARGET)) --variant $(call q,$(VARIANT)) --res $(call q,$(RES)) --out $(call q,$(OUT)) $(if $(CKPT),--checkpoint $(call q,$(CKPT))) $(if $(CALIB),--calib $(call q,$(CALIB))) $(if $(CALIB_COUNT),--calib-count $(call q,$(CALIB_COUNT))) $(EXPORT_ARGS)
+	$(PY) -m export --target $(call q,$(TARGET)) --variant $(call q,$(VARIANT)) --res $(call q,$(RES)) --out $(call q,$(OUT)) $(if $(CKPT),--checkpoint $(call q,$(CKPT))) $(if $(CALIB),--calib $(call q,$(CALIB))) $(if $(CALIB_COUNT),--calib-count $(call q,$(CALIB_COUNT))) $(if $(VAL),--val-dir $(call q,$(VAL))) $(if $(VAL_COUNT),--val-count $(call q,$(VAL_COUNT))) $(EXPORT_ARGS)
 
 test: $(STAMP) ## run the test suite: Kotlin core + resource checks, then pytest (tiny/xs models at small sizes; installs strace for the offline trace)
 	$(MAKE) --no-print-directory android-test

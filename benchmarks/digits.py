@@ -33,3 +33,32 @@ def digits_split(size: int = 64) -> dict[str, np.ndarray]:
         data.images, data.target, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=data.target)
     return {"train_rgb": to_rgb(x_train, size), "train_y": y_train.astype(np.int64),
             "test_rgb": to_rgb(x_test, size), "test_y": y_test.astype(np.int64)}
+
+
+def write_image_folder(folder, rgb: np.ndarray, labels: np.ndarray) -> None:
+    """An ImageFolder layout (``folder/<digit>/<index>.png``) plus ``folder/labels.txt``
+    (0..9, one per line) for ``python -m export --val-dir folder --labels folder/labels.txt``.
+    The labels file sits beside the class folders: a file, so it is not taken for a class."""
+    from pathlib import Path
+
+    from PIL import Image
+
+    folder = Path(folder)
+    for index, (image, label) in enumerate(zip(rgb, labels)):
+        (folder / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image, "RGB").save(folder / str(label) / f"{index:04d}.png")
+    (folder / "labels.txt").write_text("".join(f"{c}\n" for c in range(NUM_CLASSES)))
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.digits",
+                                     description="write the digits (held-out by default) as an ImageFolder for --val-dir")
+    parser.add_argument("folder")
+    parser.add_argument("--size", type=int, default=64, help="image side in pixels (multiple of 32)")
+    parser.add_argument("--split", default="test", choices=["test", "train"], help="which part of the split")
+    args = parser.parse_args()
+    split = digits_split(args.size)
+    write_image_folder(args.folder, split[f"{args.split}_rgb"], split[f"{args.split}_y"])
+    print(f"{len(split[f'{args.split}_y'])} images in {NUM_CLASSES} class folders under {args.folder}")

@@ -32,20 +32,20 @@ class CalibrationSet:
         return {"source": self.source, "count": len(self.names), "images": self.names}
 
 
-def image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path, what: str = "calibration folder") -> list[Path]:
     """JPEG/PNG files directly in ``folder``, sorted by name (hidden files skipped)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ExportError(f"calibration folder not found: {folder}")
+        raise ExportError(f"{what} not found: {folder}")
     files = sorted(p for p in folder.iterdir()
                    if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ExportError(f"calibration folder {folder} has no images (expected {', '.join(IMAGE_SUFFIXES)} files)")
+        raise ExportError(f"{what} {folder} has no images (expected {', '.join(IMAGE_SUFFIXES)} files)")
     return files
 
 
 @contextlib.contextmanager
-def _open_rgb(path: Path):
+def _open_rgb(path: Path, what: str = "calibration image"):
     """The image at ``path`` opened with Pillow (header only), refused with a one-line
     ExportError when it is not RGB, cannot be read or is over Pillow's
     decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``; Pillow only warns up to
@@ -57,23 +57,23 @@ def _open_rgb(path: Path):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 if image.mode != "RGB":
-                    raise ExportError(f"calibration image {path} is {_mode_name(image.mode)}, not RGB; "
+                    raise ExportError(f"{what} {path} is {_mode_name(image.mode)}, not RGB; "
                                       "convert it to RGB or remove it")
                 yield image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ExportError(f"calibration image {path} is over Pillow's decompression-bomb limit of "
+        raise ExportError(f"{what} {path} is over Pillow's decompression-bomb limit of "
                           f"{Image.MAX_IMAGE_PIXELS} pixels; downscale it or remove it") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ExportError(f"calibration image {path} cannot be read: {first_line(e)}") from None
+        raise ExportError(f"{what} {path} cannot be read: {first_line(e)}") from None
 
 
-def read_rgb(path: Path, height: int, width: int) -> np.ndarray:
-    """One calibration image as (height, width, 3) uint8; grayscale or other modes are refused."""
-    with _open_rgb(path) as image:
+def read_rgb(path: Path, height: int, width: int, what: str = "calibration image") -> np.ndarray:
+    """One image as (height, width, 3) uint8; grayscale or other modes are refused."""
+    with _open_rgb(path, what) as image:
         try:
             image.load()  # decode now so a truncated file fails here, not later
         except (OSError, SyntaxError, ValueError) as e:
-            raise ExportError(f"calibration image {path} cannot be read: {first_line(e)}") from None
+            raise ExportError(f"{what} {path} cannot be read: {first_line(e)}") from None
         return resize_rgb(image, height, width)
 
 

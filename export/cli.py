@@ -8,7 +8,7 @@ from pathlib import Path
 
 from casvit import VARIANTS
 
-from . import interrupts, targets
+from . import accuracy, interrupts, targets, validation
 from .checks import failure_summary
 from .errors import EXIT_PASSED, ExportError, GateFailure, outcome
 from .spec import TARGET_NAMES, ExportSpec, parse_resolution
@@ -25,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export CAS-ViT to ONNX, TFLite and Core ML, audit the op set and verify parity "
                     "against eager PyTorch. OUT changes as one transaction: it holds the previous or the new "
                     "complete set (manifest.json lists every file with its sha256), never a mix.",
-        epilog="exit codes (one line on stderr, no traceback): 0 passed; 1 an artifact failed its audit or "
-               "parity gate (the previous set in OUT is kept, this run's files and report go to OUT/rejected); "
+        epilog="exit codes (one line on stderr, no traceback): 0 passed; 1 an artifact failed its audit, "
+               "parity or accuracy gate (the previous set in OUT is kept, this run's files and report go to OUT/rejected); "
                "2 bad input (or OUT in use by another export); 3 the environment failed mid-run (disk full, "
                "out of memory, permission lost); 4 internal error (a bug; --debug shows the traceback); "
                "130 interrupted (Ctrl-C); 143 terminated (SIGTERM). Through make the status is make's own "
@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write into an OUT that holds files this tool did not write (they are kept, never "
                         "overwritten); without it such a folder is refused")
     g.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    validation.add_arguments(p.add_argument_group("accuracy on your labelled images"))
     for name in TARGET_NAMES:
         module = targets.get(name)
         if hasattr(module, "add_arguments"):
@@ -135,5 +136,6 @@ def summary_table(report: dict, out_dir: Path) -> str:
         lines.append(f"{a['file']:<46} {a['size_bytes'] / 1024:>9.0f} {numbers}  {status}")
     if not report["weights"]["for_deployment"]:
         lines.append("NOTE: random weights -- these artifacts are NOT FOR DEPLOYMENT")
+    lines += accuracy.console_lines(report)
     lines.append(f"report: {out_dir / 'report.md'}")
     return "\n".join(lines)

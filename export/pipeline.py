@@ -13,7 +13,7 @@ from casvit import CheckpointError, create_model, model_from_checkpoint
 from casvit.init import randomize_batchnorm
 from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
-from . import checks, golden, interrupts, outset, progress, targets
+from . import accuracy, checks, golden, interrupts, outset, progress, targets
 from .context import ExportContext, log, tool_versions
 from .errors import ExportError, GateFailure
 from .fsutil import sha256_of, size_of
@@ -94,7 +94,8 @@ def _convert_and_verify(spec: ExportSpec, txn: outset.Transaction) -> tuple[dict
             model, weights = build_model(spec)
             ctx = ExportContext(spec, model, weights, resolve_labels(model.num_classes, spec.labels), txn.workdir)
             names, rgb = parity_images(spec.height, spec.width, spec.noise_inputs, spec.seed)
-            evidence = checks.Evidence(rgb, reference_logits(model, to_convention(rgb, "normalized")), names)
+            evidence = checks.Evidence(rgb, reference_logits(model, to_convention(rgb, "normalized")), names, ctx)
+            checked_inputs = accuracy.prepare(ctx)  # --val-dir read and checked before any conversion
         entries, artifacts = [], []
         for name in spec.targets:
             with progress.stage(f"{name}: converting"):
@@ -111,7 +112,7 @@ def _convert_and_verify(spec: ExportSpec, txn: outset.Transaction) -> tuple[dict
         "spec": _spec_dict(spec, model), "weights": weights,
         "versions": tool_versions(), "network_attempts": len(attempts), "offline": offline_checks(attempts),
         "parity_inputs": {"names": names, "resolution": spec.resolution, "source": "skimage.data photos + seeded noise"},
-        "artifacts": entries,
+        "artifacts": entries, **checked_inputs,
     }
     return report, artifacts, evidence
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import accuracy
 from .checks import failure_summary
 from .fsutil import atomic_write
 
@@ -52,7 +53,7 @@ def render_markdown(report: dict) -> str:
             f"{'ok' if a['parity'] and a['parity']['passed'] else 'FAIL: ' + '; '.join(a['parity']['misses']) if a['parity'] else 'not run'} | "
             f"{a['status']}{' (' + failure_summary(a) + ')' if not a.get('passed', True) else ''} |"
         )
-    lines += ["", "## Per artifact", ""]
+    lines += ["", *accuracy.markdown(report), "## Per artifact", ""]
     for a in report["artifacts"]:
         lines += [f"### {a['name']}", "", f"- file `{a['file']}`, sha256 `{a['sha256']}`", f"- verified with: {a['runtime']}"]
         if a.get("parity"):

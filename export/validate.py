@@ -9,7 +9,7 @@ from pathlib import Path
 
 from casvit import VARIANTS
 
-from . import limits, targets
+from . import limits, targets, validation
 from .errors import ExportError
 from .spec import TARGET_NAMES, ExportSpec
 
@@ -31,6 +31,7 @@ def validate(spec: ExportSpec) -> None:
         if check is not None:
             check(spec)
     _check_calibration_use(spec)
+    validation.check_options(spec.options)  # --val-dir and its companions
     limits.check(spec)
 
 

@@ -168,3 +168,80 @@ def test_interpreter_supports_exactly_the_audit_allow_list():
 
     assert SUPPORTED_OPS == RULES["coreml"]["allow"]
     assert not SUPPORTED_OPS & RULES["coreml"]["deny"]
+
+
+def _round16(t: torch.Tensor) -> torch.Tensor:
+    return t.half().float()
+
+
+def _conv_stack_program(tmp_path, precision: str):
+    """Every conv path of the interpreter (im2col, depthwise, pointwise, grouped), GELU and
+    a batch-keeping reshape, saved as an fp32 or fp16 ML Program; returns it and its weights."""
+    from coremltools.converters.mil import Builder as mb
+
+    w = {"stem": randn(8, 3, 3, 3) * 0.5, "dw": randn(8, 1, 3, 3) * 0.5, "pw": randn(12, 8, 1, 1) * 0.5,
+         "group": randn(12, 3, 3, 3) * 0.5, "bias": randn(8)}
+    cast = (lambda v: v.astype(np.float16)) if precision == "fp16" else (lambda v: v)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 3, 16, 16))])
+    def prog(x):
+        h = mb.cast(x=x, dtype="fp16") if precision == "fp16" else x
+        h = mb.conv(x=h, weight=cast(w["stem"]), bias=cast(w["bias"]), strides=[2, 2], pad_type="custom", pad=[1, 1, 1, 1])
+        h = mb.gelu(x=h, mode="EXACT")
+        h = mb.conv(x=h, weight=cast(w["dw"]), groups=8, pad_type="same")
+        h = mb.conv(x=h, weight=cast(w["pw"]))
+        h = mb.conv(x=h, weight=cast(w["group"]), groups=4, pad_type="valid", dilations=[2, 2])
+        h = mb.reshape(x=h, shape=[1, 12, 16])
+        return mb.cast(x=mb.relu(x=h), dtype="fp32", name="out") if precision == "fp16" else mb.relu(x=h, name="out")
+
+    return Program.load(_save_program(tmp_path, prog, f"conv_stack_{precision}")), w
+
+
+def _conv_stack_reference(x: np.ndarray, w: dict, precision: str) -> np.ndarray:
+    """The same program as plain PyTorch ops, rounding to fp16 after each op for fp16."""
+    r = _round16 if precision == "fp16" else (lambda t: t)
+    t = {k: r(torch.from_numpy(v)) for k, v in w.items()}
+    h = r(torch.from_numpy(x))
+    h = r(F.conv2d(h, t["stem"], t["bias"], stride=2, padding=1))
+    h = r(F.gelu(h))
+    h = r(F.conv2d(h, t["dw"], groups=8, padding=1))
+    h = r(F.conv2d(h, t["pw"]))
+    h = r(F.conv2d(h, t["group"], groups=4, dilation=2))
+    return torch.relu(h.reshape(len(x), 12, 16)).numpy()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_batched_program_matches_torch_and_per_sample_runs(tmp_path, precision):
+    program, w = _conv_stack_program(tmp_path, precision)
+    x = randn(5, 3, 16, 16)
+    batched = program.run({"x": x}, ["out"])["out"]
+    per_sample = np.concatenate([program.run({"x": x[i:i + 1]})["out"] for i in range(len(x))])
+    np.testing.assert_array_equal(batched, per_sample)  # batching changes nothing
+    reference = _conv_stack_reference(x, w, precision)
+    if precision == "fp32":
+        np.testing.assert_allclose(batched, reference, rtol=1e-5, atol=1e-5)
+    else:  # a different summation order may flip an fp16 rounding: allow 2 fp16 ulps
+        eps = float(np.finfo(np.float16).eps)
+        np.testing.assert_allclose(batched, reference, rtol=2 * eps, atol=2 * eps)
+        unrounded = _conv_stack_reference(x, w, "fp32")
+        assert np.abs(batched - unrounded).max() > 4 * eps  # rounding is applied
+
+
+def test_batch_refuses_ops_across_samples(tmp_path):
+    from coremltools.converters.mil import Builder as mb
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 4, 2, 2))])
+    def prog(x):
+        return mb.reduce_mean(x=x, axes=[0, 1], keep_dims=True, name="out")
+
+    program = Program.load(_save_program(tmp_path, prog, "reduce_batch"))
+    x = randn(1, 4, 2, 2)
+    np.testing.assert_allclose(program.run({"x": x})["out"], x.mean((0, 1), keepdims=True), rtol=1e-6)
+    with pytest.raises(ProgramError, match="axis 0 .the batch. cannot run batched"):
+        program.run({"x": randn(3, 4, 2, 2)})
+
+
+def test_unknown_output_is_refused(tmp_path):
+    program, _ = _conv_stack_program(tmp_path, "fp32")
+    with pytest.raises(ProgramError, match="unknown output.s. nope"):
+        program.run({"x": randn(1, 3, 16, 16)}, ["nope"])

@@ -22,54 +22,99 @@ def _scalar(x):
 
 
 def conv(x, weight, bias=None, strides=(1, 1), pad_type="valid", pad=(0, 0, 0, 0), dilations=(1, 1), groups=1):
-    """2-D convolution, NCHW input, (Cout, Cin/groups, kh, kw) weight, as one matmul per kernel tap."""
+    """2-D convolution, NCHW input (any batch), (Cout, Cin/groups, kh, kw) weight, in float32.
+
+    Vectorized on NumPy's own routines: a 1x1 convolution is one matmul, a
+    depthwise one a multiply-add per kernel tap, any other an im2col view
+    (``sliding_window_view``) contracted with the weight by one BLAS product per group."""
     x, weight = _f(x), _f(weight)
     if x.ndim != 4 or weight.ndim != 4:
         raise ProgramError("conv: the reference interpreter supports 2-D convolution only")
-    n, c, h, w = x.shape
-    cout, cin_g, kh, kw = weight.shape
     groups, (sh, sw), (dh, dw) = int(_scalar(groups)), (int(s) for s in strides), (int(d) for d in dilations)
-    pad_type = str(_scalar(pad_type))
-    if pad_type == "custom":
-        top, bottom, left, right = (int(p) for p in pad)
-    elif pad_type == "valid":
-        top = bottom = left = right = 0
-    elif pad_type in ("same", "same_lower"):
-        ph = max((-(-h // sh) - 1) * sh + (kh - 1) * dh + 1 - h, 0)
-        pw = max((-(-w // sw) - 1) * sw + (kw - 1) * dw + 1 - w, 0)
-        top, left = (ph - ph // 2, pw - pw // 2) if pad_type == "same_lower" else (ph // 2, pw // 2)
-        bottom, right = ph - top, pw - left
+    cout, cin_g, kh, kw = weight.shape
+    top, bottom, left, right = _conv_padding(x.shape[2:], (kh, kw), (sh, sw), (dh, dw), str(_scalar(pad_type)), pad)
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right))) if top or bottom or left or right else x
+    if cin_g == 1 and cout == groups == x.shape[1]:
+        out = _depthwise(xp, weight, (sh, sw), (dh, dw))
+    elif kh == kw == 1:
+        out = _pointwise(xp[:, :, ::sh, ::sw], weight, groups)
     else:
-        raise ProgramError(f"conv: pad_type {pad_type!r} is not supported")
-    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
-    ho = (xp.shape[2] - (kh - 1) * dh - 1) // sh + 1
-    wo = (xp.shape[3] - (kw - 1) * dw - 1) // sw + 1
-    cout_g = cout // groups
-    out = np.zeros((n, groups, cout_g, ho * wo), x.dtype)
-    w_g = weight.reshape(groups, cout_g, cin_g, kh, kw)
-    depthwise = cin_g == 1 and cout_g == 1
-    for i in range(kh):
-        for j in range(kw):
-            tap = xp[:, :, i * dh: i * dh + sh * (ho - 1) + 1: sh, j * dw: j * dw + sw * (wo - 1) + 1: sw]
-            tap = tap.reshape(n, groups, cin_g, ho * wo)
-            if depthwise:
-                out += w_g[None, :, :, 0, i, j, None] * tap
-            else:
-                out += np.matmul(w_g[None, :, :, :, i, j], tap)
-    out = out.reshape(n, cout, ho, wo)
+        out = _im2col(xp, weight, (sh, sw), (dh, dw), groups)
     if bias is not None:
         out += _f(bias).reshape(1, cout, 1, 1)
     return out
 
 
+def _conv_padding(size, kernel, strides, dilations, pad_type: str, pad) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) for MIL's pad types."""
+    if pad_type == "custom":
+        return tuple(int(p) for p in pad)
+    if pad_type == "valid":
+        return 0, 0, 0, 0
+    if pad_type not in ("same", "same_lower"):
+        raise ProgramError(f"conv: pad_type {pad_type!r} is not supported")
+    total = [max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0) for n, k, s, d in zip(size, kernel, strides, dilations)]
+    first = [t - t // 2 if pad_type == "same_lower" else t // 2 for t in total]
+    return first[0], total[0] - first[0], first[1], total[1] - first[1]
+
+
+def _out_size(xp: np.ndarray, kernel, strides, dilations) -> tuple[int, int]:
+    return tuple((n - (k - 1) * d - 1) // s + 1 for n, k, s, d in zip(xp.shape[2:], kernel, strides, dilations))
+
+
+def _pointwise(x: np.ndarray, weight: np.ndarray, groups: int) -> np.ndarray:
+    n, c, h, w = x.shape
+    cout = weight.shape[0]
+    w_g = weight.reshape(groups, cout // groups, c // groups)
+    out = np.matmul(w_g, x.reshape(n, groups, c // groups, h * w))
+    return out.reshape(n, cout, h, w)
+
+
+def _depthwise(xp: np.ndarray, weight: np.ndarray, strides, dilations) -> np.ndarray:
+    """One multiply-add per kernel tap over the whole batch (no copy of the strided taps)."""
+    (kh, kw), (sh, sw), (dh, dw) = weight.shape[2:], strides, dilations
+    ho, wo = _out_size(xp, (kh, kw), strides, dilations)
+    out = np.zeros((xp.shape[0], xp.shape[1], ho, wo), xp.dtype)
+    scratch = np.empty_like(out)
+    for i in range(kh):
+        for j in range(kw):
+            tap = xp[:, :, i * dh: i * dh + sh * (ho - 1) + 1: sh, j * dw: j * dw + sw * (wo - 1) + 1: sw]
+            np.multiply(tap, weight[None, :, 0, i, j, None, None], out=scratch)
+            out += scratch
+    return out
+
+
+def _im2col(xp: np.ndarray, weight: np.ndarray, strides, dilations, groups: int) -> np.ndarray:
+    """Every output pixel's receptive field as a view, contracted over (channel, kh, kw)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    (cout, cin_g, kh, kw), (sh, sw), (dh, dw) = weight.shape, strides, dilations
+    n = xp.shape[0]
+    ho, wo = _out_size(xp, (kh, kw), strides, dilations)
+    span = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
+    windows = sliding_window_view(xp, span, axis=(2, 3))[:, :, :(ho - 1) * sh + 1:sh, :(wo - 1) * sw + 1:sw, ::dh, ::dw]
+    windows = windows.reshape(n, groups, cin_g, ho, wo, kh, kw)
+    w_g = weight.reshape(groups, cout // groups, cin_g, kh, kw)
+    out = np.stack([np.tensordot(windows[:, g], w_g[g], axes=([1, 4, 5], [1, 2, 3])) for g in range(groups)], axis=1)
+    return np.ascontiguousarray(out.transpose(0, 1, 4, 2, 3)).reshape(n, cout, ho, wo)
+
+
 def gelu(x, mode="EXACT"):
+    """GELU in the input's compute dtype (NumPy promotes to float64 on a float64
+    scalar constant, so the constants are cast first); EXACT works in place."""
     x, mode = _f(x), str(_scalar(mode))
+    c = x.dtype.type
     if mode == "EXACT":
-        return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+        out = np.multiply(x, c(1.0 / np.sqrt(2.0)))
+        erf(out, out=out)
+        out += c(1.0)
+        out *= x
+        out *= c(0.5)
+        return out
     if mode == "TANH_APPROXIMATION":
-        return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+        return c(0.5) * x * (c(1.0) + np.tanh(c(np.sqrt(2.0 / np.pi)) * (x + c(0.044715) * x ** 3)))
     if mode == "SIGMOID_APPROXIMATION":
-        return x / (1.0 + np.exp(-1.702 * x))
+        return x / (c(1.0) + np.exp(c(-1.702) * x))
     raise ProgramError(f"gelu: mode {mode!r} is not supported")
 
 

@@ -15,6 +15,7 @@ import numpy as np
 from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD, resize_rgb
 
 from .. import isolate
+from ..accuracy import calibration_set
 from ..calibration import DEFAULT_COUNT, check_calibration_folder, load_calibration
 from ..errors import ExportError
 from ..fsutil import atomic_write
@@ -186,8 +187,8 @@ def validate(spec) -> None:
 def convert(ctx) -> list[Artifact]:
     spec = ctx.spec
     precisions = precisions_of(spec)
-    calib = load_calibration(spec.height, spec.width, spec.options.get("calib"),
-                             spec.options.get("calib_count") or DEFAULT_COUNT)
+    calib = calibration_set(ctx) or load_calibration(spec.height, spec.width, spec.options.get("calib"),
+                                                     spec.options.get("calib_count") or DEFAULT_COUNT)
     ctx.log(f"tflite: {len(calib.names)} calibration images from {calib.source}")
     onnx_path = ctx.static_onnx()
     ctx.log(f"tflite: onnx2tf -> {', '.join(precisions)} (log kept only on failure)")
