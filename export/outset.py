@@ -53,6 +53,8 @@ MANIFEST, REPORT_JSON, REPORT_MD = "manifest.json", "report.json", "report.md"
 RECORDS = (MANIFEST, REPORT_JSON, REPORT_MD)
 REJECTED = "rejected"
 LOGS = ("tflite-onnx2tf.log",)  # kept in OUT when a converter fails (no set is swapped then)
+# Reports that later checks write beside a set (``make verify-arm``): ours, replaced with the set.
+CHECK_REPORTS = ("verify-arm.json", "verify-arm.md")
 TOOL = "casvit-deploy"
 
 
@@ -85,7 +87,7 @@ def our_entries(folder: Path) -> set[str]:
     names = set(LOGS)
     manifest = read_manifest(folder)
     if manifest is not None:
-        names.update(RECORDS)
+        names.update(RECORDS, CHECK_REPORTS)
         names.update(Path(f["path"]).parts[0] for f in manifest["files"] if isinstance(f, dict) and f.get("path"))
     if (folder / REJECTED).is_dir() and (manifest is not None or read_manifest(folder / REJECTED) is not None):
         names.add(REJECTED)  # ours: a rejected set, or an older version's rejected/ beside our manifest

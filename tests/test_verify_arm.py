@@ -164,3 +164,14 @@ def test_bad_golden_data_is_exit_2_with_one_line_and_no_report(exported, tmp_pat
                 "no manifest": "no manifest.json"}[case]
     assert expected in lines[0]
     assert not (out / JSON_NAME).exists() and not list(out.glob(".verify-arm*"))
+
+
+def test_verified_set_stays_consistent_and_a_new_export_replaces_the_reports(verified, exported):
+    """verify-arm's reports belong to the set: not foreign files, gone when the set is replaced."""
+    from export import outset
+
+    assert outset.problems(exported) == []
+    done = subprocess.run([sys.executable, "-m", "export", "--target", "onnx", "--variant", "tiny", "--res", "64",
+                           "--out", str(exported)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert not (exported / JSON_NAME).exists() and outset.problems(exported) == []

@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 from ..fsutil import atomic_write
+from ..outset import CHECK_REPORTS
 from .evaluate import verify
 from .outputset import BadInput, load
 from .render import render_markdown
 from .run import DEFAULT_CACHE, QEMU_CPU, SetupFailed, prepare
 
-JSON_NAME, MD_NAME = "verify-arm.json", "verify-arm.md"
+JSON_NAME, MD_NAME = CHECK_REPORTS
 
 
 class _Parser(argparse.ArgumentParser):
