@@ -13,7 +13,6 @@ import torch
 
 from casvit import CheckpointError, create_model, model_from_checkpoint
 from casvit.init import randomize_batchnorm
-from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 from . import audit as audit_mod
 from . import golden, parity, targets
@@ -65,7 +64,7 @@ def reference_logits(model: torch.nn.Module, x: np.ndarray, chunk: int = 8) -> n
     return np.concatenate([model(torch.from_numpy(x[i:i + chunk])).numpy() for i in range(0, len(x), chunk)])
 
 
-def verify(artifact: Artifact, rgb: np.ndarray, reference: np.ndarray) -> dict:
+def verify(artifact: Artifact, rgb: np.ndarray, reference: np.ndarray, record) -> dict:
     """Audit and parity of one artifact, as a report entry."""
     target = targets.get(artifact.format)
     result = audit_mod.audit(artifact.format, target.census(artifact))
@@ -78,7 +77,7 @@ def verify(artifact: Artifact, rgb: np.ndarray, reference: np.ndarray) -> dict:
     }
     if result.passed:
         log(f"{artifact.name}: parity on {len(rgb)} inputs")
-        output = target.load(artifact)(to_convention(rgb, artifact.input_convention))
+        output = target.load(artifact)(to_convention(rgb, artifact.input_convention, record.mean, record.std))
         entry["parity"] = parity.check(reference, output, artifact.precision)
     return entry
 
@@ -95,24 +94,26 @@ def run(spec: ExportSpec) -> dict:
         with no_network() as attempts:
             model, weights = build_model(spec)
             ctx = ExportContext(spec, model, weights, resolve_labels(model.num_classes, spec.labels), workdir)
-            names, rgb = parity_images(spec.height, spec.width, spec.noise_inputs, spec.seed)
-            reference = reference_logits(model, to_convention(rgb, "normalized"))
+            record = ctx.preprocessing
+            names, rgb = parity_images(record, spec.noise_inputs, spec.seed)
+            reference = reference_logits(model, to_convention(rgb, "normalized", record.mean, record.std))
             entries, artifacts = [], []
             for name in spec.targets:
                 log(f"{name}: converting")
                 for artifact in targets.get(name).convert(ctx):
                     artifacts.append(artifact)
-                    entries.append(verify(artifact, rgb, reference))
+                    entries.append(verify(artifact, rgb, reference, record))
         if attempts:  # a library may have swallowed NetworkBlocked: still a failure
             raise ExportError(f"network access was attempted during the export: {attempts[0]}")
         report = {
             "tool": "casvit-deploy", "spec": _spec_dict(spec, model), "weights": weights,
             "versions": tool_versions(), "network_attempts": len(attempts),
+            "preprocessing": {**record.to_dict(), "source": ctx.preprocessing_source},
             "parity_inputs": {"names": names, "resolution": spec.resolution, "source": "skimage.data photos + seeded noise"},
             "artifacts": entries,
         }
         _promote(artifacts, entries, out_dir)
-        golden.write(out_dir / golden.FILE_NAME, names, rgb, IMAGENET_MEAN, IMAGENET_STD, reference)
+        golden.write(out_dir / golden.FILE_NAME, names, rgb, record.mean, record.std, reference)
         report["golden"] = {"file": golden.FILE_NAME, "sha256": sha256_of(out_dir / golden.FILE_NAME),
                             "size_bytes": size_of(out_dir / golden.FILE_NAME)}
         report["passed"] = all(e["status"] == "promoted" for e in entries)

@@ -11,6 +11,13 @@ def _fmt(v, digits=3):
     return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
 
 
+def preprocessing_line(p: dict) -> str:
+    crop = (f"shorter side to size/{p['crop_pct']:g}, center crop" if p["crop_mode"] == "center"
+            else "whole image resized, no crop")
+    return (f"- preprocessing ({p['source']}): {p['height']}x{p['width']}, {crop}, {p['interpolation']}, "
+            f"mean {p['mean']}, std {p['std']}")
+
+
 def render_markdown(report: dict) -> str:
     s, w = report["spec"], report["weights"]
     lines = [
@@ -22,6 +29,7 @@ def render_markdown(report: dict) -> str:
         "normalization inside the model)",
         f"- weights: {w['source']}" + ("" if w["for_deployment"] else " -- **NOT FOR DEPLOYMENT**")
         + (f", sha256 `{w['sha256'][:16]}...`" if w.get("sha256") else ""),
+        *([preprocessing_line(report["preprocessing"])] if report.get("preprocessing") else []),
         f"- parity inputs: {', '.join(report['parity_inputs']['names'])}",
         f"- network attempts during export: {report['network_attempts']}",
         f"- result: **{'PASSED' if report['passed'] else 'FAILED'}**",
