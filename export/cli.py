@@ -7,7 +7,7 @@ from pathlib import Path
 
 from casvit import VARIANTS
 
-from . import targets
+from . import preprocessing, targets
 from .errors import ExportError, GateFailure
 from .spec import TARGET_NAMES, ExportSpec, parse_resolution
 
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --embed-normalization: RGB scale of the input")
     g.add_argument("--out", type=Path, default=Path("out"), help="output folder")
     g.add_argument("--noise-inputs", type=int, default=2, help="seeded noise images added to the parity photos")
+    preprocessing.add_arguments(p.add_argument_group("preprocessing record (how images become inputs)"))
     for name in TARGET_NAMES:
         module = targets.get(name)
         if hasattr(module, "add_arguments"):
