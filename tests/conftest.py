@@ -16,7 +16,8 @@ def reference_dir() -> Path:
 
 def photo_batch(height: int, width: int, normalize: bool = True) -> torch.Tensor:
     """The real photos of the parity harness, preprocessed like every parity input."""
+    from casvit.preprocess import official_default
     from export.inputs import parity_images, to_convention
 
-    _, rgb = parity_images(height, width, noise=0)
+    _, rgb = parity_images(official_default(height, width), noise=0)
     return torch.from_numpy(to_convention(rgb, "normalized" if normalize else "unit"))

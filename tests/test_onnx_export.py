@@ -10,6 +10,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from casvit.preprocess import official_default
 from export import targets
 from export.audit import audit
 from export.cli import main
@@ -50,8 +51,12 @@ def test_onnx_file_names_and_metadata(tiny_export):
     assert {o.domain: o.version for o in model.opset_import}[""] >= 20
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["variant"] == "tiny" and meta["resolution"] == "64x64" and meta["layout"] == "NCHW"
-    assert meta["normalization_embedded"] == "false" and meta["weights_source"] == "random (seed 0)"
-    assert "torch=" in meta["tool_versions"] and meta["mean"] == "0.485,0.456,0.406"
+    assert meta["weights_source"] == "random (seed 0)" and "torch=" in meta["tool_versions"]
+    record = json.loads(meta["preprocessing"])
+    assert record["normalization_embedded"] is False and record["mean"] == [0.485, 0.456, 0.406]
+    assert record["crop_pct"] == 0.875 and record["interpolation"] == "bicubic"
+    assert json.loads(meta["labels"])[:2] == ["tench", "goldfish"]
+    assert not [k for k in meta if k.startswith("onnxsim")]  # the simplifier's bookkeeping is dropped
 
 
 def test_report_and_manifest_agree_with_files(tiny_export):
@@ -135,7 +140,7 @@ def test_graph_with_matmul_fails_audit(tmp_path):
     path = tmp_path / "matmul.onnx"
     _matmul_model(path)
     art = Artifact("onnx", "onnx", "fp32", path, "normalized")
-    entry = verify(art, np.zeros((1, 2, 2, 3), np.uint8), np.zeros((1, 2), np.float32))
+    entry = verify(art, np.zeros((1, 2, 2, 3), np.uint8), np.zeros((1, 2), np.float32), official_default(2, 2))
     assert not entry["audit"]["passed"] and entry["audit"]["denied"] == ["MatMul"] and entry["parity"] is None
     assert not audit("onnx", {"Conv": 3, "MyCustomOp": 1}).passed  # unknown ops fail too
     assert audit("onnx", {"Conv": 3, "Gelu": 1}).passed
