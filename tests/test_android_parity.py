@@ -153,3 +153,17 @@ def test_tflite_top5_from_kotlin_tensor_matches_python(cli_jar, ppm_photos, expo
     top5 = lambda logits: list(np.argsort(-logits, kind="stable")[:5])  # noqa: E731
     assert top5(kotlin_logits) == top5(python_logits)
     np.testing.assert_allclose(kotlin_logits, python_logits, rtol=0, atol=1e-5)
+
+
+def test_kotlin_reads_the_labels_packed_in_the_model(cli_jar, ppm_photos, exported_tflite, tmp_path):
+    """Without a labels.txt beside it, the app takes the labels from the .tflite's own
+    metadata (the zip the exporter appends)."""
+    import shutil
+
+    for suffix in (".tflite", ".json"):
+        shutil.copy(exported_tflite / f"casvit_tiny_64x64_fp32{suffix}", tmp_path / f"model{suffix}")
+    meta = json.loads((tmp_path / "model.json").read_text())
+    (tmp_path / "model.json").write_text(json.dumps({**meta, "model_file": "model.tflite"}))
+    ppm, _ = ppm_photos["chelsea"]
+    _, stdout = kotlin_tensor(cli_jar, tmp_path / "model.json", ppm, tmp_path / "tensor.f32")
+    assert "labels: 1000 (from the model)" in stdout
