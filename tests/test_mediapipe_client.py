@@ -48,5 +48,6 @@ def test_mediapipe_agrees_with_litert_and_names_our_labels(digits_export, precis
     litert = tflite.load(artifact)(to_convention(rgb, entry["input_convention"])).argmax(1)
     indices, names = mediapipe_top1(out / entry["file"], rgb)
     disagreements = int(np.sum(np.asarray(indices) != litert))
+    print(f"tflite-{precision}: MediaPipe vs LiteRT top-1 disagreements {disagreements}/{len(rgb)}")  # shown with -s
     assert disagreements <= 1, f"{precision}: MediaPipe and LiteRT disagree on {disagreements} of {len(rgb)} digits"
     assert names == [DIGIT_NAMES[i] for i in indices]  # the names come from the packed labels.txt
