@@ -44,10 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch", type=int, default=1, help="fixed batch size")
     g.add_argument("--dynamic-batch", action="store_true", help="ONNX: dynamic batch dimension")
     g.add_argument("--embed-normalization", action="store_true",
-                   help="put ImageNet mean/std inside the model: input is RGB in [0, --input-range] "
-                        "(Core ML image inputs always embed it)")
+                   help="put the record's mean/std inside the model: input is RGB in [0, --input-range] "
+                        "(Core ML image inputs and every .tflite always embed it)")
     g.add_argument("--input-range", type=float, default=1.0, choices=[1.0, 255.0],
-                   help="with --embed-normalization: RGB scale of the input")
+                   help="RGB scale of inputs with the normalization embedded (--embed-normalization, "
+                        "every .tflite)")
     g.add_argument("--out", type=Path, default=Path("out"), help="output folder")
     g.add_argument("--noise-inputs", type=int, default=2, help="seeded noise images added to the parity photos")
     preprocessing.add_arguments(p.add_argument_group("preprocessing record (how images become inputs)"))

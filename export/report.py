@@ -25,7 +25,7 @@ def render_markdown(report: dict) -> str:
         "",
         f"- resolution {s['resolution']}, batch {s['batch']}{' (dynamic in ONNX)' if s['dynamic_batch'] else ''}",
         "- input of each artifact: " + ", ".join(f"{a['name']} {a['input_convention']}" for a in report["artifacts"])
-        + " (normalized = ImageNet mean/std applied by the caller; unit/byte = RGB in [0,1]/[0,255], "
+        + " (normalized = the preprocessing mean/std applied by the caller; unit/byte = RGB in [0,1]/[0,255], "
         "normalization inside the model)",
         f"- weights: {w['source']}" + ("" if w["for_deployment"] else " -- **NOT FOR DEPLOYMENT**")
         + (f", sha256 `{w['sha256'][:16]}...`" if w.get("sha256") else ""),

@@ -47,7 +47,7 @@ def add_arguments(group) -> None:
     group.add_argument("--coreml-target", default="iOS16", choices=DEPLOYMENT_TARGETS,
                        help="minimum deployment target (iOS16 = macOS 13)")
     group.add_argument("--coreml-input", default="image", choices=["image", "tensor"],
-                       help="image: RGB 0-255 ImageType with ImageNet mean/std inside the model; "
+                       help="image: RGB 0-255 ImageType with the record's mean/std inside the model; "
                             "tensor: float input in the convention of --embed-normalization/--input-range")
 
 
@@ -148,11 +148,9 @@ def _rename_var(block, old: str, new: str) -> None:
 
 
 def _expose_logits(spec, num_classes: int) -> None:
-    """Add the classifier's raw scores as a float32 multiarray output ``logits``.
-
-    The classify op's dictionary is keyed by label and ImageNet-1K names repeat
-    (e.g. 'missile', 'sunglasses'), so only an array carries every score; it is
-    also what parity compares."""
+    """Add the classifier's raw scores as a float32 multiarray output ``logits`` (what
+    parity compares) and put a softmax between them and the classify op, whose
+    label dictionary then holds probabilities."""
     from coremltools.proto import FeatureTypes_pb2
 
     from ..mil import main_block
