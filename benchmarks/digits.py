@@ -1,7 +1,8 @@
 """scikit-learn's handwritten digits as RGB images the toolchain can eat.
 
 The 8x8 grayscale digits (values 0..16) become RGB uint8 images upsampled with
-the project's own Pillow bilinear resize (:func:`casvit.preprocess.resize_rgb`)
+a plain Pillow bilinear resize of the whole image (no crop: the digits fill
+their 8x8 frame; this is how the dataset is made, not the evaluation transform)
 to a multiple of 32: CAS-ViT has an output stride of 32, so 64x64 leaves a 2x2
 map in the last stage (32x32 would leave one pixel) while keeping training cheap.
 Every runtime then sees the same pixels through ``export.inputs.to_convention``.
@@ -9,8 +10,9 @@ Every runtime then sees the same pixels through ``export.inputs.to_convention``.
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
-from casvit.preprocess import resize_rgb
+from casvit.preprocess import resize
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
@@ -20,7 +22,8 @@ NUM_CLASSES = 10
 def to_rgb(images: np.ndarray, size: int) -> np.ndarray:
     """(N, 8, 8) digits in 0..16 -> (N, size, size, 3) uint8 RGB."""
     gray = np.clip(np.rint(images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
-    return np.stack([resize_rgb(np.repeat(g[:, :, None], 3, axis=2), size, size) for g in gray])
+    return np.stack([np.asarray(resize(Image.fromarray(np.repeat(g[:, :, None], 3, axis=2), "RGB"), size, size))
+                     for g in gray])
 
 
 def digits_split(size: int = 64) -> dict[str, np.ndarray]:

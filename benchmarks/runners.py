@@ -39,9 +39,10 @@ class Config:
 
 def sample_input(res: int, convention: str) -> np.ndarray:
     """The astronaut photo at res x res as a (1, 3, res, res) float32 batch in ``convention``."""
+    from casvit.preprocess import official_default
     from export.inputs import parity_images, to_convention
 
-    _, rgb = parity_images(res, res, noise=0)
+    _, rgb = parity_images(official_default(res, res), noise=0)
     return to_convention(rgb[:1], convention)
 
 

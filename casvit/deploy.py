@@ -95,7 +95,7 @@ def deploy(model: CASViT, normalize_input: bool = False, input_range: float = 1.
     """A new eval-only module computing ``model.eval()(x)`` with no BatchNorm and no Linear.
 
     With ``normalize_input`` the module takes RGB in ``[0, input_range]`` (1 or 255)
-    and applies the ImageNet mean/std itself. ``model`` is left untouched.
+    and applies ``mean``/``std`` (ImageNet by default) itself. ``model`` is left untouched.
     """
     if model.backbone:
         raise ValueError("deploy() builds a classifier; this model is in backbone mode")

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
 from .context import log
 from .inputs import to_convention
 from .parity import topk
@@ -58,14 +60,16 @@ def scores(logits: np.ndarray, targets: np.ndarray, classes: list[int], eager: n
     return out
 
 
-def predict(runner, rgb: np.ndarray, convention: str, what: str) -> tuple[np.ndarray, float]:
-    """Logits of ``runner`` on every image, in chunks sized so a progress line comes
+def predict(runner, rgb: np.ndarray, convention: str, what: str, mean=IMAGENET_MEAN,
+            std=IMAGENET_STD) -> tuple[np.ndarray, float]:
+    """Logits of ``runner`` on every image (normalized with ``mean``/``std``, the
+    record's, where the convention asks), in chunks sized so a progress line comes
     at least every PROGRESS_SECONDS; returns (logits, seconds)."""
     start = last_log = time.perf_counter()
     outs, done, chunk = [], 0, 2
     while done < len(rgb):
         t = time.perf_counter()
-        outs.append(np.asarray(runner(to_convention(rgb[done:done + chunk], convention)), np.float32))
+        outs.append(np.asarray(runner(to_convention(rgb[done:done + chunk], convention, mean, std)), np.float32))
         per_image = (time.perf_counter() - t) / len(outs[-1])
         done += len(outs[-1])
         chunk = int(np.clip(CHUNK_SECONDS / max(per_image, 1e-6), 1, 64))
@@ -83,7 +87,7 @@ def prepare(ctx) -> dict:
     warnings = [w for w in [calibration_warning(s, ctx.weights)] if w]
     for w in warnings:
         log(f"WARNING: {w}")
-    validation = load_validation(s.options, ctx.labels, s.height, s.width, s.seed)
+    validation = load_validation(s.options, ctx.labels, ctx.preprocessing, s.seed)
     ctx._cache[_STATE] = validation
     if validation is None:
         return {"warnings": warnings, "accuracy": None}
@@ -97,7 +101,8 @@ def prepare(ctx) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # like every artifact's runtime here; on a loaded machine more threads wait
     try:
-        validation.eager_logits, seconds = predict(eager, validation.rgb, "normalized", "eager")
+        record = ctx.preprocessing
+        validation.eager_logits, seconds = predict(eager, validation.rgb, "normalized", "eager", record.mean, record.std)
     finally:
         torch.set_num_threads(threads)
     row = scores(validation.eager_logits, validation.targets, validation.class_ids)
@@ -118,7 +123,8 @@ def check(artifact, runner, ctx) -> CheckResult | None:
     validation: ValidationSet | None = ctx._cache.get(_STATE) if ctx is not None else None
     if validation is None:
         return None
-    logits, seconds = predict(runner, validation.rgb, artifact.input_convention, artifact.name)
+    record = ctx.preprocessing
+    logits, seconds = predict(runner, validation.rgb, artifact.input_convention, artifact.name, record.mean, record.std)
     row = scores(logits, validation.targets, validation.class_ids, validation.eager_logits)
     eager = scores(validation.eager_logits, validation.targets, [])
     allowed = max_drop_for(artifact.precision, ctx.spec.options.get("max_top1_drop"))

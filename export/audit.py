@@ -27,9 +27,10 @@ RULES: dict[str, dict[str, frozenset[str]]] = {
             "conv", "add", "mul", "sigmoid", "relu", "gelu", "reduce_mean", "split", "reshape",
             "cast", "const", "constexpr_lut_to_dense", "constexpr_affine_dequantize",
             "constexpr_blockwise_shift_scale",
-            "classify",  # added by ClassifierConfig: label + label->score dict of the logits, no softmax
+            "classify",  # added by ClassifierConfig: top label + label->probability dict
+            "softmax",  # only the one feeding classify; the census renames any other (denied below)
         }),
-        "deny": frozenset({"linear", "matmul", "softmax", "einsum", "batch_norm", "erf"}),
+        "deny": frozenset({"linear", "matmul", "softmax_not_feeding_classify", "einsum", "batch_norm", "erf"}),
     },
 }
 

@@ -1,6 +1,6 @@
 """Calibration images for int8 quantization: a user folder of JPEG/PNG files or,
-by default, the real photos bundled with scikit-image. Every image is
-center-cropped and resized with ``casvit.preprocess.resize_rgb``, exactly like
+by default, the real photos bundled with scikit-image. Every image goes through
+the export's preprocessing record (``Preprocessing.resize_rgb``), exactly like
 the parity inputs."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from casvit.preprocess import resize_rgb
+from casvit.preprocess import Preprocessing
 
 from .errors import ExportError, first_line
 from .inputs import CALIBRATION_PHOTOS, calibration_images
@@ -67,14 +67,14 @@ def _open_rgb(path: Path, what: str = "calibration image"):
         raise ExportError(f"{what} {path} cannot be read: {first_line(e)}") from None
 
 
-def read_rgb(path: Path, height: int, width: int, what: str = "calibration image") -> np.ndarray:
-    """One image as (height, width, 3) uint8; grayscale or other modes are refused."""
+def read_rgb(path: Path, record: Preprocessing, what: str = "calibration image") -> np.ndarray:
+    """One image file as the record's (height, width, 3) uint8 pixels; grayscale or other modes are refused."""
     with _open_rgb(path, what) as image:
         try:
             image.load()  # decode now so a truncated file fails here, not later
         except (OSError, SyntaxError, ValueError) as e:
             raise ExportError(f"{what} {path} cannot be read: {first_line(e)}") from None
-        return resize_rgb(image, height, width)
+        return record.resize_rgb(image)
 
 
 def check_calibration_folder(folder: Path, count: int = DEFAULT_COUNT) -> None:
@@ -93,7 +93,7 @@ def _mode_name(mode: str) -> str:
     return names.get(mode, f"mode {mode!r}")
 
 
-def load_calibration(height: int, width: int, folder: Path | None = None, count: int = DEFAULT_COUNT) -> CalibrationSet:
+def load_calibration(record: Preprocessing, folder: Path | None = None, count: int = DEFAULT_COUNT) -> CalibrationSet:
     """Up to ``count`` images from ``folder`` (first by name) or from the bundled photos."""
     if count < 1:
         raise ExportError(f"calibration count must be at least 1, got {count}")
@@ -103,8 +103,8 @@ def load_calibration(height: int, width: int, folder: Path | None = None, count:
         return CalibrationSet(f"scikit-image bundled photos disjoint from the parity inputs "
                               f"({len(images)} available: {len(CALIBRATION_PHOTOS)} photos and their quadrants)",
                               [f"skimage.data.{n}" for n, _ in chosen],
-                              np.stack([resize_rgb(img, height, width) for _, img in chosen]))
+                              np.stack([record.resize_rgb(img) for _, img in chosen]))
     files = image_files(folder)[:count]
-    rgb = [read_rgb(f, height, width) for f in files]
+    rgb = [read_rgb(f, record) for f in files]
     return CalibrationSet(f"folder {Path(folder).resolve()}", [f.name for f in files], np.stack(rgb))
 

@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
 from . import accuracy, parity, targets
 from . import audit as audit_mod
 from .context import log
@@ -28,6 +30,8 @@ class Evidence:
     reference: np.ndarray
     names: tuple[str, ...] = ()
     context: Any = None
+    mean: tuple[float, ...] = IMAGENET_MEAN  # the preprocessing record's normalization
+    std: tuple[float, ...] = IMAGENET_STD
     _runners: dict = field(default_factory=dict, compare=False, repr=False)
 
     def runner(self, artifact: Artifact):
@@ -51,7 +55,7 @@ def _audit(artifact: Artifact, evidence: Evidence) -> dict:
 
 def _parity(artifact: Artifact, evidence: Evidence) -> dict:
     log(f"{artifact.name}: parity on {len(evidence.rgb)} inputs")
-    output = evidence.runner(artifact)(to_convention(evidence.rgb, artifact.input_convention))
+    output = evidence.runner(artifact)(to_convention(evidence.rgb, artifact.input_convention, evidence.mean, evidence.std))
     result = parity.check(evidence.reference, output, artifact.precision)
     return {**result, "summary": "; ".join(result["misses"]) or "ok"}
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from casvit import VARIANTS
 
-from . import accuracy, interrupts, targets, validation
+from . import accuracy, interrupts, preprocessing, targets, validation
 from .checks import failure_summary
 from .errors import EXIT_PASSED, ExportError, GateFailure, outcome
 from .spec import TARGET_NAMES, ExportSpec, parse_resolution
@@ -56,10 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "over this machine's memory is refused)")
     g.add_argument("--dynamic-batch", action="store_true", help="ONNX: dynamic batch dimension")
     g.add_argument("--embed-normalization", action="store_true",
-                   help="put ImageNet mean/std inside the model: input is RGB in [0, --input-range] "
-                        "(Core ML image inputs always embed it)")
+                   help="put the record's mean/std inside the model: input is RGB in [0, --input-range] "
+                        "(Core ML image inputs and every .tflite always embed it)")
     g.add_argument("--input-range", type=float, default=1.0, choices=[1.0, 255.0],
-                   help="with --embed-normalization: RGB scale of the input")
+                   help="RGB scale of inputs with the normalization embedded (--embed-normalization, "
+                        "every .tflite)")
     g.add_argument("--out", type=Path, default=Path("out"), help="output folder")
     g.add_argument("--noise-inputs", type=int, default=2, help="seeded noise images added to the parity photos (0 to 256)")
     g.add_argument("--force", action="store_true",
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "overwritten); without it such a folder is refused")
     g.add_argument("--debug", action="store_true", help="show the traceback of an error")
     validation.add_arguments(p.add_argument_group("accuracy on your labelled images"))
+    preprocessing.add_arguments(p.add_argument_group("preprocessing record (how images become inputs)"))
     for name in TARGET_NAMES:
         module = targets.get(name)
         if hasattr(module, "add_arguments"):

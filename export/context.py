@@ -2,6 +2,7 @@
 simplified ONNX (TFLite converts from it), metadata and progress output."""
 from __future__ import annotations
 
+import json
 import platform
 import sys
 import time
@@ -9,9 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from casvit import DeployCASViT, IMAGENET_MEAN, IMAGENET_STD, deploy
+from casvit import DeployCASViT, Preprocessing, deploy
 from casvit.model import CASViT
 
+from .preprocessing import artifact_record, convention_of, record_for
 from .spec import ExportSpec
 
 TOOLS = ("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim", "coremltools", "onnx2tf", "tensorflow",
@@ -46,8 +48,13 @@ class ExportContext:
     labels: list[str]
     workdir: Path  # staging folder on the output's filesystem
     _cache: dict = field(default_factory=dict)
+    preprocessing: Preprocessing = field(init=False)  # the record: from the checkpoint's args and the options
+    preprocessing_source: str = field(init=False)
 
     log = staticmethod(log)
+
+    def __post_init__(self):
+        self.preprocessing, self.preprocessing_source = record_for(self.spec)
 
     def _input_choice(self, embed_normalization: bool | None, input_range: float | None) -> tuple[bool, float]:
         """(embed normalization?, input range), the spec's where not given."""
@@ -59,38 +66,38 @@ class ExportContext:
         embed, rng = self._input_choice(embed_normalization, input_range)
         key = ("deploy", embed, rng)
         if key not in self._cache:
-            self._cache[key] = deploy(self.model, normalize_input=embed, input_range=rng)
+            p = self.preprocessing
+            self._cache[key] = deploy(self.model, normalize_input=embed, input_range=rng, mean=p.mean, std=p.std)
         return self._cache[key]
 
     def input_convention(self, embed_normalization: bool | None = None, input_range: float | None = None) -> str:
-        embed, rng = self._input_choice(embed_normalization, input_range)
-        return "normalized" if not embed else ("byte" if rng == 255.0 else "unit")
+        return convention_of(*self._input_choice(embed_normalization, input_range))
 
-    def static_onnx(self) -> Path:
-        """Simplified ONNX with batch 1 in the spec's input convention (TFLite's source)."""
-        if "static_onnx" not in self._cache:
+    def static_onnx(self, embed_normalization: bool | None = None, input_range: float | None = None) -> Path:
+        """Simplified ONNX with batch 1 in the given (default: the spec's) input convention (TFLite's source)."""
+        embed, rng = self._input_choice(embed_normalization, input_range)
+        key = ("static_onnx", embed, rng)
+        if key not in self._cache:
             from .targets import onnx as onnx_target
 
-            path = self.workdir / "intermediate" / "model_static.onnx"
+            path = self.workdir / "intermediate" / f"model_static_{convention_of(embed, rng)}.onnx"
             path.parent.mkdir(parents=True, exist_ok=True)
-            onnx_target.export_onnx(self, path, batch=1, dynamic=False)
-            self._cache["static_onnx"] = path
-        return self._cache["static_onnx"]
+            onnx_target.export_onnx(self, path, batch=1, dynamic=False, embed_normalization=embed, input_range=rng)
+            self._cache[key] = path
+        return self._cache[key]
 
-    def metadata(self) -> dict[str, str]:
-        """Facts every artifact records (string values, for ONNX/TFLite/Core ML metadata)."""
+    def metadata(self, convention: str | None = None) -> dict[str, str]:
+        """Facts every artifact records (string values, for ONNX/TFLite/Core ML metadata);
+        ``preprocessing`` is the record, as JSON, for the artifact's input ``convention``
+        (default: the spec's), ``labels`` the class names as a JSON list."""
         s = self.spec
         return {
             "model": "CAS-ViT",
             "variant": s.variant,
             "resolution": s.resolution,
-            "input_height": str(s.height),
-            "input_width": str(s.width),
             "num_classes": str(self.model.num_classes),
-            "normalization_embedded": str(s.embed_normalization).lower(),
-            "input_range": "0-255" if s.input_range == 255.0 else "0-1",
-            "mean": ",".join(f"{v:g}" for v in IMAGENET_MEAN),
-            "std": ",".join(f"{v:g}" for v in IMAGENET_STD),
+            "preprocessing": json.dumps(artifact_record(self.preprocessing, convention or self.input_convention())),
+            "labels": json.dumps(self.labels, ensure_ascii=False),
             "weights_source": self.weights["source"],
             "weights_sha256": self.weights.get("sha256", ""),
             "for_deployment": str(self.weights["for_deployment"]).lower(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD, resize_rgb
+from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 # Real RGB photos bundled with scikit-image that are NOT parity inputs (``cat`` is
@@ -34,12 +34,12 @@ def calibration_images() -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def parity_images(height: int, width: int, noise: int = 2, seed: int = 0) -> tuple[list[str], np.ndarray]:
-    """Names and an (N, H, W, 3) uint8 batch: the bundled photos, center-cropped and
-    resized, then ``noise`` seeded uniform-noise images."""
-    rgb = [resize_rgb(photo(n), height, width) for n in PHOTOS]
+def parity_images(record: Preprocessing, noise: int = 2, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Names and an (N, H, W, 3) uint8 batch: the bundled photos through the
+    preprocessing record, then ``noise`` seeded uniform-noise images."""
+    rgb = [record.resize_rgb(photo(n)) for n in PHOTOS]
     rng = np.random.default_rng(seed)
-    rgb += [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(noise)]
+    rgb += [rng.integers(0, 256, (record.height, record.width, 3), dtype=np.uint8) for _ in range(noise)]
     return list(PHOTOS) + [f"noise{i}" for i in range(noise)], np.stack(rgb)
 
 

@@ -11,7 +11,6 @@ import torch
 
 from casvit import CheckpointError, create_model, model_from_checkpoint
 from casvit.init import randomize_batchnorm
-from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 from . import accuracy, checks, golden, interrupts, outset, progress, targets
 from .context import ExportContext, log, tool_versions
@@ -93,8 +92,10 @@ def _convert_and_verify(spec: ExportSpec, txn: outset.Transaction) -> tuple[dict
         with progress.stage("building the model and the eager reference", announce=False):
             model, weights = build_model(spec)
             ctx = ExportContext(spec, model, weights, resolve_labels(model.num_classes, spec.labels), txn.workdir)
-            names, rgb = parity_images(spec.height, spec.width, spec.noise_inputs, spec.seed)
-            evidence = checks.Evidence(rgb, reference_logits(model, to_convention(rgb, "normalized")), names, ctx)
+            record = ctx.preprocessing
+            names, rgb = parity_images(record, spec.noise_inputs, spec.seed)
+            reference = reference_logits(model, to_convention(rgb, "normalized", record.mean, record.std))
+            evidence = checks.Evidence(rgb, reference, names, ctx, record.mean, record.std)
             checked_inputs = accuracy.prepare(ctx)  # --val-dir read and checked before any conversion
         entries, artifacts = [], []
         for name in spec.targets:
@@ -111,6 +112,7 @@ def _convert_and_verify(spec: ExportSpec, txn: outset.Transaction) -> tuple[dict
         "tool": outset.TOOL, "run_id": txn.run_id, "passed": passed, "rejected": not passed,
         "spec": _spec_dict(spec, model), "weights": weights,
         "versions": tool_versions(), "network_attempts": len(attempts), "offline": offline_checks(attempts),
+        "preprocessing": {**record.to_dict(), "source": ctx.preprocessing_source},
         "parity_inputs": {"names": names, "resolution": spec.resolution, "source": "skimage.data photos + seeded noise"},
         "artifacts": entries, **checked_inputs,
     }
@@ -122,7 +124,7 @@ def _write_set(txn: outset.Transaction, report: dict, artifacts: list[Artifact],
     passed = report["passed"]
     with progress.stage("writing the output set"):
         _assemble(txn, artifacts, report["artifacts"], passed)
-        golden.write(txn.new_dir / golden.FILE_NAME, evidence.names, evidence.rgb, IMAGENET_MEAN, IMAGENET_STD,
+        golden.write(txn.new_dir / golden.FILE_NAME, evidence.names, evidence.rgb, evidence.mean, evidence.std,
                      evidence.reference)
         report["golden"] = {"file": golden.FILE_NAME, **txn.add_written(golden.FILE_NAME)}
         if not passed:

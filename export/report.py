@@ -22,6 +22,13 @@ def _offline_note(report: dict) -> str:
             + ", ".join(f"{k}={v}" for k, v in o["telemetry_switched_off"].items()) + f"; OS level: {o['os_level']})")
 
 
+def preprocessing_line(p: dict) -> str:
+    crop = (f"shorter side to size/{p['crop_pct']:g}, center crop" if p["crop_mode"] == "center"
+            else "whole image resized, no crop")
+    return (f"- preprocessing ({p['source']}): {p['height']}x{p['width']}, {crop}, {p['interpolation']}, "
+            f"mean {p['mean']}, std {p['std']}")
+
+
 def render_markdown(report: dict) -> str:
     s, w = report["spec"], report["weights"]
     lines = [
@@ -29,10 +36,11 @@ def render_markdown(report: dict) -> str:
         "",
         f"- resolution {s['resolution']}, batch {s['batch']}{' (dynamic in ONNX)' if s['dynamic_batch'] else ''}",
         "- input of each artifact: " + ", ".join(f"{a['name']} {a['input_convention']}" for a in report["artifacts"])
-        + " (normalized = ImageNet mean/std applied by the caller; unit/byte = RGB in [0,1]/[0,255], "
+        + " (normalized = the preprocessing mean/std applied by the caller; unit/byte = RGB in [0,1]/[0,255], "
         "normalization inside the model)",
         f"- weights: {w['source']}" + ("" if w["for_deployment"] else " -- **NOT FOR DEPLOYMENT**")
         + (f", sha256 `{w['sha256'][:16]}...`" if w.get("sha256") else ""),
+        *([preprocessing_line(report["preprocessing"])] if report.get("preprocessing") else []),
         f"- parity inputs: {', '.join(report['parity_inputs']['names'])}",
         f"- network attempts during export: {report['network_attempts']}" + _offline_note(report),
         f"- result: **{'PASSED' if report['passed'] else 'FAILED'}**" + ("" if report["passed"] else (

@@ -53,8 +53,8 @@ class ExportSpec:
 class Artifact:
     """One converted file (or .mlpackage folder) and how to feed it.
 
-    ``input_convention`` says what its input holds: ``"normalized"`` (ImageNet
-    mean/std applied), ``"unit"`` (RGB in [0, 1]) or ``"byte"`` (RGB in [0, 255]).
+    ``input_convention`` says what its input holds: ``"normalized"`` (the
+    preprocessing record's mean/std applied), ``"unit"`` (RGB in [0, 1]) or ``"byte"`` (RGB in [0, 255]).
     The harness always hands ``load(artifact)`` an NCHW float32 batch in that
     convention; layout/dtype conversion is the target's business.
     """

@@ -1,23 +1,161 @@
-"""Companion files of a ``.tflite`` for the Android app: a shared ``labels.txt``
-and a per-model JSON (schema ``casvit-model/1``) describing the input and output,
-read from the model file itself so the app needs no guessing."""
+"""What a ``.tflite`` says about itself.
+
+1. TFLite standard metadata (the ``TFLITE_METADATA`` flatbuffer of the TFLite
+   metadata schema, read by MediaPipe Tasks, the TFLite Task Library and ML Kit):
+   image input with RGB ImageProperties and a *scalar* NormalizationOptions, the
+   class names as the associated ``labels.txt`` (TENSOR_AXIS_LABELS) packed in a
+   zip appended to the model, and the minimum parser version. MediaPipe refuses
+   per-channel normalization, so every ``.tflite`` embeds the record's
+   per-channel mean/std in the model and takes RGB in [0, 1] or [0, 255]; the
+   declared scalar normalization only maps 0-255 pixels to that range.
+2. Companion files for the Android app: ``<stem>.json`` (schema
+   ``casvit-model/2``: input, output and the full preprocessing record, which
+   the standard cannot express: crop_pct, crop mode, interpolation, output
+   meaning) and ``labels.txt``.
+
+The metadata is built with the schema's generated flatbuffers classes shipped
+in ``mediapipe`` (``mediapipe.tasks.metadata.metadata_schema_py_generated``).
+MediaPipe's own writer (``MetadataPopulator``) needs a native helper missing
+from mediapipe 1.2.2, and tflite-support pins protobuf<4, so the two small
+steps it would do (store the buffer, append the zip) are written here.
+"""
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD
-
 from .fsutil import atomic_write
 
-SCHEMA = "casvit-model/1"
+SCHEMA = "casvit-model/2"
 LABELS_FILE = "labels.txt"
-PREPROCESSING = ("center crop to the input aspect ratio, bilinear resize (Pillow BILINEAR), RGB/255; "
-                 "then (x - mean) / std unless normalization_embedded; "
-                 "value_range [0,255] means feed RGB bytes as floats")
+METADATA_NAME = "TFLITE_METADATA"  # the metadata entry name every TFLite metadata reader looks up
+METADATA_IDENTIFIER = b"M001"  # file_identifier of metadata_schema.fbs
+# Every field used here exists since schema 1.0.0 (the schema's History lists
+# later additions: vocabularies, tokenizers, tensor groups, audio, associated
+# file versions; none of them is used), so 1.0.0 is the minimum parser version.
+MIN_PARSER_VERSION = "1.0.0"
 OUTPUT_MEANING = "raw logits; apply softmax for probabilities"
+
+
+def _schema():
+    from mediapipe.tasks.metadata import metadata_schema_py_generated as schema
+
+    return schema
+
+
+def pixel_normalization(input_range: float) -> tuple[float, float]:
+    """Scalar (mean, std) with ``(pixel - mean) / std`` mapping 0-255 pixels to [0, input_range]."""
+    return 0.0, 255.0 / float(input_range)
+
+
+def metadata_buffer(ctx, input_range: float, precision: str) -> bytes:
+    """The TFLITE_METADATA flatbuffer for a model taking RGB in [0, input_range]."""
+    import flatbuffers
+
+    schema = _schema()
+    s, record = ctx.spec, ctx.preprocessing
+    mean, std = pixel_normalization(input_range)
+
+    image = schema.TensorMetadataT()
+    image.name = "image"
+    image.description = (f"RGB image {s.width}x{s.height}, values 0-{input_range:g} (pixels / {std:g}); "
+                         f"per-channel mean {list(record.mean)} / std {list(record.std)} are applied inside "
+                         f"the model. Resize/crop first: {_crop_text(record)}.")
+    image.content = schema.ContentT()
+    image.content.contentPropertiesType = schema.ContentProperties.ImageProperties
+    image.content.contentProperties = schema.ImagePropertiesT()
+    image.content.contentProperties.colorSpace = schema.ColorSpaceType.RGB
+    normalization = schema.ProcessUnitT()
+    normalization.optionsType = schema.ProcessUnitOptions.NormalizationOptions
+    normalization.options = schema.NormalizationOptionsT()
+    normalization.options.mean, normalization.options.std = [mean], [std]
+    image.processUnits = [normalization]
+    image.stats = schema.StatsT()
+    image.stats.min, image.stats.max = [0.0], [float(input_range)]
+
+    scores = schema.TensorMetadataT()
+    scores.name = "logits"
+    scores.description = f"one score per class ({OUTPUT_MEANING})"
+    scores.content = schema.ContentT()
+    scores.content.contentPropertiesType = schema.ContentProperties.FeatureProperties
+    scores.content.contentProperties = schema.FeaturePropertiesT()
+    labels = schema.AssociatedFileT()
+    labels.name, labels.type = LABELS_FILE, schema.AssociatedFileType.TENSOR_AXIS_LABELS
+    labels.description = "class names, one per line, in output order"
+    scores.associatedFiles = [labels]
+
+    graph = schema.SubGraphMetadataT()
+    graph.inputTensorMetadata, graph.outputTensorMetadata = [image], [scores]
+    model = schema.ModelMetadataT()
+    model.name = f"CAS-ViT-{s.variant} image classifier ({precision})"
+    model.description = (f"{len(ctx.labels)} classes, {s.resolution}; weights: {ctx.weights['source']}"
+                         + ("" if ctx.weights["for_deployment"] else " (NOT FOR DEPLOYMENT)"))
+    model.version, model.author = precision, "casvit-deploy toolchain (CAS-ViT: Zhang et al., 2024)"
+    model.license = "toolchain MIT; weights: license of their source"
+    model.subgraphMetadata, model.minParserVersion = [graph], MIN_PARSER_VERSION
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), METADATA_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def _crop_text(record) -> str:
+    if record.crop_mode == "squash":
+        return f"resize the whole image to {record.width}x{record.height} ({record.interpolation})"
+    return (f"resize the shorter side to size/{record.crop_pct:g} ({record.interpolation}), "
+            f"center-crop {record.width}x{record.height}")
+
+
+def with_associated_files(model_bytes: bytes, files: dict[str, bytes]) -> bytes:
+    """The model with a zip of ``files`` appended, as the TFLite metadata format packs
+    associated files (the flatbuffer stays readable: readers ignore trailing bytes)."""
+    out = io.BytesIO(model_bytes)
+    out.seek(0, io.SEEK_END)
+    with zipfile.ZipFile(out, "a", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))  # fixed date: same bytes every run
+            archive.writestr(info, data)
+    return out.getvalue()
+
+
+def labels_text(labels: list[str]) -> str:
+    return "".join(f"{name}\n" for name in labels)
+
+
+def read_standard_metadata(path: Path) -> tuple[dict, dict[str, bytes]]:
+    """The TFLITE_METADATA of a ``.tflite`` as a plain dict tree, and its associated files."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    schema = _schema()
+    model = flatbuffer_utils.read_model(str(path))
+    (entry,) = [m for m in model.metadata or [] if _text(m.name) == METADATA_NAME]
+    buffer = bytes(model.buffers[entry.buffer].data)
+    if not schema.ModelMetadata.ModelMetadataBufferHasIdentifier(buffer, 0):
+        raise ValueError(f"{path}: TFLITE_METADATA lacks the {METADATA_IDENTIFIER.decode()} identifier")
+    metadata = _plain(schema.ModelMetadataT.InitFromObj(schema.ModelMetadata.GetRootAs(buffer, 0)))
+    with zipfile.ZipFile(io.BytesIO(Path(path).read_bytes())) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    return metadata, files
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _plain(obj):
+    """Generated ``*T`` objects -> dicts/lists/str (for tests and inspection)."""
+    if isinstance(obj, bytes):
+        return obj.decode()
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if hasattr(obj, "__dict__"):
+        return {k: _plain(v) for k, v in vars(obj).items() if v is not None}
+    return obj
 
 
 def _quantization(detail: dict) -> dict | None:
@@ -36,13 +174,14 @@ def tensor_details(path: Path) -> tuple[dict, dict]:
     return interpreter.get_input_details()[0], interpreter.get_output_details()[0]
 
 
-def model_json(ctx, tflite_path: Path, precision: str) -> dict:
+def model_json(ctx, tflite_path: Path, precision: str, convention: str) -> dict:
     """The model description the Android app reads (see the module docstring)."""
-    spec = ctx.spec
+    from .preprocessing import artifact_record
+
+    spec, record = ctx.spec, ctx.preprocessing
     inp, out = tensor_details(tflite_path)
     _, height, width, channels = (int(d) for d in inp["shape"])
-    embedded = bool(spec.embed_normalization)
-    top = float(spec.input_range) if embedded else 1.0
+    described = artifact_record(record, convention)
     return {
         "schema": SCHEMA,
         "model_file": Path(tflite_path).name,
@@ -51,24 +190,25 @@ def model_json(ctx, tflite_path: Path, precision: str) -> dict:
         "weights_source": ctx.weights["source"], "for_deployment": bool(ctx.weights["for_deployment"]),
         "input": {"name": inp["name"], "layout": "NHWC", "height": height, "width": width, "channels": channels,
                   "color_order": "RGB", "dtype": np.dtype(inp["dtype"]).name,
-                  "normalization_embedded": embedded, "value_range": [0.0, top],
-                  "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD),
+                  "normalization_embedded": described["normalization_embedded"],
+                  "value_range": described["input_range"],
+                  "mean": list(record.mean), "std": list(record.std),
                   "quantization": _quantization(inp)},
-        "preprocessing": PREPROCESSING,
+        "preprocessing": described,
         "output": {"name": out["name"], "dtype": np.dtype(out["dtype"]).name,
                    "shape": [int(d) for d in out["shape"]], "meaning": OUTPUT_MEANING,
                    "quantization": _quantization(out)},
     }
 
 
-def write_companions(ctx, tflite_path: Path, precision: str) -> list[Path]:
+def write_companions(ctx, tflite_path: Path, precision: str, convention: str) -> list[Path]:
     """Write ``<stem>.json`` beside the model and a ``labels.txt`` staged for this
     artifact alone (so each promoted model brings the labels with it)."""
     tflite_path = Path(tflite_path)
     json_path = tflite_path.with_suffix(".json")
-    atomic_write(json_path, json.dumps(model_json(ctx, tflite_path, precision), indent=2) + "\n")
+    atomic_write(json_path, json.dumps(model_json(ctx, tflite_path, precision, convention), indent=2) + "\n")
     labels_dir = ctx.workdir / "labels" / precision
     labels_dir.mkdir(parents=True, exist_ok=True)
     labels_path = labels_dir / LABELS_FILE
-    atomic_write(labels_path, "".join(f"{name}\n" for name in ctx.labels))
+    atomic_write(labels_path, labels_text(ctx.labels))
     return [json_path, labels_path]

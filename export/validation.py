@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from casvit.preprocess import Preprocessing
+
 from .calibration import CalibrationSet, image_files, read_rgb
 from .errors import ExportError
 
@@ -39,10 +41,10 @@ def add_arguments(group) -> None:
                             "a loss of one image always passes)")
 
 
-def read_image(path: Path, height: int, width: int) -> np.ndarray:
-    """File -> (height, width, 3) uint8 RGB at the export's size, exactly as the
-    calibration images are prepared (the one place to change the preprocessing)."""
-    return read_rgb(path, height, width, what="validation image")
+def read_image(path: Path, record: Preprocessing) -> np.ndarray:
+    """File -> (height, width, 3) uint8 RGB through the export's preprocessing record,
+    exactly as the parity and calibration images are prepared."""
+    return read_rgb(path, record, what="validation image")
 
 
 @dataclass
@@ -122,7 +124,7 @@ def stratified_take(targets: np.ndarray, count: int, seed: int, what: str) -> np
     return np.sort(taken)
 
 
-def load_validation(options: dict, labels: list[str], height: int, width: int, seed: int) -> ValidationSet | None:
+def load_validation(options: dict, labels: list[str], record: Preprocessing, seed: int) -> ValidationSet | None:
     """The validation set of a run (None without ``--val-dir``), images read and checked
     (its option combinations were checked by ``export.validate`` before the run)."""
     if options.get("val_dir") is None:
@@ -140,10 +142,10 @@ def load_validation(options: dict, labels: list[str], height: int, width: int, s
         names = [str(files[i].relative_to(root)) for i in calib_idx]
         calibration = CalibrationSet(f"--calib-from-val: {len(calib_idx)} images of {root} (stratified, seed {seed}), "
                                      "left out of the accuracy measurement", names,
-                                     np.stack([read_image(files[i], height, width) for i in calib_idx]))
+                                     np.stack([read_image(files[i], record) for i in calib_idx]))
         keep = np.setdiff1d(keep, calib_idx)
     if options.get("val_count"):
         keep = keep[stratified_take(targets[keep], options["val_count"], seed, "--val-count")]
-    rgb = np.stack([read_image(files[i], height, width) for i in keep])
+    rgb = np.stack([read_image(files[i], record) for i in keep])
     return ValidationSet(root, classes, class_ids, [str(files[i].relative_to(root)) for i in keep], targets[keep], rgb,
                          calibration, available)

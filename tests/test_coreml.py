@@ -12,6 +12,8 @@ import pytest
 from export import parity
 from export.cli import main as cli_main
 from export.fsutil import sha256_of
+from casvit.preprocess import official_default
+from export.audit import audit
 from export.inputs import parity_images, to_convention
 from export.outset import problems
 from export.pipeline import reference_logits, run
@@ -53,7 +55,8 @@ def test_op_census_is_the_deploy_graph(export_run):
     census = _entry(export_run[0], "coreml-fp16")["audit"]["census"]
     assert {"conv", "gelu", "sigmoid", "relu", "reduce_mean", "split", "mul", "add", "classify"} <= set(census)
     assert census["classify"] == 1 and census["gelu"] == 10  # one exact GELU per LocalIntegration and per Mlp
-    assert not {"batch_norm", "softmax", "linear", "matmul"} & set(census)
+    assert census["softmax"] == 1  # the one feeding classify: the model body stays softmax-free
+    assert not {"batch_norm", coreml.MISPLACED_SOFTMAX, "linear", "matmul"} & set(census)
 
 
 def test_spec_inputs_outputs_labels_and_metadata(export_run):
@@ -74,12 +77,12 @@ def test_spec_inputs_outputs_labels_and_metadata(export_run):
     assert user["weights_source"] == "random (seed 0)" and "weights_sha256" in user
     assert "com.github.apple.coremltools.conversion_date" not in user
     assert all(f.shortDescription for f in [*spec.description.input, *spec.description.output])
-    from export.labels import imagenet_labels
+    from export.labels import resolve_labels
 
     classify = next(op for op in coreml_block(spec).operations if op.type == "classify")
     labels = [v.immediateValue.tensor.strings.values[0]
               for v in classify.inputs["classes"].arguments[0].value.immediateValue.list.values]
-    assert labels == imagenet_labels()
+    assert labels == resolve_labels(1000) and len(set(labels)) == 1000  # unique names: no score is lost
 
 
 def test_edited_programs_type_check_in_coremltools(export_run):
@@ -120,7 +123,7 @@ def _parity(artifact: Artifact) -> dict:
 
     spec = ExportSpec(variant="tiny", height=64, width=64)
     model, _ = build_model(spec)
-    _, rgb = parity_images(64, 64)
+    _, rgb = parity_images(official_default(64, 64))
     reference = reference_logits(model, to_convention(rgb, "normalized"))
     return parity.check(reference, coreml.load(artifact)(to_convention(rgb, "byte")), artifact.precision)
 
@@ -178,3 +181,44 @@ def test_bad_compression_option_is_a_one_line_error(tmp_path, capsys):
                      "--coreml-compress", "palettize4"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("error: --coreml-compress: unknown palettize4")
+
+
+def test_class_probabilities_are_the_softmax_of_eager_logits(export_run):
+    """classLabel_probs (what Vision reports as confidence) sums to 1 and equals softmax
+    of the eager logits. Bound: softmax changes no probability by more than half the
+    largest logit change (its Jacobian's row sums are 2p(1-p) <= 1/2), applied to the
+    fp16 gate on the logits (max_rel 1e-2 of max |logit|)."""
+    from export.mil import Program
+    from export.pipeline import build_model
+
+    report, out = export_run
+    model, _ = build_model(ExportSpec(variant="tiny", height=64, width=64))
+    record = official_default(64, 64)
+    _, rgb = parity_images(record)
+    eager = reference_logits(model, to_convention(rgb, "normalized", record.mean, record.std)).astype(np.float64)
+    expected = np.exp(eager - eager.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    for name in ("coreml-fp16", "coreml-fp32"):
+        program = Program.load(out / _entry(report, name)["file"])
+        labels = None
+        for i, x in enumerate(to_convention(rgb, "byte")):
+            result = program.run({"image": x[None]})
+            probs = result["classLabel_probs"]
+            labels = labels or list(probs)
+            p = np.array([probs[label] for label in labels])
+            assert abs(p.sum() - 1.0) <= 1e-5 and p.min() >= 0.0, name
+            bound = 0.5 * parity.tolerance_for(_entry(report, name)["precision"]).max_rel * np.abs(eager[i]).max()
+            assert np.abs(p - expected[i]).max() <= bound, (name, i)
+            assert result["classLabel"] == labels[int(np.argmax(p))]
+
+
+def test_a_softmax_anywhere_else_fails_the_audit(export_run, tmp_path):
+    report, out = export_run
+    package = out / _entry(report, "coreml-fp16")["file"]
+
+    def relu_became_softmax(block):
+        next(op for op in block.operations if op.type == "relu").type = "softmax"
+
+    census = coreml.census(_mutated(tmp_path, package, relu_became_softmax))
+    assert census["softmax"] == 1 and census[coreml.MISPLACED_SOFTMAX] == 1
+    assert audit("coreml", census).denied == [coreml.MISPLACED_SOFTMAX]

@@ -51,8 +51,12 @@ def test_onnx_file_names_and_metadata(tiny_export):
     assert {o.domain: o.version for o in model.opset_import}[""] >= 20
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["variant"] == "tiny" and meta["resolution"] == "64x64" and meta["layout"] == "NCHW"
-    assert meta["normalization_embedded"] == "false" and meta["weights_source"] == "random (seed 0)"
-    assert "torch=" in meta["tool_versions"] and meta["mean"] == "0.485,0.456,0.406"
+    assert meta["weights_source"] == "random (seed 0)" and "torch=" in meta["tool_versions"]
+    record = json.loads(meta["preprocessing"])
+    assert record["normalization_embedded"] is False and record["mean"] == [0.485, 0.456, 0.406]
+    assert record["crop_pct"] == 0.875 and record["interpolation"] == "bicubic"
+    assert json.loads(meta["labels"])[:2] == ["tench", "goldfish"]
+    assert not [k for k in meta if k.startswith("onnxsim")]  # the simplifier's bookkeeping is dropped
 
 
 def test_report_and_manifest_agree_with_files(tiny_export):

@@ -145,7 +145,7 @@ def test_model_json_matches_schema_and_file(export):
         path = export["out"] / entry["file"]
         meta = json.loads(path.with_suffix(".json").read_text())
         assert set(meta) == SCHEMA_KEYS and set(meta["input"]) == INPUT_KEYS and set(meta["output"]) == OUTPUT_KEYS
-        assert meta["schema"] == "casvit-model/1" and meta["model_file"] == path.name
+        assert meta["schema"] == "casvit-model/2" and meta["model_file"] == path.name
         assert path.name == f"casvit_tiny_64x64_{meta['precision']}.tflite"
         assert meta["labels_file"] == "labels.txt" and meta["num_classes"] == len(labels)
         assert meta["for_deployment"] is False and meta["weights_source"] == "random (seed 0)"
@@ -158,9 +158,33 @@ def test_model_json_matches_schema_and_file(export):
         assert meta["input"]["dtype"] == np.dtype(inp["dtype"]).name
         assert meta["output"]["dtype"] == np.dtype(out["dtype"]).name and meta["output"]["shape"] == [1, 1000]
         assert meta["input"]["quantization"] is None and meta["output"]["quantization"] is None  # float I/O
-        assert meta["input"]["normalization_embedded"] is False and meta["input"]["value_range"] == [0.0, 1.0]
+        # every .tflite embeds the per-channel normalization (MediaPipe takes only a scalar one)
+        assert meta["input"]["normalization_embedded"] is True and meta["input"]["value_range"] == [0.0, 1.0]
+        assert meta["preprocessing"]["input_convention"] == entry["input_convention"] == "unit"
         embedded = _embedded_metadata(path)
-        assert embedded["variant"] == "tiny" and embedded["resolution"] == "64x64" and embedded["mean"]
+        assert embedded["variant"] == "tiny" and embedded["resolution"] == "64x64"
+        assert json.loads(embedded["preprocessing"]) == meta["preprocessing"]
+
+
+def test_standard_metadata_declares_scalar_normalization_and_packs_the_labels(export):
+    from export.tflite_meta import MIN_PARSER_VERSION, read_standard_metadata
+
+    labels = (export["out"] / "labels.txt").read_bytes()
+    for entry in _entries(export).values():
+        metadata, files = read_standard_metadata(export["out"] / entry["file"])
+        assert metadata["minParserVersion"] == MIN_PARSER_VERSION == "1.0.0"
+        (graph,) = metadata["subgraphMetadata"]
+        (image,), (scores,) = graph["inputTensorMetadata"], graph["outputTensorMetadata"]
+        assert image["content"]["contentProperties"]["colorSpace"] == 1  # RGB
+        (unit,) = image["processUnits"]
+        assert unit["options"] == {"mean": [0.0], "std": [255.0]}  # 0-255 pixels -> the model's [0, 1]
+        assert "crop" in image["description"] and "0.875" in image["description"]
+        (labels_file,) = scores["associatedFiles"]
+        assert labels_file["name"] == "labels.txt" and labels_file["type"] == 2  # TENSOR_AXIS_LABELS
+        assert files == {"labels.txt": labels}
+        # none of the schema features added after 1.0.0 (so the declared parser version holds)
+        assert not {"inputProcessUnits", "outputProcessUnits", "inputTensorGroups", "outputTensorGroups"} & set(graph)
+        assert "version" not in labels_file
 
 
 def _embedded_metadata(path: Path) -> dict:
@@ -251,6 +275,7 @@ def test_onnx2tf_failure_is_one_line_and_keeps_its_log(tmp_path, monkeypatch):
     ran in its own working folder, and this process's folder and descriptors are untouched."""
     import types
 
+    from casvit.preprocess import official_default
     from export.calibration import load_calibration
 
     fake = tmp_path / "fake"  # an onnx2tf the child imports first (PYTHONPATH)
@@ -262,11 +287,11 @@ def test_onnx2tf_failure_is_one_line_and_keeps_its_log(tmp_path, monkeypatch):
         "    os.write(2, b'native-level chatter\\n')\n"
         "    sys.exit(1)\n")
     monkeypatch.setenv("PYTHONPATH", str(fake))
-    ctx = types.SimpleNamespace(workdir=tmp_path / "work", spec=types.SimpleNamespace(out_dir=tmp_path / "out"),
+    ctx = types.SimpleNamespace(workdir=tmp_path / "work", spec=types.SimpleNamespace(out_dir=tmp_path / "out", input_range=1.0),
                                 input_convention=lambda: "normalized")
     cwd, fds = os.getcwd(), (os.fstat(1), os.fstat(2))
     with pytest.raises(ExportError) as failure:
-        tflite._run_onnx2tf(ctx, tmp_path / "model.onnx", load_calibration(32, 32, count=1), ("fp32",))
+        tflite._run_onnx2tf(ctx, tmp_path / "model.onnx", load_calibration(official_default(32, 32), count=1), ("fp32",))
     message = str(failure.value)
     assert message == f"onnx2tf failed (SystemExit: 1); its log: {tmp_path / 'out' / 'tflite-onnx2tf.log'}"
     log = (tmp_path / "out" / "tflite-onnx2tf.log").read_text()

@@ -9,8 +9,6 @@ Thresholds: measured worst cases on 120 test digits were centered cosine
 0.9965 and top-1 agreement 0.983 (TFLite full int8); the gates below leave
 about twice the measured loss.
 """
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -18,22 +16,17 @@ from benchmarks.digits import digits_split
 from casvit import model_from_checkpoint
 from export.inputs import to_convention
 from export.parity import compare
-from export.pipeline import reference_logits, run
-from export.spec import Artifact, ExportSpec
+from export.pipeline import reference_logits
+from export.spec import Artifact
 from export.targets import get
 
-CHECKPOINT = Path(__file__).parent / "data" / "casvit_tiny_digits.pth"
-TEST_IMAGES = 120
+from .conftest import DIGITS_CHECKPOINT as CHECKPOINT
+from .conftest import DIGITS_TEST_IMAGES as TEST_IMAGES
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    out = tmp_path_factory.mktemp("digits")
-    report = run(ExportSpec(
-        targets=("tflite", "coreml"), variant="tiny", height=64, width=64, checkpoint=CHECKPOINT, out_dir=out,
-        options={"tflite_precisions": ("int8-dynamic", "int8"), "calib": None, "calib_count": 100,
-                 "coreml_precision": "fp16", "coreml_compress": "palettize6,linear8",
-                 "coreml_target": "iOS16", "coreml_input": "image"}))
+def exported(digits_export):
+    out, report = digits_export
     split = digits_split(64)
     rgb, labels = split["test_rgb"][:TEST_IMAGES], split["test_y"][:TEST_IMAGES]
     reference = reference_logits(model_from_checkpoint(CHECKPOINT), to_convention(rgb, "normalized"))

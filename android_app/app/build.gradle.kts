@@ -17,6 +17,11 @@ android {
         versionName = "0.1.0"
     }
 
+    androidResources {
+        // Stored uncompressed so ModelAssets can memory-map the model straight from the APK.
+        noCompress += "tflite"
+    }
+
     buildTypes {
         release {
             isMinifyEnabled = false

@@ -149,7 +149,7 @@ def cast(x, dtype):
 
 def classify(probabilities, classes):
     """Core ML's classifier op: the top label and a label -> score dictionary of the
-    scores it is given (here raw logits: there is no softmax in the program)."""
+    scores it is given (the softmax probabilities the export puts in front of it)."""
     scores = np.asarray(probabilities, np.float64).reshape(-1)
     labels = [np.asarray(c).item() for c in classes]
     if len(labels) != scores.size:
@@ -224,11 +224,19 @@ def relu(x):
     return np.maximum(_f(x), 0)
 
 
+def softmax(x, axis=-1):
+    """MIL softmax: exp(x - max) / sum along ``axis`` (max subtracted for stability)."""
+    x, axis = _f(x), int(_scalar(axis))
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
 # op type -> implementation ("const" is resolved by the loader).
 OPS = {
     "conv": conv, "add": binary(np.add), "mul": binary(np.multiply), "sigmoid": sigmoid, "relu": relu,
     "gelu": gelu, "reduce_mean": reduce_mean, "split": split, "reshape": reshape, "cast": cast,
     "classify": classify, "constexpr_lut_to_dense": lut_to_dense,
     "constexpr_affine_dequantize": affine_dequantize, "constexpr_blockwise_shift_scale": blockwise_shift_scale,
+    "softmax": softmax,
 }
 SUPPORTED_OPS = frozenset({"const", *OPS})

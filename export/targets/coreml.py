@@ -1,5 +1,7 @@
 """Core ML target: the traced deploy model converted by coremltools to an ML Program
-(.mlpackage), optionally weight-compressed with coremltools' own optimizers.
+(.mlpackage), optionally weight-compressed with coremltools' own optimizers. The
+classifier's ``classLabel_probs`` are softmax probabilities (one ``softmax`` op in
+front of the ``classify`` op); the raw float32 ``logits`` stay an output.
 Off macOS each package is run by the NumPy reference interpreter (export.mil);
 on macOS by MLModel.predict as well."""
 from __future__ import annotations
@@ -24,7 +26,8 @@ from ..errors import ExportError, first_line
 from ..fsutil import atomic_write, size_of
 from ..spec import Artifact
 
-INPUT_NAME, LOGITS_NAME, LABEL_NAME = "image", "logits", "classLabel"
+INPUT_NAME, LOGITS_NAME, LABEL_NAME, PROBABILITIES_NAME = "image", "logits", "classLabel", "probabilities"
+MISPLACED_SOFTMAX = "softmax_not_feeding_classify"  # census name of a softmax anywhere else (denied)
 PRECISIONS = ("fp16", "fp32")
 COMPRESSIONS = ("palettize8", "palettize6", "linear8")
 DEPLOYMENT_TARGETS = ("iOS16", "iOS17", "iOS18")
@@ -47,7 +50,7 @@ def add_arguments(group) -> None:
     group.add_argument("--coreml-target", default="iOS16", choices=DEPLOYMENT_TARGETS,
                        help="minimum deployment target (iOS16 = macOS 13)")
     group.add_argument("--coreml-input", default="image", choices=["image", "tensor"],
-                       help="image: RGB 0-255 ImageType with ImageNet mean/std inside the model; "
+                       help="image: RGB 0-255 ImageType with the record's mean/std inside the model; "
                             "tensor: float input in the convention of --embed-normalization/--input-range")
 
 
@@ -140,11 +143,9 @@ def _rename_var(block, old: str, new: str) -> None:
 
 
 def _expose_logits(spec, num_classes: int) -> None:
-    """Add the classifier's raw scores as a float32 multiarray output ``logits``.
-
-    The classify op's dictionary is keyed by label and ImageNet-1K names repeat
-    (e.g. 'missile', 'sunglasses'), so only an array carries every score; it is
-    also what parity compares."""
+    """Add the classifier's raw scores as a float32 multiarray output ``logits`` (what
+    parity compares) and put a softmax between them and the classify op, whose
+    label dictionary then holds probabilities."""
     from coremltools.proto import FeatureTypes_pb2
 
     from ..mil import main_block
@@ -157,6 +158,7 @@ def _expose_logits(spec, num_classes: int) -> None:
     if scores != LOGITS_NAME:  # fp16: 'logits' (fp16) -> cast -> scores (fp32)
         _rename_var(block, LOGITS_NAME, LOGITS_NAME + "_fp16")
         _rename_var(block, scores, LOGITS_NAME)
+    _insert_softmax(block, classify[0], LOGITS_NAME, PROBABILITIES_NAME)
     block.outputs.append(LOGITS_NAME)
     out = spec.description.output.add()
     out.name = LOGITS_NAME
@@ -164,30 +166,56 @@ def _expose_logits(spec, num_classes: int) -> None:
     out.type.multiArrayType.dataType = FeatureTypes_pb2.ArrayFeatureType.FLOAT32
 
 
-def _describe(ctx, spec, kind: str, precision: str, compression: str | None, target: str) -> None:
+def _insert_softmax(block, classify, scores: str, probabilities: str) -> None:
+    """Feed ``classify`` with ``softmax(scores)`` (float32, last axis) instead of ``scores``.
+
+    coremltools' ClassifierConfig hands the classify op whatever the model returns and
+    its converter refuses a second (probability) output, so the op is added to the
+    program here; ``classify`` moves behind it to keep the block topologically ordered."""
+    from coremltools.converters.mil.backend.mil.helper import create_scalar_value
+
+    producer = next(out for op in block.operations for out in op.outputs if out.name == scores)
+    softmax = block.operations.add()
+    softmax.type = "softmax"
+    softmax.inputs["x"].arguments.add().name = scores
+    softmax.inputs["axis"].arguments.add().value.CopyFrom(create_scalar_value(np.int32(-1)))
+    out = softmax.outputs.add()
+    out.name = probabilities
+    out.type.CopyFrom(producer.type)
+    softmax.attributes["name"].CopyFrom(create_scalar_value(probabilities))
+    classify.inputs["probabilities"].arguments[0].name = probabilities
+    moved = type(classify)()
+    moved.CopyFrom(classify)
+    index = next(i for i, op in enumerate(block.operations) if op.type == "classify")
+    del block.operations[index]
+    block.operations.add().CopyFrom(moved)
+
+
+def _describe(ctx, spec, kind: str, convention: str, precision: str, compression: str | None, target: str) -> None:
     meta = spec.description.metadata
     s = ctx.spec
     meta.shortDescription = (f"CAS-ViT-{s.variant} image classifier, {s.resolution}, {len(ctx.labels)} classes "
-                             f"({precision}{', ' + compression if compression else ''}). Scores are raw logits.")
+                             f"({precision}{', ' + compression if compression else ''}). Confidences are softmax "
+                             "probabilities; raw scores are in the 'logits' output.")
     meta.author = "casvit-deploy toolchain (CAS-ViT: Zhang et al., 2024)"
     meta.license = f"toolchain MIT; weights: {ctx.weights['source']} (license of their source applies)"
     meta.versionString = _project_version()
     del_key = "com.github.apple.coremltools.conversion_date"  # the date would make the bytes differ per day
     if del_key in meta.userDefined:
         del meta.userDefined[del_key]
-    user = {**ctx.metadata(), "coreml_input": kind, "compute_precision": precision,
+    user = {**ctx.metadata(convention), "coreml_input": kind, "compute_precision": precision,
             "weight_compression": compression or "none", "minimum_deployment_target": OS_OF_TARGET[target]}
-    if kind == "image":
-        user.update(normalization_embedded="true", input_range="0-255")
     for key, value in user.items():
         meta.userDefined[key] = str(value)
     h, w = s.height, s.width
-    image_text = (f"RGB image {w}x{h} (pixels 0-255; ImageNet mean/std are applied inside the model)" if kind == "image"
-                  else f"float32 NCHW 1x3x{h}x{w}, {ctx.input_convention()} input")
+    p = ctx.preprocessing
+    image_text = (f"RGB image {w}x{h} (pixels 0-255; mean {list(p.mean)} / std {list(p.std)} of RGB/255 are applied "
+                  "inside the model)" if kind == "image"
+                  else f"float32 NCHW 1x3x{h}x{w}, {convention} input")
     for feature in spec.description.input:
         feature.shortDescription = image_text
     texts = {LABEL_NAME: "most likely class label",
-             LABEL_NAME + "_probs": "raw logit per class label (no softmax; apply one for probabilities)",
+             LABEL_NAME + "_probs": "probability per class label (softmax of the logits, sums to 1)",
              LOGITS_NAME: f"raw logits, shape 1x{len(ctx.labels)}, in class-label order"}
     for feature in spec.description.output:
         feature.shortDescription = texts.get(feature.name, "")
@@ -250,9 +278,6 @@ def convert(ctx) -> list[Artifact]:
     else:
         module, convention = ctx.deploy_model(), ctx.input_convention()
     example = torch.rand(1, 3, s.height, s.width, generator=torch.Generator().manual_seed(s.seed))
-    if len(set(ctx.labels)) != len(ctx.labels):
-        ctx.log("coreml: some class labels repeat; the label dictionary keeps one score per name, "
-                "the 'logits' output keeps all")
     jobs = []
     for precision in precisions:
         for compression in [None, *compressions]:
@@ -279,7 +304,7 @@ def _convert_packages(ctx, module, convention: str, example: torch.Tensor, jobs:
             mlmodel = _convert(ctx, traced, kind, precision, compression, target)
             spec = mlmodel.get_spec()
             _expose_logits(spec, len(ctx.labels))
-            _describe(ctx, spec, kind, precision, compression, target)
+            _describe(ctx, spec, kind, convention, precision, compression, target)
             _save(mlmodel, spec, path)
         seconds = time.perf_counter() - start
         artifacts.append(Artifact(name, "coreml", compression or precision, path, convention, seconds, details={
@@ -348,11 +373,22 @@ def load(artifact: Artifact):
 
 
 def census(artifact: Artifact) -> dict[str, int]:
+    """MIL op counts; a softmax whose output does not feed the classify op directly is
+    counted as ``softmax_not_feeding_classify`` (denied by the audit)."""
     import coremltools as ct
 
-    from ..mil import op_census
+    from ..mil import main_block, op_census
 
-    return op_census(ct.utils.load_spec(str(artifact.path)))
+    spec = ct.utils.load_spec(str(artifact.path))
+    counts = op_census(spec)
+    _, block = main_block(spec)
+    fed = {arg.name for op in block.operations if op.type == "classify"
+           for binding in op.inputs.values() for arg in binding.arguments if arg.WhichOneof("binding") == "name"}
+    misplaced = sum(1 for op in block.operations if op.type == "softmax" and op.outputs[0].name not in fed)
+    if misplaced:
+        counts["softmax"] -= misplaced
+        counts = {k: v for k, v in counts.items() if v} | {MISPLACED_SOFTMAX: misplaced}
+    return counts
 
 
 def runtime_note(artifact: Artifact) -> str:

@@ -55,12 +55,14 @@ def _strip_trace_metadata(model) -> None:
     model.producer_name, model.producer_version = "casvit-deploy", ""
 
 
-def export_onnx(ctx, path: Path, batch: int = 1, dynamic: bool = False) -> dict:
-    """Deploy model -> simplified, checked ONNX at ``path``; returns node counts."""
+def export_onnx(ctx, path: Path, batch: int = 1, dynamic: bool = False,
+                embed_normalization: bool | None = None, input_range: float | None = None) -> dict:
+    """Deploy model (input convention: the spec's unless given) -> simplified, checked ONNX
+    at ``path``; returns node counts."""
     import onnx
     import onnxsim
 
-    module = ctx.deploy_model()
+    module = ctx.deploy_model(embed_normalization, input_range)
     example = torch.zeros(batch, 3, ctx.spec.height, ctx.spec.width)
     ctx.log(f"onnx: tracing the deploy model (dynamo, opset {OPSET}, {'dynamic' if dynamic else batch} batch)")
     model = _trace_to_onnx(module, example, dynamic)
@@ -70,7 +72,8 @@ def export_onnx(ctx, path: Path, batch: int = 1, dynamic: bool = False) -> dict:
     model, ok = onnxsim.simplify(model)
     if not ok:
         raise ExportError("onnxsim could not validate the simplified ONNX model")
-    for key, value in ctx.metadata().items():
+    del model.metadata_props[:]  # the simplifier's onnxsim.* bookkeeping keys
+    for key, value in ctx.metadata(ctx.input_convention(embed_normalization, input_range)).items():
         model.metadata_props.add(key=key, value=value)
     model.metadata_props.add(key="layout", value="NCHW")
     model.metadata_props.add(key="tool_versions", value=";".join(f"{k}={v}" for k, v in _versions().items()))

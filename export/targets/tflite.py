@@ -1,7 +1,12 @@
 """TFLite target: onnx2tf turns the simplified batch-1 ONNX into NHWC float32,
 float16, dynamic-range int8 and full-integer int8 (float input/output) models,
 calibrated on real images; I/O are renamed ``image``/``logits`` with a
-``serving_default`` signature; parity runs in the LiteRT interpreter."""
+``serving_default`` signature and TFLite standard metadata (labels, scalar
+NormalizationOptions) is added; parity runs in the LiteRT interpreter.
+
+Every ``.tflite`` embeds the per-channel mean/std and takes RGB in [0, 1] (or
+[0, 255] with ``--input-range 255``): MediaPipe's ImageClassifier accepts only
+a scalar normalization (see ``export.tflite_meta``)."""
 from __future__ import annotations
 
 import argparse
@@ -11,8 +16,9 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD, resize_rgb
+from casvit.preprocess import resize
 
 from .. import isolate
 from ..accuracy import calibration_set
@@ -20,7 +26,8 @@ from ..calibration import DEFAULT_COUNT, check_calibration_folder, load_calibrat
 from ..errors import ExportError
 from ..fsutil import atomic_write
 from ..spec import Artifact
-from ..tflite_meta import write_companions
+from ..tflite_meta import (LABELS_FILE, METADATA_NAME, labels_text, metadata_buffer, with_associated_files,
+                           write_companions)
 
 INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY = "image", "logits", "serving_default"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
@@ -61,14 +68,14 @@ def add_arguments(group) -> None:
                        help="at most this many calibration images (first by file name)")
 
 
-def _input_scaling(convention: str) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) so that (rgb/255 - mean) / std is the model input in ``convention``."""
-    if convention == "normalized":
-        mean, std = IMAGENET_MEAN, IMAGENET_STD
-    elif convention == "unit":
-        mean, std = (0.0,) * 3, (1.0,) * 3
-    else:  # "byte"
-        mean, std = (0.0,) * 3, (1.0 / 255.0,) * 3
+def input_range(ctx) -> float:
+    """RGB scale of every TFLite input (normalization is always inside the model)."""
+    return float(ctx.spec.input_range)
+
+
+def _input_scaling(ctx) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) so that (rgb/255 - mean) / std is the TFLite input: RGB in [0, input range]."""
+    mean, std = (0.0,) * 3, (1.0 / input_range(ctx),) * 3
     return np.asarray(mean, np.float32).reshape(1, 1, 1, 3), np.asarray(std, np.float32).reshape(1, 1, 1, 3)
 
 
@@ -87,9 +94,9 @@ def _run_onnx2tf(ctx, onnx_path: Path, calib, precisions: tuple[str, ...]) -> tu
     work.mkdir(parents=True, exist_ok=True)
     unit = calib.rgb.astype(np.float32) / np.float32(255.0)  # NHWC in [0, 1], as onnx2tf expects
     np.save(work / "calibration.npy", unit)
-    sample = [resize_rgb(calib.rgb[i % len(calib.rgb)], 128, 128) for i in range(20)]
+    sample = [np.asarray(resize(Image.fromarray(calib.rgb[i % len(calib.rgb)]), 128, 128)) for i in range(20)]
     np.save(work / ONNX2TF_SAMPLE_FILE, np.stack(sample).astype(np.float32) / np.float32(255.0))
-    mean, std = _input_scaling(ctx.input_convention())
+    mean, std = _input_scaling(ctx)
     log_path = work / "onnx2tf.log"
     out = work / "saved_model"
     # Not copy_onnx_input_output_names_to_tflite: it shells out to flatc and curl
@@ -133,9 +140,10 @@ def _step_seconds(files: dict[str, Path], start_mtime: float) -> dict[str, float
     return out
 
 
-def _finalize(ctx, src: Path, dst: Path) -> None:
-    """Rename the I/O tensors to image/logits, add a serving_default signature and the
-    export metadata, and write ``dst`` atomically (TFLite schema object API)."""
+def _finalize(ctx, src: Path, dst: Path, precision: str) -> None:
+    """Rename the I/O tensors to image/logits, add a serving_default signature, the
+    export metadata ("casvit", JSON) and the TFLite standard metadata with the labels
+    file appended, and write ``dst`` atomically (TFLite schema object API)."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
@@ -150,13 +158,26 @@ def _finalize(ctx, src: Path, dst: Path) -> None:
     signature.inputs = [_tensor_map(schema, INPUT_NAME, in_index)]
     signature.outputs = [_tensor_map(schema, OUTPUT_NAME, out_index)]
     model.signatureDefs = [signature]
+    export_json = json.dumps(ctx.metadata(convention(ctx)), sort_keys=True).encode()
+    _add_metadata(schema, model, "casvit", export_json)
+    _add_metadata(schema, model, METADATA_NAME, metadata_buffer(ctx, input_range(ctx), precision))
+    body = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    atomic_write(dst, with_associated_files(body, {LABELS_FILE: labels_text(ctx.labels).encode()}))
+
+
+def _add_metadata(schema, model, name: str, data: bytes) -> None:
+    """A named model metadata entry pointing at a new buffer holding ``data``."""
     buffer = schema.BufferT()
-    buffer.data = np.frombuffer(json.dumps(ctx.metadata(), sort_keys=True).encode(), np.uint8)
+    buffer.data = np.frombuffer(data, np.uint8)
     model.buffers.append(buffer)
     entry = schema.MetadataT()
-    entry.name, entry.buffer = "casvit", len(model.buffers) - 1
+    entry.name, entry.buffer = name, len(model.buffers) - 1
     model.metadata = [*(model.metadata or []), entry]
-    atomic_write(dst, bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+
+
+def convention(ctx) -> str:
+    """Input convention of every TFLite artifact: RGB, normalization embedded."""
+    return ctx.input_convention(True, input_range(ctx))
 
 
 def _tensor_map(schema, name: str, index: int):
@@ -187,10 +208,10 @@ def validate(spec) -> None:
 def convert(ctx) -> list[Artifact]:
     spec = ctx.spec
     precisions = precisions_of(spec)
-    calib = calibration_set(ctx) or load_calibration(spec.height, spec.width, spec.options.get("calib"),
+    calib = calibration_set(ctx) or load_calibration(ctx.preprocessing, spec.options.get("calib"),
                                                      spec.options.get("calib_count") or DEFAULT_COUNT)
     ctx.log(f"tflite: {len(calib.names)} calibration images from {calib.source}")
-    onnx_path = ctx.static_onnx()
+    onnx_path = ctx.static_onnx(True, input_range(ctx))
     ctx.log(f"tflite: onnx2tf -> {', '.join(precisions)} (log kept only on failure)")
     start_wall = time.time()
     files, total = _run_onnx2tf(ctx, onnx_path, calib, precisions)
@@ -198,13 +219,13 @@ def convert(ctx) -> list[Artifact]:
     artifacts = []
     for precision in precisions:
         path = ctx.workdir / f"casvit_{spec.variant}_{spec.resolution}_{precision}.tflite"
-        _finalize(ctx, files[precision], path)
+        _finalize(ctx, files[precision], path, precision)
         details = {"onnx2tf_file": files[precision].name, "onnx2tf_run_seconds": round(total, 2),
                    "signature": f"{SIGNATURE_KEY}: {INPUT_NAME} -> {OUTPUT_NAME}", "layout": "NHWC"}
         if precision == "int8":
             details["calibration"] = calib.describe()
-        details["companions"] = write_companions(ctx, path, precision)
-        artifacts.append(Artifact(f"tflite-{precision}", "tflite", precision, path, ctx.input_convention(),
+        details["companions"] = write_companions(ctx, path, precision, convention(ctx))
+        artifacts.append(Artifact(f"tflite-{precision}", "tflite", precision, path, convention(ctx),
                                   steps[precision], details=details))
     return artifacts
 

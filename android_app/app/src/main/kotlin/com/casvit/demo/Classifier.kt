@@ -5,6 +5,7 @@ import android.os.SystemClock
 import com.casvit.core.ArgbImage
 import com.casvit.core.ModelInfo
 import com.casvit.core.ModelInfoException
+import com.casvit.core.PackedFiles
 import com.casvit.core.Prediction
 import com.casvit.core.Predictions
 import com.casvit.core.Preprocessor
@@ -16,9 +17,11 @@ import org.tensorflow.lite.Tensor
 import org.tensorflow.lite.gpu.CompatibilityList
 import org.tensorflow.lite.gpu.GpuDelegate
 import java.io.Closeable
+import java.io.FileInputStream
 import java.io.FileNotFoundException
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
+import java.nio.channels.FileChannel
 
 /** Where inference runs. */
 sealed class Backend {
@@ -26,12 +29,16 @@ sealed class Backend {
     object Gpu : Backend()
 }
 
-/** The model files of the app's assets: metadata, labels and the .tflite bytes. */
+/** The model files of the app's assets: metadata, labels and the memory-mapped .tflite. */
 class ModelAssets(val info: ModelInfo, val labels: List<String>, val model: ByteBuffer) {
     companion object {
         const val METADATA = "model.json"
 
-        /** Reads assets/model.json, then the model and labels files it names; null when no model is packaged. */
+        /**
+         * Reads assets/model.json, memory-maps the model it names and takes the labels from the
+         * labels file, or, when there is none, from the model's own TFLite metadata; null when no
+         * model is packaged.
+         */
         fun load(context: Context): ModelAssets? {
             val assets = context.assets
             val json = try {
@@ -40,13 +47,23 @@ class ModelAssets(val info: ModelInfo, val labels: List<String>, val model: Byte
                 return null
             }
             val info = ModelInfo.parse(json)
-            val labels = parseLabels(assets.open(info.labelsFile).use { it.readBytes().toString(Charsets.UTF_8) }, info.numClasses)
-            val bytes = assets.open(info.modelFile).use { it.readBytes() }
-            // The interpreter needs a direct buffer in native order.
-            val model = ByteBuffer.allocateDirect(bytes.size).order(ByteOrder.nativeOrder())
-            model.put(bytes).rewind()
+            val model = mapModel(context, info.modelFile)
+            val labels = try {
+                parseLabels(assets.open(info.labelsFile).use { it.readBytes().toString(Charsets.UTF_8) }, info.numClasses)
+            } catch (e: FileNotFoundException) {
+                PackedFiles.labels(model, info.labelsFile, info.numClasses)
+                    ?: throw ModelInfoException("no ${info.labelsFile} in the assets and none packed in ${info.modelFile}")
+            }
             return ModelAssets(info, labels, model)
         }
+
+        /** The asset mapped read-only (the Gradle file keeps .tflite uncompressed, which mapping needs). */
+        private fun mapModel(context: Context, name: String): ByteBuffer =
+            context.assets.openFd(name).use { fd ->
+                FileInputStream(fd.fileDescriptor).use { stream ->
+                    stream.channel.map(FileChannel.MapMode.READ_ONLY, fd.startOffset, fd.declaredLength)
+                }
+            }
     }
 }
 

@@ -4,6 +4,8 @@ import android.Manifest
 import android.content.pm.PackageManager
 import android.net.Uri
 import android.os.Bundle
+import android.util.Log
+import android.util.Size
 import android.view.View
 import android.widget.Button
 import android.widget.CompoundButton
@@ -18,6 +20,8 @@ import androidx.camera.core.CameraSelector
 import androidx.camera.core.ImageAnalysis
 import androidx.camera.core.ImageProxy
 import androidx.camera.core.Preview
+import androidx.camera.core.resolutionselector.ResolutionSelector
+import androidx.camera.core.resolutionselector.ResolutionStrategy
 import androidx.camera.lifecycle.ProcessCameraProvider
 import androidx.camera.view.PreviewView
 import androidx.core.content.ContextCompat
@@ -36,6 +40,7 @@ class MainActivity : ComponentActivity() {
     private var assets: ModelAssets? = null      // worker thread only
     private var classifier: Classifier? = null   // worker thread only
     @Volatile private var liveMode = true
+    private var analysisFailed = false           // worker thread only: the last frame failed
 
     private lateinit var preview: PreviewView
     private lateinit var stillImage: ImageView
@@ -170,6 +175,7 @@ class MainActivity : ComponentActivity() {
                 cameraProvider = provider
                 val previewUseCase = Preview.Builder().build().also { it.setSurfaceProvider(preview.surfaceProvider) }
                 val analysis = ImageAnalysis.Builder()
+                    .setResolutionSelector(analysisResolution())
                     .setBackpressureStrategy(ImageAnalysis.STRATEGY_KEEP_ONLY_LATEST)
                     .setOutputImageFormat(ImageAnalysis.OUTPUT_IMAGE_FORMAT_RGBA_8888)
                     .build()
@@ -182,13 +188,32 @@ class MainActivity : ComponentActivity() {
         }, ContextCompat.getMainExecutor(this))
     }
 
-    /** Worker thread: one camera frame. */
+    /**
+     * Frames near [ANALYSIS_SIZE]: the model sees at most a few hundred pixels a side after the
+     * record's resize and crop, so larger frames would only cost conversion time.
+     */
+    private fun analysisResolution(): ResolutionSelector = ResolutionSelector.Builder()
+        .setResolutionStrategy(ResolutionStrategy(ANALYSIS_SIZE, ResolutionStrategy.FALLBACK_RULE_CLOSEST_HIGHER_THEN_LOWER))
+        .build()
+
+    /** Worker thread: one camera frame. A failing frame is reported and the analysis keeps running. */
     private fun analyze(frame: ImageProxy) {
         frame.use {
             val current = classifier ?: return
             if (!liveMode) return
-            val result = current.classify(it.toUprightArgbImage())
-            runOnUiThread { if (liveMode) show(result, current.backend) }
+            try {
+                val result = current.classify(it.toUprightArgbImage())
+                val recovered = analysisFailed
+                analysisFailed = false
+                runOnUiThread {
+                    if (recovered) status.visibility = View.GONE  // clear only our own error message
+                    if (liveMode) show(result, current.backend)
+                }
+            } catch (e: Exception) {
+                Log.e(TAG, "frame analysis failed", e)
+                analysisFailed = true
+                runOnUiThread { showStatus(getString(R.string.analysis_error, e.message ?: e.javaClass.simpleName)) }
+            }
         }
     }
 
@@ -248,5 +273,7 @@ class MainActivity : ComponentActivity() {
 
     private companion object {
         const val DEFAULT_THREADS = 4
+        const val TAG = "CasvitDemo"
+        val ANALYSIS_SIZE = Size(640, 480)
     }
 }

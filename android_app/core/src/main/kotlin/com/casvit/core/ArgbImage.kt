@@ -48,59 +48,75 @@ class ArgbImage(val width: Int, val height: Int, val pixels: IntArray) {
         return ArgbImage(outW, if (swap) width else height, out)
     }
 
-    /** Resized to [outWidth] x [outHeight] with Pillow's BILINEAR filter, bit-exact (see [PillowBilinear]). */
-    fun resizeBilinear(outWidth: Int, outHeight: Int): ArgbImage = PillowBilinear.resize(this, outWidth, outHeight)
+    /** Resized to [outWidth] x [outHeight] with Pillow's [filter], bit-exact (see [PillowResample]). */
+    fun resize(outWidth: Int, outHeight: Int, filter: ResampleFilter): ArgbImage =
+        PillowResample.resize(this, outWidth, outHeight, filter)
 }
 
 /** A pixel rectangle [left, right) x [top, bottom), as Pillow's crop box. */
 data class CropBox(val left: Int, val top: Int, val right: Int, val bottom: Int) {
     val width: Int get() = right - left
     val height: Int get() = bottom - top
+}
+
+/** Pillow's resampling filters the record can name: support radius and kernel (Resample.c). */
+enum class ResampleFilter(val jsonName: String, val support: Double) {
+    BILINEAR("bilinear", 1.0) {
+        override fun weight(x: Double): Double {
+            val a = if (x < 0.0) -x else x
+            return if (a < 1.0) 1.0 - a else 0.0
+        }
+    },
+    BICUBIC("bicubic", 2.0) {
+        /** Keys' cubic with a = -0.5, as Pillow's bicubic_filter. */
+        override fun weight(x: Double): Double {
+            val a = -0.5
+            val t = if (x < 0.0) -x else x
+            return when {
+                t < 1.0 -> ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0
+                t < 2.0 -> (((t - 5.0) * t + 8.0) * t - 4.0) * a
+                else -> 0.0
+            }
+        }
+    };
+
+    abstract fun weight(x: Double): Double
 
     companion object {
-        /**
-         * The largest centered box of a [width] x [height] image with aspect
-         * [outWidth]:[outHeight], in integer arithmetic (mirrors casvit.preprocess.center_crop_box).
-         */
-        fun centered(width: Int, height: Int, outWidth: Int, outHeight: Int): CropBox {
-            val wider = width.toLong() * outHeight > height.toLong() * outWidth
-            val cropW = if (wider) ((height.toLong() * outWidth) / outHeight).toInt() else width
-            val cropH = if (wider) height else ((width.toLong() * outHeight) / outWidth).toInt()
-            val left = (width - cropW) / 2
-            val top = (height - cropH) / 2
-            return CropBox(left, top, left + cropW, top + cropH)
-        }
+        fun fromJson(name: String): ResampleFilter =
+            entries.firstOrNull { it.jsonName == name }
+                ?: throw ModelInfoException("unsupported interpolation '$name' (expected bicubic or bilinear)")
     }
 }
 
 /**
- * Pillow's `Image.resize(size, Image.BILINEAR)` for 8-bit RGB, reproduced bit-exactly:
- * a separable two-pass (horizontal, then vertical) convolution with a triangle filter
+ * Pillow's `Image.resize(size, filter)` for 8-bit RGB, reproduced bit-exactly:
+ * a separable two-pass (horizontal, then vertical) convolution with the filter's kernel
  * widened by the downscale factor, coefficients normalized per output pixel in double
  * precision, then converted to 22-bit fixed point and accumulated in 32-bit ints with
  * round-half-up and clamping to 0..255 (facts from Pillow's src/libImaging/Resample.c).
  */
-object PillowBilinear {
+object PillowResample {
     private const val PRECISION_BITS = 32 - 8 - 2
     private const val HALF = 1 shl (PRECISION_BITS - 1)
 
     /** Fixed-point filter taps of one axis: output i reads [count] inputs from [first] with [weights]. */
     internal class Taps(val first: IntArray, val count: IntArray, val weights: IntArray, val kernelSize: Int)
 
-    fun resize(image: ArgbImage, outWidth: Int, outHeight: Int): ArgbImage {
+    fun resize(image: ArgbImage, outWidth: Int, outHeight: Int, filter: ResampleFilter): ArgbImage {
         require(outWidth > 0 && outHeight > 0) { "output size must be positive" }
         var current = image
         // Like Pillow, a pass runs only when that axis changes size (it would be the identity otherwise).
-        if (outWidth != image.width) current = horizontalPass(current, taps(image.width, outWidth))
-        if (outHeight != image.height) current = verticalPass(current, taps(image.height, outHeight))
+        if (outWidth != image.width) current = horizontalPass(current, taps(image.width, outWidth, filter))
+        if (outHeight != image.height) current = verticalPass(current, taps(image.height, outHeight, filter))
         return if (current === image) ArgbImage(image.width, image.height, image.pixels.copyOf()) else current
     }
 
     /** Filter taps for resampling [inSize] samples to [outSize] (Pillow's precompute_coeffs + 8bpc normalization). */
-    internal fun taps(inSize: Int, outSize: Int): Taps {
+    internal fun taps(inSize: Int, outSize: Int, filter: ResampleFilter): Taps {
         val scale = inSize.toDouble() / outSize
         val filterScale = if (scale < 1.0) 1.0 else scale
-        val support = 1.0 * filterScale // bilinear support is 1
+        val support = filter.support * filterScale
         val kernelSize = ceil(support).toInt() * 2 + 1
         val inverse = 1.0 / filterScale
         val first = IntArray(outSize)
@@ -113,7 +129,7 @@ object PillowBilinear {
             val n = minOf((center + support + 0.5).toInt(), inSize) - lo
             var sum = 0.0
             for (k in 0 until n) {
-                w[k] = triangle((k + lo - center + 0.5) * inverse)
+                w[k] = filter.weight((k + lo - center + 0.5) * inverse)
                 sum += w[k]
             }
             for (k in 0 until n) {
@@ -124,11 +140,6 @@ object PillowBilinear {
             count[i] = n
         }
         return Taps(first, count, weights, kernelSize)
-    }
-
-    private fun triangle(x: Double): Double {
-        val a = if (x < 0.0) -x else x
-        return if (a < 1.0) 1.0 - a else 0.0
     }
 
     private fun toFixedPoint(weight: Double): Int =

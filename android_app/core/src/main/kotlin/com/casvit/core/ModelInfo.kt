@@ -31,6 +31,7 @@ class InputSpec(
     val mean: FloatArray,
     val std: FloatArray,
     val quantization: Quantization?,
+    val resize: ResizeSpec,
 ) {
     /** How RGB bytes become the float values the model was exported for. */
     val scaling: InputScaling
@@ -53,7 +54,7 @@ class OutputSpec(val name: String, val dtype: TensorType, val numClasses: Int, v
     val byteSize: Int get() = numClasses * dtype.bytesPerElement
 }
 
-/** The model JSON written by the exporter next to every .tflite (schema "casvit-model/1"). */
+/** The model JSON written by the exporter next to every .tflite (schema "casvit-model/2"). */
 class ModelInfo(
     val modelFile: String,
     val labelsFile: String,
@@ -66,7 +67,7 @@ class ModelInfo(
     val output: OutputSpec,
 ) {
     companion object {
-        const val SCHEMA = "casvit-model/1"
+        const val SCHEMA = "casvit-model/2"
 
         /** Parses and validates the metadata; throws [ModelInfoException] with the reason. */
         fun parse(jsonText: String): ModelInfo {
@@ -79,7 +80,7 @@ class ModelInfo(
             val schema = top.string("schema")
             if (schema != SCHEMA) throw ModelInfoException("unsupported schema '$schema' (expected '$SCHEMA')")
             val numClasses = top.int("num_classes")
-            val input = parseInput(top.obj("input"))
+            val input = parseInput(top.obj("input"), top.obj("preprocessing"))
             val output = parseOutput(top.obj("output"))
             if (output.numClasses != numClasses) {
                 throw ModelInfoException("output shape has ${output.numClasses} classes but num_classes is $numClasses")
@@ -97,7 +98,15 @@ class ModelInfo(
             )
         }
 
-        private fun parseInput(o: Map<*, *>): InputSpec {
+        /** The record's resize and crop ("preprocessing"); its size must be the input's. */
+        private fun parseResize(p: Map<*, *>, height: Int, width: Int): ResizeSpec {
+            if (p.int("height") != height || p.int("width") != width) {
+                throw ModelInfoException("preprocessing size ${p.int("height")}x${p.int("width")} is not the input size ${height}x$width")
+            }
+            return ResizeSpec(p.double("crop_pct"), CropMode.fromJson(p.string("crop_mode")), ResampleFilter.fromJson(p.string("interpolation")))
+        }
+
+        private fun parseInput(o: Map<*, *>, preprocessing: Map<*, *>): InputSpec {
             if (o.string("layout") != "NHWC") throw ModelInfoException("input layout must be NHWC")
             if (o.int("channels") != 3) throw ModelInfoException("input must have 3 channels")
             if (o.string("color_order") != "RGB") throw ModelInfoException("input color_order must be RGB")
@@ -118,6 +127,7 @@ class ModelInfo(
                 normalizationEmbedded = embedded, valueRangeMax = range[1],
                 mean = o.floats("mean", 3), std = std,
                 quantization = parseQuantization(o, dtype, "input"),
+                resize = parseResize(preprocessing, height, width),
             )
         }
 

@@ -4,16 +4,21 @@ import java.nio.ByteBuffer
 import kotlin.math.round
 
 /**
- * The preprocessing of casvit/preprocess.py, for one model input:
- * center crop to the input aspect ratio -> Pillow BILINEAR resize -> NHWC floats
- * ([InputScaling]) -> the tensor's dtype (float32, or int8/uint8 quantized).
+ * The preprocessing record of casvit/preprocess.py, for one model input:
+ * Pillow-exact resize (bicubic or bilinear, [ResizeSpec]) -> center crop (or none when
+ * squashing) -> NHWC floats ([InputScaling], per-channel mean/std) -> the tensor's dtype
+ * (float32, or int8/uint8 quantized).
  */
 class Preprocessor(private val spec: InputSpec) {
 
-    /** Center-crops and resizes [image] to the model's input size (RGB bytes still). */
-    fun resize(image: ArgbImage): ArgbImage =
-        image.crop(CropBox.centered(image.width, image.height, spec.width, spec.height))
-            .resizeBilinear(spec.width, spec.height)
+    /** Resizes and center-crops [image] to the model's input size as the record says (RGB bytes still). */
+    fun resize(image: ArgbImage): ArgbImage {
+        val resize = spec.resize
+        val (width, height) = resize.scaledSize(image.width, image.height, spec.width, spec.height)
+        val scaled = image.resize(width, height, resize.filter)
+        if (resize.cropMode == CropMode.SQUASH) return scaled
+        return scaled.crop(ResizeSpec.centerBox(width, height, spec.width, spec.height))
+    }
 
     /** The float32 NHWC tensor (batch 1) the model sees for [image], before any quantization. */
     fun toFloatTensor(image: ArgbImage): FloatArray = scale(resize(image))

@@ -28,6 +28,9 @@ class ModelInfoTest {
             assertArrayEquals(floatArrayOf(0.229f, 0.224f, 0.225f), std, 0f)
             assertNull(quantization)
             assertEquals(224 * 224 * 3 * 4, byteSize)
+            assertEquals(0.875, resize.cropPct, 0.0)
+            assertEquals(CropMode.CENTER, resize.cropMode)
+            assertEquals(ResampleFilter.BICUBIC, resize.filter)
         }
         assertEquals(TensorType.FLOAT32, info.output.dtype)
         assertEquals(1000, info.output.numClasses)
@@ -60,7 +63,11 @@ class ModelInfoTest {
     @Test
     fun rejectsWhatTheAppCannotFeed() {
         val cases = mapOf(
-            "schema" to TestData.modelJson().replace("casvit-model/1", "casvit-model/9"),
+            "schema" to TestData.modelJson().replace("casvit-model/2", "casvit-model/9"),
+            "interpolation" to TestData.modelJson().replace("\"bicubic\"", "\"lanczos\""),
+            "crop_pct" to TestData.modelJson().replace("\"crop_pct\": 0.875", "\"crop_pct\": 1.5"),
+            "crop_mode" to TestData.modelJson().replace("\"center\"", "\"border\""),
+            "record size" to TestData.modelJson().replace("\"height\": 224, \"width\": 224, \"crop_pct\"", "\"height\": 96, \"width\": 224, \"crop_pct\""),
             "layout" to TestData.modelJson().replace("\"NHWC\"", "\"NCHW\""),
             "dtype" to TestData.modelJson(inputExtra = """"dtype": "float16", "normalization_embedded": false, "value_range": [0, 1], "quantization": null"""),
             "quantization" to TestData.modelJson(inputExtra = """"dtype": "int8", "normalization_embedded": false, "value_range": [0, 1], "quantization": null"""),

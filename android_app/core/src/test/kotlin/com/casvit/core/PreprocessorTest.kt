@@ -36,7 +36,11 @@ class PreprocessorTest {
     @Test
     fun tensorIsNhwcInRgbOrder() {
         val image = ArgbImage(224, 224, IntArray(224 * 224) { TestData.argb(it % 224, it / 224, 7) })
-        val t = Preprocessor(byte).toFloatTensor(image)
+        val whole = ModelInfo.parse(
+            TestData.modelJson(inputExtra = """"dtype": "float32", "normalization_embedded": true, "value_range": [0.0, 255.0], "quantization": null""")
+                .replace("\"crop_pct\": 0.875", "\"crop_pct\": 1.0"),
+        ).input // crop_pct 1 on an image at the input size: no resize, no crop
+        val t = Preprocessor(whole).toFloatTensor(image)
         val (y, x) = 5 to 9
         assertArrayEquals(floatArrayOf(x.toFloat(), y.toFloat(), 7f), t.copyOfRange((y * 224 + x) * 3, (y * 224 + x) * 3 + 3), 0f)
     }

@@ -8,14 +8,16 @@ object TestData {
         outputExtra: String = """"dtype": "float32", "shape": [1, 1000], "quantization": null""",
     ) = """
         {
-          "schema": "casvit-model/1",
+          "schema": "casvit-model/2",
           "model_file": "model.tflite",
           "labels_file": "labels.txt",
           "variant": "xs", "precision": "fp32", "num_classes": 1000,
           "weights_source": "random (seed 0)", "for_deployment": false,
           "input": {"name": "image", "layout": "NHWC", "height": 224, "width": 224, "channels": 3, "color_order": "RGB",
                     "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], $inputExtra},
-          "preprocessing": "center crop to the input aspect ratio, bilinear resize (Pillow BILINEAR), RGB/255; then (x - mean) / std unless normalization_embedded; value_range [0,255] means feed RGB bytes as floats",
+          "preprocessing": {"schema": "casvit-preprocessing/1", "height": 224, "width": 224, "crop_pct": 0.875,
+                            "crop_mode": "center", "interpolation": "bicubic",
+                            "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
           "output": {"name": "logits", $outputExtra,
                      "meaning": "raw logits; apply softmax for probabilities"}
         }

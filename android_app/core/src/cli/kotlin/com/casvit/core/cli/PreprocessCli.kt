@@ -2,6 +2,7 @@ package com.casvit.core.cli
 
 import com.casvit.core.ArgbImage
 import com.casvit.core.ModelInfo
+import com.casvit.core.PackedFiles
 import com.casvit.core.Preprocessor
 import com.casvit.core.parseLabels
 import java.io.DataInputStream
@@ -18,7 +19,8 @@ import kotlin.system.exitProcess
  * Reads the model metadata and a binary PPM (P6, maxval 255) image, runs exactly the
  * app's preprocessing and writes the float32 NHWC tensor as raw little-endian floats.
  * When the labels file the metadata names sits beside it, it is checked as the app does
- * and "labels: N" is printed.
+ * and "labels: N" is printed; otherwise the labels packed in the model file (TFLite
+ * metadata) are used, as the app does, and "labels: N (from the model)" is printed.
  */
 fun main(args: Array<String>) {
     if (args.size != 3) {
@@ -28,7 +30,13 @@ fun main(args: Array<String>) {
     val metadata = File(args[0])
     val info = ModelInfo.parse(metadata.readText())
     val labels = File(metadata.absoluteFile.parentFile, info.labelsFile)
-    if (labels.isFile) println("labels: ${parseLabels(labels.readText(), info.numClasses).size}")
+    val model = File(metadata.absoluteFile.parentFile, info.modelFile)
+    if (labels.isFile) {
+        println("labels: ${parseLabels(labels.readText(), info.numClasses).size}")
+    } else if (model.isFile) {
+        val packed = PackedFiles.labels(ByteBuffer.wrap(model.readBytes()), info.labelsFile, info.numClasses)
+        if (packed != null) println("labels: ${packed.size} (from the model)")
+    }
     val image = readPpm(File(args[1]))
     val tensor = Preprocessor(info.input).toFloatTensor(image)
     val bytes = ByteBuffer.allocate(tensor.size * 4).order(ByteOrder.LITTLE_ENDIAN)
