@@ -4,6 +4,7 @@ the export's preprocessing record (``Preprocessing.resize_rgb``), exactly like
 the parity inputs."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import warnings
 from dataclasses import dataclass
@@ -18,6 +19,17 @@ from .inputs import CALIBRATION_PHOTOS, calibration_images
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 DEFAULT_COUNT = 100
+
+
+def image_count(text: str) -> int:
+    """argparse type of an image-count option: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of images >= 1, got {text!r}")
+    return value
 
 
 @dataclass

@@ -4,7 +4,6 @@ optionally split into a calibration part (``--calib-from-val``) and a capped,
 stratified accuracy part (``--val-count``)."""
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,27 +11,17 @@ import numpy as np
 
 from casvit.preprocess import Preprocessing
 
-from .calibration import CalibrationSet, image_files, read_rgb
+from .calibration import CalibrationSet, image_count, image_files, read_rgb
 from .errors import ExportError
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of images >= 1, got {text!r}")
-    return value
 
 
 def add_arguments(group) -> None:
     group.add_argument("--val-dir", type=Path, default=None,
                        help="labelled images to measure top-1/top-5 of eager PyTorch and every artifact on: "
                             "one subfolder per class, named exactly like a label, holding JPEG/PNG files")
-    group.add_argument("--val-count", type=_count, default=None,
+    group.add_argument("--val-count", type=image_count, default=None,
                        help="at most this many --val-dir images (stratified per class, seeded by --seed)")
-    group.add_argument("--calib-from-val", type=_count, default=None, metavar="N",
+    group.add_argument("--calib-from-val", type=image_count, default=None, metavar="N",
                        help="calibrate int8 on N --val-dir images (stratified) instead of --calib; "
                             "they are left out of the accuracy measurement")
     group.add_argument("--max-top1-drop", type=float, default=None, metavar="POINTS",

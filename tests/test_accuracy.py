@@ -145,9 +145,11 @@ class _Ctx:
     """The pieces of the run's shared state that the accuracy check reads."""
 
     def __init__(self, eager_logits, targets, max_drop=None):
+        from casvit.preprocess import official_default
         from export.validation import ValidationSet
 
         self.spec = ExportSpec(options={"max_top1_drop": max_drop})
+        self.preprocessing = official_default(4, 4)
         rgb = np.zeros((len(targets), 4, 4, 3), np.uint8)
         self._cache = {"accuracy": ValidationSet(Path("."), ["a", "b"], [0, 1], ["f"] * len(targets), targets, rgb,
                                                   eager_logits=eager_logits)}

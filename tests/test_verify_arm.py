@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from export import golden
 from export.fsutil import sha256_of
 from export.verify_arm import LITERT_VERSION
@@ -33,13 +32,15 @@ def test_app_and_verify_arm_use_one_litert_version():
 def test_runner_builds_the_same_input_as_the_export(convention):
     """runner.py is self-contained (it runs in the ARM64 root): its input builder
     must stay equal to the export's, bit for bit."""
+    from casvit.preprocess import official_default
     from export.inputs import parity_images, to_convention
     from export.verify_arm.runner import model_input
 
-    _, rgb = parity_images(64, 64, noise=1)
-    mean, std = np.asarray(IMAGENET_MEAN, np.float32), np.asarray(IMAGENET_STD, np.float32)
-    expected = to_convention(rgb, convention).transpose(0, 2, 3, 1)
-    assert np.array_equal(model_input(rgb, convention, mean, std), expected)
+    for record in (official_default(64, 64), official_default(64, 64, imagenet_mean_std=False)):
+        _, rgb = parity_images(record, noise=1)
+        mean, std = np.asarray(record.mean, np.float32), np.asarray(record.std, np.float32)
+        expected = to_convention(rgb, convention, record.mean, record.std).transpose(0, 2, 3, 1)
+        assert np.array_equal(model_input(rgb, convention, mean, std), expected)
 
 
 def _verify(out: Path, *extra: str) -> subprocess.CompletedProcess:

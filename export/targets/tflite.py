@@ -22,7 +22,7 @@ from casvit.preprocess import resize
 
 from .. import isolate
 from ..accuracy import calibration_set
-from ..calibration import DEFAULT_COUNT, check_calibration_folder, load_calibration
+from ..calibration import DEFAULT_COUNT, check_calibration_folder, image_count, load_calibration
 from ..errors import ExportError
 from ..fsutil import atomic_write
 from ..spec import Artifact
@@ -48,23 +48,13 @@ def parse_precisions(text: str) -> tuple[str, ...]:
     return tuple(p for p in PRECISIONS if p in names)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of images >= 1, got {text!r}")
-    return value
-
-
 def add_arguments(group) -> None:
     group.add_argument("--tflite-precisions", type=parse_precisions, default=",".join(PRECISIONS),
                        help="comma-separated precisions; int8 is full-integer inside with float32 input/output")
     group.add_argument("--calib", type=Path, default=None,
                        help="folder of JPEG/PNG images to calibrate int8 on (none: scikit-image's bundled photos); "
                             "an error when the run makes no int8 TFLite model")
-    group.add_argument("--calib-count", type=_positive_int, default=DEFAULT_COUNT,
+    group.add_argument("--calib-count", type=image_count, default=DEFAULT_COUNT,
                        help="at most this many calibration images (first by file name)")
 
 
