@@ -27,7 +27,7 @@ help: ## show this help
 	@echo "  VAL=labelled images, one subfolder per class (top-1/top-5 of eager and every artifact, accuracy gate)  VAL_COUNT=N"
 	@echo "  OUT=output folder [$(OUT)]  EXPORT_ARGS='more python -m export options'"
 	@echo "  Every option: $(PY) -m export --help"
-	@echo "  Exit codes (0 passed, 1 gate failed, 2 bad input, 3 environment, 130/143 interrupted) are those of"
+	@echo "  Exit codes (0 passed, 1 gate failed, 2 bad input, 3 environment, 4 internal error, 130/143 interrupted) are those of"
 	@echo "  $(PY) -m export; through make any failure is make's own 2."
 	@echo "make verify-arm: installs qemu-user-static/mmdebstrap if missing and caches an arm64 root in .cache/arm64;"
 	@echo "  VERIFY_ARM_ARGS='--gate-fp16-arithmetic' also fails on fp16-arithmetic misses ($(PY) -m export.verify_arm --help)"
