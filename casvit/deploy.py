@@ -7,9 +7,8 @@ import copy
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .layers import AdditiveBlock, Downsample, SpatialOperation
+from .fusion import bn_affine, fold_bn_into_next_conv
 from .model import CASViT, check_input_size
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD
 
@@ -46,39 +45,25 @@ class DeployCASViT(nn.Module):
         return self.classifier(x.mean((2, 3), keepdim=True)).flatten(1)
 
 
-def fold_bn_into_next_conv(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
-    """A conv equal to ``conv(bn(x))``. Exact only for 1x1 convs without padding
-    (torch fuses BN only into the conv before it, so this one is written here)."""
-    if conv.kernel_size != (1, 1) or conv.groups != 1 or conv.padding != (0, 0):
-        raise ValueError("a BatchNorm folds exactly only into a following ungrouped 1x1 conv")
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    shift = bn.bias - bn.running_mean * scale
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, 1, bias=True)
-    w = conv.weight.detach()
-    bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
-    with torch.no_grad():
-        fused.weight.copy_(w * scale.view(1, -1, 1, 1))
-        fused.bias.copy_(bias + (w.flatten(1) @ shift))
-    return fused
+def fold_batchnorms(module: nn.Module) -> None:
+    """Fold every BatchNorm the layers know how to fold, in place (call on a copy).
 
-
-def _fold_block(block: AdditiveBlock) -> None:
-    lp = block.local_perception.network
-    lp[0], lp[1] = fuse_conv_bn_eval(lp[0], lp[1]), nn.Identity()
-    block.attn.qkv = fold_bn_into_next_conv(block.norm1, block.attn.qkv)
-    block.mlp.fc1 = fold_bn_into_next_conv(block.norm2, block.mlp.fc1)
-    block.norm1 = block.norm2 = nn.Identity()
-    for oper in (block.attn.oper_q[0], block.attn.oper_k[0]):
-        assert isinstance(oper, SpatialOperation)
-        oper.block[0], oper.block[1] = fuse_conv_bn_eval(oper.block[0], oper.block[1]), nn.Identity()
+    Walks the tree the way timm's and MobileOne's ``reparameterize_model`` do: a
+    child with ``fuse()`` is replaced by what it returns, one with
+    ``reparameterize()`` folds itself; then its own children are visited."""
+    for name, child in module.named_children():
+        if hasattr(child, "fuse"):
+            child = child.fuse()
+            setattr(module, name, child)
+        elif hasattr(child, "reparameterize"):
+            child.reparameterize()
+        fold_batchnorms(child)
 
 
 def _merged_classifier(model: CASViT) -> nn.Conv2d:
     """norm -> mean -> (head + dist_head) / 2 as one 1x1 conv on the pooled map.
     The BN is affine per channel, so it commutes with the spatial mean."""
-    bn = model.norm
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    shift = bn.bias - bn.running_mean * scale
+    scale, shift = bn_affine(model.norm)
     heads = [model.head] + ([model.dist_head] if model.dist_head is not None else [])
     w = sum(h.weight for h in heads) / len(heads)
     b = sum(h.bias for h in heads) / len(heads)
@@ -102,16 +87,9 @@ def deploy(model: CASViT, normalize_input: bool = False, input_range: float = 1.
     if input_range not in (1.0, 255.0):
         raise ValueError("input_range must be 1 or 255")
     src = copy.deepcopy(model).eval()
-    stem = src.patch_embed
-    patch_embed = nn.Sequential(fuse_conv_bn_eval(stem[0], stem[1]), stem[2], fuse_conv_bn_eval(stem[3], stem[4]), stem[5])
-    for i, stage in enumerate(src.network):
-        if isinstance(stage, Downsample):
-            src.network[i] = fuse_conv_bn_eval(stage.proj, stage.norm)
-        else:
-            for block in stage:
-                _fold_block(block)
+    fold_batchnorms(src)
     normalize = InputNormalization(mean, std, input_range) if normalize_input else nn.Identity()
-    out = DeployCASViT(normalize, patch_embed, src.network, _merged_classifier(src)).eval()
+    out = DeployCASViT(normalize, src.patch_embed, src.network, _merged_classifier(src)).eval()
     for p in out.parameters():
         p.requires_grad_(False)
     return out
@@ -126,4 +104,4 @@ def op_census(module: nn.Module) -> dict[str, int]:
     return counts
 
 
-__all__ = ["deploy", "DeployCASViT", "InputNormalization", "fold_bn_into_next_conv", "op_census"]
+__all__ = ["deploy", "DeployCASViT", "InputNormalization", "fold_batchnorms", "fold_bn_into_next_conv", "op_census"]

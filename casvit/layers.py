@@ -1,21 +1,34 @@
 """CAS-ViT building blocks, named as in the official implementation so that
-official state dicts load with ``strict=True``."""
+official state dicts load with ``strict=True``.
+
+Each layer holding a BatchNorm knows how to fold it for inference, as timm's
+layers do: ``reparameterize()`` folds in place, ``fuse()`` returns the module to
+use instead. Both expect eval mode and are meant for a copy (see ``casvit.deploy``)."""
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from .fusion import fold_bn_into_next_conv
 
 
-def stem(in_chs: int, out_chs: int) -> nn.Sequential:
+class Stem(nn.Sequential):
     """Two stride-2 3x3 convs with BN + ReLU: output stride 4 (``patch_embed``)."""
-    return nn.Sequential(
-        nn.Conv2d(in_chs, out_chs // 2, 3, stride=2, padding=1),
-        nn.BatchNorm2d(out_chs // 2),
-        nn.ReLU(),
-        nn.Conv2d(out_chs // 2, out_chs, 3, stride=2, padding=1),
-        nn.BatchNorm2d(out_chs),
-        nn.ReLU(),
-    )
+
+    def __init__(self, in_chs: int, out_chs: int):
+        super().__init__(
+            nn.Conv2d(in_chs, out_chs // 2, 3, stride=2, padding=1),
+            nn.BatchNorm2d(out_chs // 2),
+            nn.ReLU(),
+            nn.Conv2d(out_chs // 2, out_chs, 3, stride=2, padding=1),
+            nn.BatchNorm2d(out_chs),
+            nn.ReLU(),
+        )
+
+    def fuse(self) -> nn.Sequential:
+        """Conv -> ReLU -> conv -> ReLU, each BN folded into the conv before it."""
+        return nn.Sequential(fuse_conv_bn_eval(self[0], self[1]), self[2], fuse_conv_bn_eval(self[3], self[4]), self[5])
 
 
 class Downsample(nn.Module):
@@ -28,6 +41,10 @@ class Downsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.proj(x))
+
+    def fuse(self) -> nn.Conv2d:
+        """The one conv equal to ``norm(proj(x))``."""
+        return fuse_conv_bn_eval(self.proj, self.norm)
 
 
 class LocalIntegration(nn.Module):
@@ -46,6 +63,10 @@ class LocalIntegration(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
 
+    def reparameterize(self) -> None:
+        """Fold the BN into the 1x1 conv before it."""
+        self.network[0], self.network[1] = fuse_conv_bn_eval(self.network[0], self.network[1]), nn.Identity()
+
 
 class SpatialOperation(nn.Module):
     """Spatial gate: ``x * sigmoid(conv1x1(relu(bn(dwconv3x3(x)))))`` (one map for all channels)."""
@@ -62,6 +83,10 @@ class SpatialOperation(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.block(x)
+
+    def reparameterize(self) -> None:
+        """Fold the BN into the depthwise conv before it."""
+        self.block[0], self.block[1] = fuse_conv_bn_eval(self.block[0], self.block[1]), nn.Identity()
 
 
 class ChannelOperation(nn.Module):
@@ -137,3 +162,10 @@ class AdditiveBlock(nn.Module):
         x = x + self.local_perception(x)
         x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
+
+    def reparameterize(self) -> None:
+        """Fold ``norm1`` into the attention's qkv conv and ``norm2`` into the MLP's
+        first conv (both 1x1); the sub-layers fold their own BNs."""
+        self.attn.qkv = fold_bn_into_next_conv(self.norm1, self.attn.qkv)
+        self.mlp.fc1 = fold_bn_into_next_conv(self.norm2, self.mlp.fc1)
+        self.norm1 = self.norm2 = nn.Identity()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .layers import AdditiveBlock, Downsample, stem
+from .layers import AdditiveBlock, Downsample, Stem
 
 STRIDE = 32
 BACKBONE_OUT_INDICES = (0, 2, 4, 6)
@@ -66,7 +66,7 @@ class CASViT(nn.Module):
         self.distillation = distillation and not backbone
         self.backbone = backbone
 
-        self.patch_embed = stem(3, embed_dims[0])
+        self.patch_embed = Stem(3, embed_dims[0])
         network: list[nn.Module] = []
         for i, (depth, dim) in enumerate(zip(layers, embed_dims)):
             network.append(nn.Sequential(*[AdditiveBlock(dim, mlp_ratio) for _ in range(depth)]))
