@@ -1,8 +1,12 @@
+import copy
+
 import pytest
 import torch
 
 from casvit import create_model, deploy, op_census
-from casvit.deploy import fold_bn_into_next_conv
+from casvit.deploy import fold_batchnorms, fold_bn_into_next_conv
+from casvit.fusion import bn_affine
+from casvit.layers import AdditiveBlock, Downsample, LocalIntegration, SpatialOperation, Stem
 
 from .conftest import photo_batch, randomize_batchnorm
 
@@ -69,3 +73,25 @@ def test_fold_bn_into_next_conv_only_where_exact():
         assert torch.allclose(fold_bn_into_next_conv(bn, conv)(x), conv(bn(x)), atol=1e-5)
     with pytest.raises(ValueError, match="1x1"):
         fold_bn_into_next_conv(bn, torch.nn.Conv2d(4, 6, 3, padding=1))
+
+
+def test_bn_affine_is_the_eval_batchnorm():
+    bn = randomize_batchnorm(torch.nn.Sequential(torch.nn.BatchNorm2d(5)))[0].eval()
+    x = torch.randn(3, 5, 4, 4)
+    scale, shift = bn_affine(bn)
+    with torch.no_grad():
+        assert torch.allclose(x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1), bn(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("layer, channels", [
+    (Stem(3, 16), 3), (Downsample(16, 24), 16), (LocalIntegration(16), 16),
+    (SpatialOperation(16), 16), (AdditiveBlock(16), 16),
+])
+def test_each_layer_folds_its_batchnorms_and_keeps_its_output(layer, channels):
+    layer = randomize_batchnorm(layer).eval()
+    holder = torch.nn.Sequential(copy.deepcopy(layer))
+    fold_batchnorms(holder)
+    x = torch.randn(2, channels, 32, 32)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in holder.modules())
+    with torch.no_grad():
+        assert _rel(holder(x), layer(x)) <= 1e-5
