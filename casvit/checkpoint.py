@@ -86,6 +86,8 @@ def _foreign_type(obj, depth: int = 0) -> str | None:
 
 
 def _first_line(exc: BaseException) -> str:
+    # Same as export.errors.first_line: model code must not import export, and that
+    # module stays torch-free (the verify-arm CLI uses it), so it cannot import casvit.
     return (str(exc).strip().splitlines() or [""])[0]
 
 

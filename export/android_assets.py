@@ -4,16 +4,12 @@ assets as ``model.tflite``, ``model.json`` and ``labels.txt``. Only files that
 ``OUT/manifest.json`` lists, with a matching sha256, are copied."""
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-from .errors import ExportError
-from .fsutil import atomic_write, sha256_of
+from .errors import ExportError, OneLineParser
+from .fsutil import atomic_copy, atomic_write, sha256_of
 from .outset import read_manifest
 from .tflite_meta import SCHEMA
 
@@ -82,17 +78,6 @@ def read_model_json(model: Path) -> dict:
     return meta
 
 
-def _copy_atomic(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copy(src, tmp)  # contents and permission bits
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def copy_assets(out_dir: Path, assets_dir: Path = ASSETS_DIR, model: str | None = None) -> Path:
     """Copy the chosen model, its JSON (``model_file`` rewritten) and labels; returns the model path."""
     source = choose_model(Path(out_dir), model)
@@ -104,21 +89,16 @@ def copy_assets(out_dir: Path, assets_dir: Path = ASSETS_DIR, model: str | None 
     check_listed(Path(out_dir), [labels.name])
     try:
         assets_dir.mkdir(parents=True, exist_ok=True)
-        _copy_atomic(source, assets_dir / MODEL_NAME)
-        _copy_atomic(labels, assets_dir / labels.name)
+        atomic_copy(source, assets_dir / MODEL_NAME)
+        atomic_copy(labels, assets_dir / labels.name)
         atomic_write(assets_dir / JSON_NAME, json.dumps({**meta, "model_file": MODEL_NAME}, indent=2) + "\n")
     except OSError as e:
         raise ExportError(f"cannot write to {assets_dir}: {e.strerror or e}") from None
     return source
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2
-        self.exit(2, f"error: {message} (see python -m export.android_assets --help)\n")
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = _Parser(prog="python -m export.android_assets", description=__doc__)
+    p = OneLineParser(prog="python -m export.android_assets", description=__doc__)
     p.add_argument("--from", dest="out_dir", type=Path, required=True, help="export output folder")
     p.add_argument("--model", default=None, help="which .tflite (default: the only one, or the fp32 one)")
     p.add_argument("--assets", type=Path, default=ASSETS_DIR, help="the Android app's assets folder")

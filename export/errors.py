@@ -7,6 +7,7 @@ memory), 130 interrupted (SIGINT), 143 terminated (SIGTERM), 4 an unexpected
 internal error (a bug: ``--debug`` shows its traceback)."""
 from __future__ import annotations
 
+import argparse
 import errno
 
 EXIT_PASSED, EXIT_GATE, EXIT_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL = 0, 1, 2, 3, 4
@@ -16,9 +17,22 @@ EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + signal number, as shells report th
 ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.ENOMEM}
 
 
-def first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception's message (tools raise multi-line errors)."""
-    return (str(exc).strip().splitlines() or [""])[0]
+def first_line(message: BaseException | str) -> str:
+    """The first non-empty line of an exception's message or of a tool's output
+    (tools raise multi-line errors and print banners)."""
+    return (str(message).strip().splitlines() or [""])[0]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr and exit 2:
+    ``error: <message> (<hint>)``, the hint defaulting to ``see <prog> --help``."""
+
+    def __init__(self, *args, hint: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hint = hint or f"see {self.prog} --help"
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} ({self.hint})\n")
 
 
 class ExportError(Exception):

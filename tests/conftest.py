@@ -1,15 +1,10 @@
+"""Session fixtures: the expensive exports, built once and shared by the test modules."""
+import os
 from pathlib import Path
 
 import pytest
-import torch
 
-from casvit.init import randomize_batchnorm  # noqa: F401  (re-exported for tests)
-
-ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT / "tests" / "data" / "casvit_reference"  # official-format fixtures, see tests/data/README.md
-DIGITS_CHECKPOINT = ROOT / "tests" / "data" / "casvit_tiny_digits.pth"  # trained on sklearn digits, see tests/data
-DIGITS_TEST_IMAGES = 120
-DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+from .helpers import DIGIT_NAMES, DIGITS_CHECKPOINT, REFERENCE, save_photos
 
 
 @pytest.fixture(scope="session")
@@ -17,13 +12,32 @@ def reference_dir() -> Path:
     return REFERENCE
 
 
-def photo_batch(height: int, width: int, normalize: bool = True) -> torch.Tensor:
-    """The real photos of the parity harness, preprocessed like every parity input."""
-    from casvit.preprocess import official_default
-    from export.inputs import parity_images, to_convention
+@pytest.fixture(scope="session")
+def tiny_tflite_export(tmp_path_factory) -> dict:
+    """The tiny model at 64x64 exported once by the real pipeline to every TFLite precision,
+    from an empty working folder, calibrating on a user folder of six photos:
+    {"report", "out", "cwd", "calib", "calib_before"}."""
+    pytest.importorskip("onnx2tf", reason="onnx2tf is not installed")
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+    from export.pipeline import run
+    from export.spec import ExportSpec
+    from export.targets import tflite
 
-    _, rgb = parity_images(official_default(height, width), noise=0)
-    return torch.from_numpy(to_convention(rgb, "normalized" if normalize else "unit"))
+    base = tmp_path_factory.mktemp("tflite")
+    calib = base / "calib"
+    save_photos(calib, [("astronaut", (300, 200)), ("coffee", (120, 90)), ("chelsea", (64, 64)),
+                        ("rocket", (200, 300)), ("retina", (100, 100)), ("cat", (90, 120))])
+    calib_before = sorted(p.name for p in calib.iterdir())
+    cwd, previous = base / "cwd", os.getcwd()
+    cwd.mkdir()
+    os.chdir(cwd)
+    try:
+        spec = ExportSpec(targets=("tflite",), variant="tiny", height=64, width=64, out_dir=base / "out",
+                          options={"tflite_precisions": tflite.PRECISIONS, "calib": calib, "calib_count": 5})
+        report = run(spec)
+    finally:
+        os.chdir(previous)
+    return {"report": report, "out": base / "out", "cwd": cwd, "calib": calib, "calib_before": calib_before}
 
 
 @pytest.fixture(scope="session")

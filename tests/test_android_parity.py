@@ -20,7 +20,8 @@ from casvit.preprocess import Preprocessing
 from export.inputs import photo, to_convention
 from export.preprocessing import artifact_record
 
-ROOT = Path(__file__).resolve().parents[1]
+from .helpers import ROOT
+
 SCRIPT = ROOT / "android_app" / "tools" / "android_test.sh"
 CLI_JAR = ROOT / "android_app" / "core" / "build" / "jvm" / "preprocess-cli.jar"
 PHOTOS = ("astronaut", "chelsea")  # 512x512 and 451x300: a square and a wide photo
@@ -113,16 +114,10 @@ def test_kotlin_conventions_and_squash_match_python(cli_jar, ppm_photos, tmp_pat
 
 
 @pytest.fixture(scope="module")
-def exported_tflite(tmp_path_factory) -> Path:
-    """A tiny 64x64 model exported by the real pipeline (fp32, fp16 and full-integer int8)."""
-    from export.pipeline import run
-    from export.spec import ExportSpec
-
-    out = tmp_path_factory.mktemp("tflite")
-    report = run(ExportSpec(targets=("tflite",), variant="tiny", height=64, width=64, out_dir=out,
-                            options={"tflite_precisions": "fp32,fp16,int8"}))
-    assert report["passed"], "the exporter's own parity gate failed"
-    return out
+def exported_tflite(tiny_tflite_export) -> Path:
+    """The tiny 64x64 model exported by the real pipeline to every TFLite precision (shared, conftest)."""
+    assert tiny_tflite_export["report"]["passed"], "the exporter's own parity gate failed"
+    return tiny_tflite_export["out"]
 
 
 def run_tflite(path: Path, nhwc: np.ndarray) -> np.ndarray:

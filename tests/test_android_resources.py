@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from .helpers import ROOT
 SCRIPT = ROOT / "android_app" / "tools" / "android_test.sh"
 MAIN = ROOT / "android_app" / "app" / "src" / "main"
 

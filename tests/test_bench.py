@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ import torch
 from benchmarks.flops import PUBLISHED_GMACS, conv_macs, variant_gmacs
 from benchmarks.latency import interleaved, summarize
 
-ROOT = Path(__file__).resolve().parents[1]
+from .helpers import ROOT
 
 
 def test_conv_macs_match_hand_count():
@@ -85,13 +84,27 @@ def test_smoke_run_writes_results(tmp_path):
     acc = json.loads((out / "accuracy.json").read_text())["accuracy"]
     assert [rec["variant"] for rec in acc] == ["tiny"]
     by_name = {r["name"]: r for r in acc[0]["rows"]}
-    assert 0.0 <= by_name["torch-eager"]["top1"] <= 1.0
+    assert by_name["torch-eager"]["top1"] == _eager_top1(out / "checkpoints" / "casvit_tiny_digits.pth", 40)
     assert by_name["onnx"]["agreement_with_eager"] >= 0.95  # fp32: same predictions as eager
     assert acc[0]["test_images"] == 40 and acc[0]["training"]["num_classes"] == 10
     assert (out / "checkpoints" / "casvit_tiny_digits.pth").is_file()
     assert "| onnx | onnx | fp32 |" in (out / "accuracy.md").read_text()
     for png in ("latency.png", "accuracy_size.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _eager_top1(checkpoint, count: int) -> float:
+    """Top-1 of the saved checkpoint on the first ``count`` digits test images, computed here
+    (ImageNet normalization by hand, plain argmax), not by the benchmark's own evaluate()."""
+    from benchmarks.digits import digits_split
+    from casvit import IMAGENET_MEAN, IMAGENET_STD, model_from_checkpoint
+
+    data = digits_split(64)
+    rgb, labels = data["test_rgb"][:count], data["test_y"][:count]
+    x = (rgb.astype(np.float32) / 255 - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
+    with torch.no_grad():
+        logits = model_from_checkpoint(checkpoint).eval()(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    return float(np.mean(logits.argmax(1).numpy() == labels))
 
 
 def test_naive_path_records_a_failing_stage_as_data(tmp_path):

@@ -7,8 +7,7 @@ import torch
 
 from casvit import CheckpointError, create_model, load_checkpoint, model_from_checkpoint, read_checkpoint
 from casvit.checkpoint import extract_state_dict
-
-from .conftest import randomize_batchnorm
+from casvit.init import randomize_batchnorm
 
 
 @pytest.fixture(scope="module")

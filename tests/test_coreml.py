@@ -11,7 +11,6 @@ import pytest
 
 from export import parity
 from export.cli import main as cli_main
-from export.fsutil import sha256_of
 from casvit.preprocess import official_default
 from export.audit import audit
 from export.inputs import parity_images, to_convention

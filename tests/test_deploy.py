@@ -8,7 +8,9 @@ from casvit.deploy import fold_batchnorms, fold_bn_into_next_conv
 from casvit.fusion import bn_affine
 from casvit.layers import AdditiveBlock, Downsample, LocalIntegration, SpatialOperation, Stem
 
-from .conftest import photo_batch, randomize_batchnorm
+from casvit.init import randomize_batchnorm
+
+from .helpers import photo_batch
 
 
 def _rel(a, b):

@@ -3,7 +3,7 @@ import hashlib
 import re
 import subprocess
 
-from tests.conftest import REFERENCE, ROOT
+from .helpers import REFERENCE, ROOT
 
 SHA256 = {
     "state_dict_shapes.json": "b8430fddc328b80a650cf774bd418987dcaeddde935e6f1f4b505015e001faeb",

@@ -14,7 +14,7 @@ from export.inputs import to_convention
 from export.spec import Artifact
 from export.targets import tflite
 
-from .conftest import DIGIT_NAMES, DIGITS_TEST_IMAGES
+from .helpers import DIGIT_NAMES, DIGITS_TEST_IMAGES
 
 vision = pytest.importorskip("mediapipe.tasks.python.vision", reason="mediapipe is not installed")
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 TRACED_CALLS = "connect,sendto,sendmsg"
 NETWORK = re.compile(r"sa_family=AF_INET6?\b|htons\(53\)|\\6mobile\\6events")

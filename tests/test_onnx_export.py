@@ -10,7 +10,6 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from export import targets
 from export.audit import audit
 from export.checks import Evidence, failure_summary
 from export.cli import main
@@ -20,7 +19,7 @@ from export.pipeline import run, verify
 from export.spec import Artifact, ExportSpec
 from export.targets import onnx as onnx_target
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 TINY = dict(variant="tiny", height=64, width=64)
 
@@ -85,14 +84,19 @@ def test_export_twice_gives_identical_bytes(tiny_export, tmp_path):
     assert (tmp_path / "casvit_tiny_64x64.onnx").read_bytes() == (out / "casvit_tiny_64x64.onnx").read_bytes()
 
 
+@pytest.fixture(scope="session")
+def dynamic_batch_onnx(tmp_path_factory) -> Path:
+    """The tiny model exported once with a dynamic batch dimension."""
+    out = tmp_path_factory.mktemp("dyn")
+    run(ExportSpec(targets=("onnx",), dynamic_batch=True, out_dir=out, **TINY))
+    return out / "casvit_tiny_64x64.onnx"
+
+
 @pytest.mark.parametrize("batch", [1, 4])
-def test_dynamic_batch(tmp_path_factory, batch):
-    out = tmp_path_factory.getbasetemp() / "dyn"
-    if not (out / "casvit_tiny_64x64.onnx").exists():
-        run(ExportSpec(targets=("onnx",), dynamic_batch=True, out_dir=out, **TINY))
+def test_dynamic_batch(dynamic_batch_onnx, batch):
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(out / "casvit_tiny_64x64.onnx"), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(dynamic_batch_onnx), providers=["CPUExecutionProvider"])
     assert isinstance(sess.get_inputs()[0].shape[0], str)
     x = np.random.default_rng(0).standard_normal((batch, 3, 64, 64)).astype(np.float32)
     one_by_one = np.concatenate([sess.run(None, {"image": x[i:i + 1]})[0] for i in range(batch)])

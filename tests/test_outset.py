@@ -22,7 +22,7 @@ from export.cli import main
 from export.errors import EnvironmentFailure, ExportError, GateFailure, Terminated, outcome
 from export.outset import Transaction, problems, transaction_folders
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 TINY = ["--variant", "tiny", "--res", "64"]
 

@@ -16,7 +16,7 @@ from export.labels import unique_names
 from export.pipeline import run
 from export.spec import ExportSpec
 
-from .conftest import REFERENCE
+from .helpers import REFERENCE
 
 NAMES = ["cat", "dog", "cat", "bird", "cat (2)", "fish", "dog", "ant", "bee", "owl"]
 # the rule worked by hand: the 2nd "cat" skips "cat (2)" (taken by a later name) -> "cat (3)"

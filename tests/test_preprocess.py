@@ -96,7 +96,7 @@ def test_cli_overrides_win_over_checkpoint_args(tmp_path):
     import torch
 
     from casvit.checkpoint import read_checkpoint
-    from tests.conftest import REFERENCE
+    from .helpers import REFERENCE
 
     obj = read_checkpoint(REFERENCE / "tiny_official_format.pth")
     obj["args"] = argparse.Namespace(**{**vars(obj["args"]), "crop_pct": 0.95, "imagenet_default_mean_and_std": False})

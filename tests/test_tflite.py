@@ -16,13 +16,13 @@ pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
 from export import android_assets  # noqa: E402
 from export.audit import RULES, audit  # noqa: E402
 from export.errors import ExportError  # noqa: E402
-from export.inputs import photo  # noqa: E402
 from export.outset import problems  # noqa: E402
 from export.pipeline import run  # noqa: E402
 from export.spec import ExportSpec  # noqa: E402
 from export.targets import tflite  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+from .helpers import ROOT  # noqa: E402
+
 SCHEMA_KEYS = {"schema", "model_file", "labels_file", "variant", "precision", "num_classes", "weights_source",
                "for_deployment", "input", "preprocessing", "output"}
 INPUT_KEYS = {"name", "layout", "height", "width", "channels", "color_order", "dtype", "normalization_embedded",
@@ -30,32 +30,10 @@ INPUT_KEYS = {"name", "layout", "height", "width", "channels", "color_order", "d
 OUTPUT_KEYS = {"name", "dtype", "shape", "meaning", "quantization"}
 
 
-def _save_photos(folder: Path, names_sizes) -> None:
-    from PIL import Image
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for (name, size), suffix in zip(names_sizes, [".jpg", ".png"] * len(names_sizes)):
-        Image.fromarray(photo(name)).resize(size).save(folder / f"{name}{suffix}")
-
-
 @pytest.fixture(scope="module")
-def export(tmp_path_factory):
-    """Run the real pipeline once, from an empty working folder, calibrating on a user folder."""
-    base = tmp_path_factory.mktemp("tflite")
-    calib = base / "calib"
-    _save_photos(calib, [("astronaut", (300, 200)), ("coffee", (120, 90)), ("chelsea", (64, 64)),
-                         ("rocket", (200, 300)), ("retina", (100, 100)), ("cat", (90, 120))])
-    calib_before = sorted(p.name for p in calib.iterdir())
-    cwd, previous = base / "cwd", os.getcwd()
-    cwd.mkdir()
-    os.chdir(cwd)
-    try:
-        spec = ExportSpec(targets=("tflite",), variant="tiny", height=64, width=64, out_dir=base / "out",
-                          options={"tflite_precisions": tflite.PRECISIONS, "calib": calib, "calib_count": 5})
-        report = run(spec)
-    finally:
-        os.chdir(previous)
-    return {"report": report, "out": base / "out", "cwd": cwd, "calib": calib, "calib_before": calib_before}
+def export(tiny_tflite_export):
+    """The shared tiny TFLite export (conftest), run once per session."""
+    return tiny_tflite_export
 
 
 def _entries(export) -> dict:

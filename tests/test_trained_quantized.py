@@ -20,8 +20,8 @@ from export.pipeline import reference_logits
 from export.spec import Artifact
 from export.targets import get
 
-from .conftest import DIGITS_CHECKPOINT as CHECKPOINT
-from .conftest import DIGITS_TEST_IMAGES as TEST_IMAGES
+from .helpers import DIGITS_CHECKPOINT as CHECKPOINT
+from .helpers import DIGITS_TEST_IMAGES as TEST_IMAGES
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from export.labels import resolve_labels
 from export.parity import TOLERANCES, gate
 from export.spec import ExportSpec
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from export.fsutil import sha256_of
 from export.verify_arm import LITERT_VERSION
 from export.verify_arm.__main__ import JSON_NAME, MD_NAME
 
-ROOT = Path(__file__).resolve().parents[1]
+from .helpers import ROOT
 
 
 def test_app_and_verify_arm_use_one_litert_version():

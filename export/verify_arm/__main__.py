@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import OneLineParser
 from ..fsutil import atomic_write
 from ..outset import CHECK_REPORTS
 from .evaluate import verify
@@ -17,14 +18,9 @@ from .run import DEFAULT_CACHE, QEMU_CPU, SetupFailed, prepare
 JSON_NAME, MD_NAME = CHECK_REPORTS
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2
-        self.exit(2, f"error: {message} (see python -m export.verify_arm --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m export.verify_arm", description=__doc__.split("``.", 1)[1].strip(),
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = OneLineParser(prog="python -m export.verify_arm", description=__doc__.split("``.", 1)[1].strip(),
+                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("out", type=Path, help="an export output folder (manifest.json, report.json, parity_inputs.npz, .tflite)")
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the ARM64 root and the x86 LiteRT are kept")
     p.add_argument("--qemu-cpu", default=QEMU_CPU,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import first_line
 from . import LITERT_VERSION, NUMPY_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,11 +36,7 @@ class Side:
     site: Path
 
     def tool_version(self) -> str:
-        return _first_line(subprocess.run([*self.command[:1], "--version"], capture_output=True, text=True).stdout)
-
-
-def _first_line(text: str) -> str:
-    return (text.strip().splitlines() or [""])[0]
+        return first_line(subprocess.run([*self.command[:1], "--version"], capture_output=True, text=True).stdout)
 
 
 def prepare(cache: Path = DEFAULT_CACHE, qemu_cpu: str = QEMU_CPU) -> tuple[Side, Side]:

@@ -1,0 +1,32 @@
+"""Paths and small helpers shared by the tests (fixtures live in conftest.py)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "tests" / "data" / "casvit_reference"  # official-format fixtures, see tests/data/README.md
+DIGITS_CHECKPOINT = ROOT / "tests" / "data" / "casvit_tiny_digits.pth"  # trained on sklearn digits, see tests/data
+DIGITS_TEST_IMAGES = 120
+DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def photo_batch(height: int, width: int, normalize: bool = True) -> torch.Tensor:
+    """The real photos of the parity harness, preprocessed like every parity input."""
+    from casvit.preprocess import official_default
+    from export.inputs import parity_images, to_convention
+
+    _, rgb = parity_images(official_default(height, width), noise=0)
+    return torch.from_numpy(to_convention(rgb, "normalized" if normalize else "unit"))
+
+
+def save_photos(folder: Path, names_sizes) -> None:
+    """The bundled photos ``(name, (width, height))`` saved into ``folder``, alternately as JPEG and PNG."""
+    from PIL import Image
+
+    from export.inputs import photo
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for (name, size), suffix in zip(names_sizes, [".jpg", ".png"] * len(names_sizes)):
+        Image.fromarray(photo(name)).resize(size).save(folder / f"{name}{suffix}")
