@@ -29,12 +29,7 @@ ensure_debian_packages() {
     [[ -f "$JUNIT" && -f /usr/share/java/hamcrest-core.jar ]] || missing+=(junit4)
     command -v aapt2 >/dev/null || missing+=(aapt)
     [[ -f "$FRAMEWORK_RES" ]] || missing+=(android-framework-res)
-    ((${#missing[@]} == 0)) && return 0
-    local sudo=()
-    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-    log "apt-get install ${missing[*]}"
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    ((${#missing[@]} == 0)) || bash "$APP/../scripts/apt_install.sh" android-test "${missing[@]}"
 }
 
 ensure_kotlinc() {

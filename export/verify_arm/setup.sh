@@ -6,7 +6,7 @@
 #      ai-edge-litert and numpy (their manylinux aarch64 wheels) in CACHE/root/opt/site;
 #   3. CACHE/x86-site: the same ai-edge-litert and numpy for this x86 machine's Python,
 #      kept out of the project's venv (which pins another LiteRT).
-# Each part is rebuilt only when its stamp (versions + this script) changes, into a
+# Each part is rebuilt only when its stamp (versions + build recipe) changes, into a
 # temporary folder renamed into place when complete, under a lock on CACHE/.lock.
 #
 # Usage: setup.sh CACHE PYTHON LITERT_VERSION NUMPY_VERSION
@@ -27,16 +27,12 @@ ensure_debian_packages() {
     local missing=()
     command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
     command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
-    ((${#missing[@]} == 0)) && return 0
-    local sudo=()
-    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
-    log "apt-get install ${missing[*]}"
-    "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    ((${#missing[@]} == 0)) || bash "$(dirname "${BASH_SOURCE[0]}")/../../scripts/apt_install.sh" verify-arm "${missing[@]}"
 }
 
-stamp_of() {  # the recipe of one part: rebuilt when this changes
-    { echo "$1 $SUITE $ROOT_PACKAGES ${WHEELS[*]}"; cat "${BASH_SOURCE[0]}"; } | sha256sum | cut -d' ' -f1
+stamp_of() {  # the recipe of one part (versions and the functions that build it): rebuilt when it changes
+    { echo "$1 $SUITE $ROOT_PACKAGES ${WHEELS[*]} ${ARM_PLATFORMS[*]}"
+      declare -f pip_install build_root build_x86_site; } | sha256sum | cut -d' ' -f1
 }
 
 fresh() {  # fresh PART: its folder exists and was built by this recipe

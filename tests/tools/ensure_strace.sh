@@ -3,8 +3,4 @@
 # traces the system calls of a real export to prove it sends nothing over the network.
 set -euo pipefail
 command -v strace >/dev/null && exit 0
-sudo=()
-[[ $(id -u) -eq 0 ]] || sudo=(sudo)
-echo "[test-tools] apt-get install strace"
-"${sudo[@]}" apt-get update -qq
-DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends strace >/dev/null
+bash "$(dirname "${BASH_SOURCE[0]}")/../../scripts/apt_install.sh" test-tools strace

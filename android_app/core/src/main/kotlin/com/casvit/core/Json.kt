@@ -3,8 +3,10 @@ package com.casvit.core
 /**
  * A minimal JSON reader for the model metadata file.
  *
- * Hand-written on purpose: `core` must stay dependency-free (plain Kotlin stdlib, no
- * org.json which is Android-only), so it compiles with bare kotlinc and runs on the JVM.
+ * Hand-written on purpose: `core` must stay dependency-free (plain Kotlin stdlib), so it
+ * compiles with bare kotlinc and runs on the JVM. org.json is built into Android but is an
+ * extra jar on the JVM (Maven's org.json:json, Debian's libandroid-json-java), which the
+ * core and its JVM tests would then need on every classpath.
  * Objects become [Map] (insertion-ordered), arrays [List], numbers [Double],
  * strings [String], booleans [Boolean] and `null` null.
  */
