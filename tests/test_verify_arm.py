@@ -1,4 +1,4 @@
-"""verify-arm: a real tiny 64x64 TFLite export (fp32, fp16, int8-dynamic, int8) run in
+"""verify-arm: the shared real tiny 64x64 TFLite export (fp32, fp16, int8-dynamic, int8) run in
 LiteRT 1.4.0 on emulated ARM64 and on x86 and gated against its golden data; a
 consistent but wrong reference fails the gate (exit 1); an altered, truncated or
 missing golden file is bad input (exit 2) and leaves no report behind.
@@ -49,12 +49,12 @@ def _verify(out: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
+def exported(tiny_tflite_export, tmp_path_factory) -> Path:
+    """A copy of the shared tiny export (all four precisions): verify-arm writes its
+    reports into the set and the last test replaces the set."""
+    assert tiny_tflite_export["report"]["passed"], "the exporter's own parity gate failed"
     out = tmp_path_factory.mktemp("verify_arm") / "out"
-    done = subprocess.run([sys.executable, "-m", "export", "--target", "tflite", "--variant", "tiny", "--res", "64",
-                           "--tflite-precisions", "fp32,fp16,int8-dynamic,int8", "--calib-count", "4",
-                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    shutil.copytree(tiny_tflite_export["out"], out)
     return out
 
 
