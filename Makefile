@@ -13,7 +13,7 @@ EXPORT_ARGS ?=
 # A variable as one shell word (paths with spaces or quotes): $(call q,$(OUT)).
 q = '$(subst ','\'',$(1))'
 
-.PHONY: help setup export test bench android-assets android-test verify-arm clean
+.PHONY: help setup export test test-fast bench android-assets android-test verify-arm clean
 
 help: ## show this help
 	@echo "CAS-ViT deployment toolchain"
@@ -47,6 +47,9 @@ test: $(STAMP) ## run the test suite: Kotlin core + resource checks, then pytest
 	$(MAKE) --no-print-directory android-test
 	bash tests/tools/ensure_strace.sh
 	$(PY) -m pytest -q
+
+test-fast: $(STAMP) ## the inner loop: pytest -m "not slow" (no onnx2tf/Core ML exports, Kotlin, strace, qemu or bench smoke run)
+	$(PY) -m pytest -q -m "not slow"
 
 android-assets: $(STAMP) ## copy an exported .tflite + labels.txt + model JSON into android_app: make android-assets [OUT=...] [MODEL=file.tflite]
 	$(PY) -m export.android_assets --from $(call q,$(OUT)) $(if $(MODEL),--model $(call q,$(MODEL)))
