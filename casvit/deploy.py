@@ -48,9 +48,10 @@ class DeployCASViT(nn.Module):
 def fold_batchnorms(module: nn.Module) -> None:
     """Fold every BatchNorm the layers know how to fold, in place (call on a copy).
 
-    Walks the tree the way timm's and MobileOne's ``reparameterize_model`` do: a
-    child with ``fuse()`` is replaced by what it returns, one with
-    ``reparameterize()`` folds itself; then its own children are visited."""
+    Walks the tree as ``timm.utils.model.reparameterize_model`` does (timm is not a
+    dependency, so these few lines are written here): a child with ``fuse()`` is
+    replaced by what it returns, one with ``reparameterize()`` folds itself; then
+    its own children are visited."""
     for name, child in module.named_children():
         if hasattr(child, "fuse"):
             child = child.fuse()
