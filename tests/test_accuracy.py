@@ -44,6 +44,7 @@ def exported(tmp_path_factory, digits_folder):
     return out, run(_spec(out, digits_folder, val_count=VAL_COUNT, calib_from_val=CALIB_COUNT))
 
 
+@pytest.mark.slow
 def test_every_artifact_reports_top1_within_its_gate(exported):
     out, report = exported
     assert report["passed"]
@@ -61,6 +62,7 @@ def test_every_artifact_reports_top1_within_its_gate(exported):
     assert rows[1:3] == ["| eager PyTorch", "| casvit_tiny_64x64.onnx"]  # after the header: eager first
 
 
+@pytest.mark.slow
 def test_eager_row_matches_an_independent_measurement(exported, digits_folder):
     _, report = exported
     acc = report["accuracy"]
@@ -79,6 +81,7 @@ def test_eager_row_matches_an_independent_measurement(exported, digits_folder):
         assert abs(n - found[c] * VAL_COUNT / 360) <= 1.5 + found[c] * CALIB_COUNT / 360, c
 
 
+@pytest.mark.slow
 def test_calibration_images_never_count_in_the_accuracy(exported):
     _, report = exported
     acc = report["accuracy"]
@@ -91,6 +94,7 @@ def test_calibration_images_never_count_in_the_accuracy(exported):
     assert not report["warnings"]  # calibrated on the user's images: no warning
 
 
+@pytest.mark.slow
 def test_bad_int8_calibration_fails_the_accuracy_gate(tmp_path, digits_folder, capsys):
     grey = tmp_path / "grey"
     grey.mkdir()

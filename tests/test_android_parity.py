@@ -22,6 +22,8 @@ from export.preprocessing import artifact_record
 
 from .helpers import ROOT
 
+pytestmark = pytest.mark.slow  # builds the Kotlin CLI (kotlinc) and uses the shared tiny TFLite export
+
 SCRIPT = ROOT / "android_app" / "tools" / "android_test.sh"
 CLI_JAR = ROOT / "android_app" / "core" / "build" / "jvm" / "preprocess-cli.jar"
 PHOTOS = ("astronaut", "chelsea")  # 512x512 and 451x300: a square and a wide photo

@@ -24,6 +24,7 @@ def test_conv_macs_match_hand_count():
     assert conv_macs(model, 32, 32) == 8 * 256 * 27 + 8 * 256 * 9 + 4 * 256 * 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["xs", "s", "m", "t"])
 def test_gmacs_close_to_published(variant):
     assert variant_gmacs(variant, 224, 224) == pytest.approx(PUBLISHED_GMACS[variant], rel=0.05)
@@ -58,6 +59,7 @@ def test_digits_split_is_fixed_and_stratified():
     assert np.array_equal(a["train_rgb"][..., 0], a["train_rgb"][..., 2])  # gray replicated to RGB
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_results(tmp_path):
     out, start = tmp_path / "results", time.perf_counter()
     work = os.path.relpath(tmp_path / "work", ROOT)  # relative, as `make bench` passes out/bench

@@ -34,6 +34,7 @@ def _entry(report, name):
     return next(a for a in report["artifacts"] if a["name"] == name)
 
 
+@pytest.mark.slow
 def test_fp16_fp32_and_palettized_pass_audit_and_interpreter_parity(export_run):
     report, out = export_run
     names = [a["name"] for a in report["artifacts"]]
@@ -50,6 +51,7 @@ def test_fp16_fp32_and_palettized_pass_audit_and_interpreter_parity(export_run):
     assert not list(out.glob(".tmp-*")) and not list(out.glob(".staging-*")) and problems(out) == []
 
 
+@pytest.mark.slow
 def test_op_census_is_the_deploy_graph(export_run):
     census = _entry(export_run[0], "coreml-fp16")["audit"]["census"]
     assert {"conv", "gelu", "sigmoid", "relu", "reduce_mean", "split", "mul", "add", "classify"} <= set(census)
@@ -58,6 +60,7 @@ def test_op_census_is_the_deploy_graph(export_run):
     assert not {"batch_norm", coreml.MISPLACED_SOFTMAX, "linear", "matmul"} & set(census)
 
 
+@pytest.mark.slow
 def test_spec_inputs_outputs_labels_and_metadata(export_run):
     import coremltools as ct
 
@@ -84,6 +87,7 @@ def test_spec_inputs_outputs_labels_and_metadata(export_run):
     assert labels == resolve_labels(1000) and len(set(labels)) == 1000  # unique names: no score is lost
 
 
+@pytest.mark.slow
 def test_edited_programs_type_check_in_coremltools(export_run):
     """The added 'logits' output keeps the program valid: coremltools' own MIL
     loader re-infers every type of the saved packages."""
@@ -127,6 +131,7 @@ def _parity(artifact: Artifact) -> dict:
     return parity.check(reference, coreml.load(artifact)(to_convention(rgb, "byte")), artifact.precision)
 
 
+@pytest.mark.slow
 def test_mutated_programs_fail_parity(export_run, tmp_path):
     from export.mil.values import BlobFiles, decode
 
@@ -152,6 +157,7 @@ def test_mutated_programs_fail_parity(export_run, tmp_path):
         assert not result["passed"], mutate.__name__
 
 
+@pytest.mark.slow
 def test_tensor_input_ios18_user_labels_and_deterministic_bytes(tmp_path):
     """Two identical runs give byte-identical packages (k-means palettization included)."""
     import coremltools as ct
@@ -182,6 +188,7 @@ def test_bad_compression_option_is_a_one_line_error(tmp_path, capsys):
     assert code == 2 and err[-1].startswith("error: --coreml-compress: unknown palettize4")
 
 
+@pytest.mark.slow
 def test_class_probabilities_are_the_softmax_of_eager_logits(export_run):
     """classLabel_probs (what Vision reports as confidence) sums to 1 and equals softmax
     of the eager logits. Bound: softmax changes no probability by more than half the
@@ -211,6 +218,7 @@ def test_class_probabilities_are_the_softmax_of_eager_logits(export_run):
             assert result["classLabel"] == labels[int(np.argmax(p))]
 
 
+@pytest.mark.slow
 def test_a_softmax_anywhere_else_fails_the_audit(export_run, tmp_path):
     report, out = export_run
     package = out / _entry(report, "coreml-fp16")["file"]

@@ -22,6 +22,7 @@ def photos():
     return {(224, 224): photo_batch(224, 224), (192, 256): photo_batch(192, 256)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["xs", "s", "m", "t"])
 def test_deploy_equals_eval_model_on_real_photos(variant, photos):
     torch.manual_seed(0)

@@ -18,6 +18,7 @@ from .helpers import DIGIT_NAMES, DIGITS_TEST_IMAGES
 
 vision = pytest.importorskip("mediapipe.tasks.python.vision", reason="mediapipe is not installed")
 
+pytestmark = pytest.mark.slow  # the shared digits export (TFLite + Core ML)
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
 
 

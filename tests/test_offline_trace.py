@@ -25,7 +25,8 @@ def _strace_works() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(_strace_works() is not None, reason=str(_strace_works()))
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(_strace_works() is not None, reason=str(_strace_works()))]
 
 
 def _trace(tmp_path, *command: str) -> tuple[subprocess.CompletedProcess, list[str]]:

@@ -71,6 +71,7 @@ def test_report_and_manifest_agree_with_files(tiny_export):
     assert "NOT FOR DEPLOYMENT" in md and "PASSED" in md
 
 
+@pytest.mark.slow
 def test_xs_export_passes(tmp_path):
     report = run(ExportSpec(targets=("onnx",), variant="xs", height=64, width=96, out_dir=tmp_path))
     (entry,) = report["artifacts"]
@@ -78,6 +79,7 @@ def test_xs_export_passes(tmp_path):
     assert entry["details"]["nodes"] < entry["details"]["nodes_eval_model_export"]
 
 
+@pytest.mark.slow
 def test_export_twice_gives_identical_bytes(tiny_export, tmp_path):
     out, _ = tiny_export
     run(ExportSpec(targets=("onnx",), out_dir=tmp_path, **TINY))
@@ -92,6 +94,7 @@ def dynamic_batch_onnx(tmp_path_factory) -> Path:
     return out / "casvit_tiny_64x64.onnx"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, 4])
 def test_dynamic_batch(dynamic_batch_onnx, batch):
     import onnxruntime as ort
@@ -230,6 +233,7 @@ def test_checkpoint_of_another_variant_is_a_one_line_error(tmp_path, reference_d
     assert "looks like variant 'tiny'" in r.stderr and "10 classes" in r.stderr
 
 
+@pytest.mark.slow
 def test_cli_exports_official_checkpoint(tmp_path, reference_dir):
     code = main(["--variant", "custom", "--res", "64", "--checkpoint",
                  str(reference_dir / "tiny_official_format.pth"), "--ema", "--out", str(tmp_path)])

@@ -75,6 +75,7 @@ def _nan_checkpoint(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_nan_weight_rerun_keeps_the_previous_set_and_a_passing_run_drops_rejected(onnx_set, tmp_path):
     out = _copy(onnx_set, tmp_path / "out")
     before = _snapshot(out)
@@ -90,6 +91,7 @@ def test_nan_weight_rerun_keeps_the_previous_set_and_a_passing_run_drops_rejecte
     assert json.loads((out / "report.json").read_text())["spec"]["seed"] == 3
 
 
+@pytest.mark.slow
 def test_disk_full_while_writing_the_report_gives_exit_3_and_keeps_the_set(onnx_set, tmp_path, monkeypatch, capsys):
     """Injected ENOSPC at the report (the last writes of a run): nothing of the run is promoted."""
     from export import pipeline
@@ -107,6 +109,7 @@ def test_disk_full_while_writing_the_report_gives_exit_3_and_keeps_the_set(onnx_
     assert _snapshot(out) == before and problems(out) == []
 
 
+@pytest.mark.slow
 def test_full_tmpfs_gives_exit_3_one_line_and_a_consistent_out(onnx_set, tmp_path):
     if os.geteuid() != 0 or subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode:
         pytest.skip("mounting a small tmpfs needs root and unshare --mount")
@@ -164,6 +167,7 @@ def _converter_started(proc: subprocess.Popen, out: Path, label: str, marker: st
     raise AssertionError(f"{label} never started")
 
 
+@pytest.mark.slow
 def test_sigkill_during_onnx2tf_and_coreml_leaves_out_consistent_and_the_next_run_cleans_up(onnx_set, tmp_path):
     out = _copy(onnx_set, tmp_path / "out")
     before = _snapshot(out)
@@ -180,6 +184,7 @@ def test_sigkill_during_onnx2tf_and_coreml_leaves_out_consistent_and_the_next_ru
     assert not list(out.parent.glob(".out.txn-*"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_or_sigterm_during_onnx2tf_ends_the_run_within_10_s(onnx_set, tmp_path, signum, code):
     """SIGINT goes to the whole process group, as a terminal sends it; SIGTERM to the
@@ -247,6 +252,7 @@ def test_a_kill_between_the_two_fallback_renames_is_undone(tmp_path, monkeypatch
     assert sorted(os.listdir(out)) == ["b.onnx", "manifest.json", "report.json", "report.md"] and problems(out) == []
 
 
+@pytest.mark.slow
 def test_consistency_check_finds_edited_unlisted_and_mixed_files(onnx_set, tmp_path):
     out = _copy(onnx_set, tmp_path / "out")
     (out / "casvit_tiny_64x64.onnx").write_bytes(b"edited")

@@ -52,6 +52,7 @@ def _record_ok(record: dict, convention: str) -> None:
     assert (record["height"], record["width"]) == (64, 64) and record["input_convention"] == convention
 
 
+@pytest.mark.slow
 def test_record_reaches_every_artifact(exported):
     import coremltools as ct
     import onnx
@@ -80,6 +81,7 @@ def test_record_reaches_every_artifact(exported):
     assert np.array_equal(data["mean"], np.float32(INCEPTION_MEAN)) and np.array_equal(data["std"], np.float32(INCEPTION_STD))
 
 
+@pytest.mark.slow
 def test_unique_labels_are_identical_in_all_four_places(exported):
     import coremltools as ct
     import onnx

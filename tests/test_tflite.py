@@ -40,6 +40,7 @@ def _entries(export) -> dict:
     return {a["name"]: a for a in export["report"]["artifacts"]}
 
 
+@pytest.mark.slow
 def test_every_precision_passes_audit_and_parity(export):
     on_disk = json.loads((export["out"] / "report.json").read_text())
     assert on_disk["passed"] is True
@@ -65,6 +66,7 @@ def test_audit_denies_flex_and_custom_ops():
     assert audit("tflite", {"CONV_2D": 3, "GELU": 1, "QUANTIZE": 1}).passed
 
 
+@pytest.mark.slow
 def test_real_files_have_only_allowed_builtin_ops(export):
     for entry in _entries(export).values():
         census = tflite.census(_artifact(export, entry))
@@ -74,6 +76,7 @@ def test_real_files_have_only_allowed_builtin_ops(export):
         assert census["GELU"] > 0  # GELU stayed one builtin op, not an Erf expansion
 
 
+@pytest.mark.slow
 def test_census_reads_custom_op_codes_from_the_flatbuffer(export, tmp_path):
     """Turn the GELU op code of the real fp32 file into a Flex custom op: the census
     must name it and the audit must fail, as it would for an Erf-based GELU."""
@@ -93,6 +96,7 @@ def test_census_reads_custom_op_codes_from_the_flatbuffer(export, tmp_path):
     assert audit("tflite", census).denied == ["FlexErf"]
 
 
+@pytest.mark.slow
 def test_conversion_ran_offline_and_left_no_files_behind(export):
     assert export["report"]["network_attempts"] == 0
     assert not list(export["cwd"].iterdir())  # no calibration .npy fetched into the working folder
@@ -101,6 +105,7 @@ def test_conversion_ran_offline_and_left_no_files_behind(export):
     assert leftovers == [] and problems(export["out"]) == []
 
 
+@pytest.mark.slow
 def test_manifest_lists_every_file_once(export):
     """labels.txt is a companion of every TFLite model but one file in OUT."""
     paths = [f["path"] for f in json.loads((export["out"] / "manifest.json").read_text())["files"]]
@@ -114,6 +119,7 @@ def _artifact(export, entry, path=None):
                     entry["input_convention"])
 
 
+@pytest.mark.slow
 def test_model_json_matches_schema_and_file(export):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -144,6 +150,7 @@ def test_model_json_matches_schema_and_file(export):
         assert json.loads(embedded["preprocessing"]) == meta["preprocessing"]
 
 
+@pytest.mark.slow
 def test_standard_metadata_declares_scalar_normalization_and_packs_the_labels(export):
     from export.tflite_meta import MIN_PARSER_VERSION, read_standard_metadata
 
@@ -184,6 +191,7 @@ def test_quantized_io_round_trip():
     assert np.array_equal(tflite.quantize(x, {"dtype": np.float32, "quantization": (0.0, 0)}), x)
 
 
+@pytest.mark.slow
 def test_android_assets_copies_the_fp32_model(export, tmp_path):
     assets = tmp_path / "assets"
     assert android_assets.main(["--from", str(export["out"]), "--assets", str(assets)]) == 0
@@ -197,6 +205,7 @@ def test_android_assets_copies_the_fp32_model(export, tmp_path):
     assert sorted(p.name for p in assets.iterdir()) == ["labels.txt", "model.json", "model.tflite"]
 
 
+@pytest.mark.slow
 def test_android_assets_errors(export, tmp_path, capsys):
     with pytest.raises(ExportError, match="not found"):
         android_assets.copy_assets(tmp_path / "missing", tmp_path / "assets")
@@ -216,6 +225,7 @@ def test_android_assets_errors(export, tmp_path, capsys):
     assert not (tmp_path / "assets").exists()
 
 
+@pytest.mark.slow
 def test_android_assets_refuses_unlisted_or_changed_models(export, tmp_path):
     """A stale .tflite beside the set, or a listed one edited after the export, never reaches the app."""
     out = tmp_path / "out"
@@ -288,6 +298,7 @@ def byte_export(tmp_path_factory):
     return run(spec), out
 
 
+@pytest.mark.slow
 def test_embedded_normalization_int8(byte_export):
     report, out = byte_export
     (entry,) = report["artifacts"]
@@ -299,6 +310,7 @@ def test_embedded_normalization_int8(byte_export):
     assert sorted(p.name for p in out.glob("*.tflite")) == ["casvit_tiny_32x32_int8.tflite"]
 
 
+@pytest.mark.slow
 def test_relative_output_folder(tmp_path):
     """`make export` passes a relative OUT; onnx2tf changes the working folder while it
     runs, so every path handed to it must already be absolute."""

@@ -23,6 +23,8 @@ from export.targets import get
 from .helpers import DIGITS_CHECKPOINT as CHECKPOINT
 from .helpers import DIGITS_TEST_IMAGES as TEST_IMAGES
 
+pytestmark = pytest.mark.slow  # the shared digits export (TFLite + Core ML)
+
 
 @pytest.fixture(scope="module")
 def exported(digits_export):

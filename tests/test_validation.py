@@ -173,6 +173,7 @@ def test_int8_centered_cosine_is_reported_not_gated():
     assert "reported, not gated, for int8" in (ROOT / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_make_export_with_a_space_in_out(tmp_path):
     out = tmp_path / "a b"
     r = subprocess.run(["make", "-o", ".venv/.installed", "export", "TARGET=onnx", "VARIANT=tiny", "RES=64",

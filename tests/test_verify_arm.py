@@ -66,6 +66,7 @@ def verified(exported) -> dict:
     return json.loads((exported / JSON_NAME).read_text())
 
 
+@pytest.mark.slow
 def test_every_precision_passes_on_arm64_and_x86(verified, exported):
     assert verified["passed"]
     assert [m["precision"] for m in verified["models"]] == ["fp32", "fp16", "int8-dynamic", "int8"]
@@ -78,6 +79,7 @@ def test_every_precision_passes_on_arm64_and_x86(verified, exported):
     assert (exported / MD_NAME).read_text().count("| ok |") >= 8
 
 
+@pytest.mark.slow
 def test_guest_is_arm64_with_fp16_dotprod_i8mm_and_both_sides_run_the_app_version(verified):
     arm, x86 = verified["arm64"], verified["x86_64"]
     assert arm["machine"] == "aarch64" and x86["machine"] == "x86_64"
@@ -85,6 +87,7 @@ def test_guest_is_arm64_with_fp16_dotprod_i8mm_and_both_sides_run_the_app_versio
     assert {"fphp", "asimdhp", "asimddp", "i8mm"} <= set(arm["cpu_features"])
 
 
+@pytest.mark.slow
 def test_fp16_arithmetic_is_really_taken_on_arm64(verified):
     floats = [m for m in verified["models"] if m["precision"] in ("fp32", "fp16")]
     assert len(floats) == 2
@@ -120,6 +123,7 @@ def _copy_with_golden(exported: Path, dst: Path, logits=None, data: bytes | None
     return dst
 
 
+@pytest.mark.slow
 def test_wrong_reference_logits_fail_the_gate_with_exit_1(exported, verified, tmp_path):
     logits = golden.read(exported / golden.FILE_NAME)["logits"]
     wrong = logits[:, ::-1].copy()  # every class renamed: same values, other ranking
@@ -133,6 +137,7 @@ def test_wrong_reference_logits_fail_the_gate_with_exit_1(exported, verified, tm
     assert any(m.startswith("top-1 agreement") for m in misses), misses
 
 
+@pytest.mark.slow
 def test_fp16_arithmetic_can_be_made_gating(exported, verified, tmp_path):
     """On the tiny random-weight model fp16 arithmetic misses the fp16 gate (see
     verify-arm.md); --gate-fp16-arithmetic turns that miss into exit 1."""
@@ -143,6 +148,7 @@ def test_fp16_arithmetic_can_be_made_gating(exported, verified, tmp_path):
     assert json.loads((out / JSON_NAME).read_text())["passed"] is fp16["passed"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["edited", "truncated", "unreadable", "missing", "no manifest"])
 def test_bad_golden_data_is_exit_2_with_one_line_and_no_report(exported, tmp_path, case):
     raw = (exported / golden.FILE_NAME).read_bytes()
@@ -167,6 +173,7 @@ def test_bad_golden_data_is_exit_2_with_one_line_and_no_report(exported, tmp_pat
     assert not (out / JSON_NAME).exists() and not list(out.glob(".verify-arm*"))
 
 
+@pytest.mark.slow
 def test_verified_set_stays_consistent_and_a_new_export_replaces_the_reports(verified, exported):
     """verify-arm's reports belong to the set: not foreign files, gone when the set is replaced."""
     from export import outset
