@@ -294,3 +294,38 @@ def test_unexpected_error_is_one_line_exit_4_and_debug_shows_the_traceback(monke
     assert _error_lines(err) == ["error: internal error (RuntimeError: something broke); "
                                  "rerun with --debug for the traceback"]
     assert ("Traceback" in err) == debug
+
+
+def test_atomic_copy_and_write_are_all_or_nothing(tmp_path, monkeypatch):
+    """A failed copy or write leaves the destination as it was and no temporary file beside it."""
+    from export import fsutil
+
+    src, dst = tmp_path / "src.bin", tmp_path / "dst.bin"
+    src.write_bytes(b"new")
+    os.chmod(src, 0o640)
+    dst.write_bytes(b"old")
+    fsutil.atomic_copy(src, dst)
+    assert dst.read_bytes() == b"new" and (dst.stat().st_mode & 0o777) == 0o640  # contents and permission bits
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fsutil.shutil, "copy", disk_full)
+    with pytest.raises(OSError):
+        fsutil.atomic_copy(tmp_path / "other.bin", dst)
+    monkeypatch.setattr(fsutil.os, "fsync", disk_full)
+    with pytest.raises(OSError):
+        fsutil.atomic_write(dst, b"partial")
+    assert dst.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["dst.bin", "src.bin"]
+
+
+@pytest.mark.parametrize("hint, expected", [(None, "see python -m tool --help"), ("see make help", "see make help")])
+def test_one_line_parser_errors_are_one_line_exit_2_with_a_hint(hint, expected, capsys):
+    from export.errors import OneLineParser
+
+    parser = OneLineParser(prog="python -m tool", hint=hint)
+    parser.add_argument("--count", type=int)
+    with pytest.raises(SystemExit) as done:
+        parser.parse_args(["--count", "x"])
+    assert done.value.code == 2
+    assert capsys.readouterr().err == f"error: argument --count: invalid int value: 'x' ({expected})\n"
