@@ -24,7 +24,9 @@ import torch
 from .. import isolate
 from ..errors import ExportError, first_line
 from ..fsutil import atomic_write, size_of
+from ..mil import SUPPORTED_OPS
 from ..spec import Artifact
+from .base import Target
 
 INPUT_NAME, LOGITS_NAME, LABEL_NAME, PROBABILITIES_NAME = "image", "logits", "classLabel", "probabilities"
 MISPLACED_SOFTMAX = "softmax_not_feeding_classify"  # census name of a softmax anywhere else (denied)
@@ -270,20 +272,28 @@ def _trace(module: torch.nn.Module, example: torch.Tensor):
         return torch.jit.trace(module.eval(), example, check_trace=False)
 
 
+def _jobs(spec) -> list[tuple[str, str, str | None]]:
+    """(artifact name, precision, compression or None) of every package ``spec`` asks for."""
+    precisions, compressions, _, _ = _options(spec)
+    return [("-".join(["coreml", precision, *([compression] if compression else [])]), precision, compression)
+            for precision in precisions for compression in [None, *compressions]]
+
+
+def artifact_names(spec) -> tuple[str, ...]:
+    return tuple(name for name, _, _ in _jobs(spec))
+
+
 def convert(ctx) -> list[Artifact]:
-    precisions, compressions, target, kind = _options(ctx.spec)
+    _, _, target, kind = _options(ctx.spec)
     s = ctx.spec
     if kind == "image":
         module, convention = ctx.deploy_model(embed_normalization=True, input_range=255.0), "byte"
     else:
         module, convention = ctx.deploy_model(), ctx.input_convention()
     example = torch.rand(1, 3, s.height, s.width, generator=torch.Generator().manual_seed(s.seed))
-    jobs = []
-    for precision in precisions:
-        for compression in [None, *compressions]:
-            name = "-".join(["coreml", precision, *([compression] if compression else [])])
-            path = ctx.workdir / f"casvit_{s.variant}_{s.resolution}_{name.removeprefix('coreml-')}.mlpackage"
-            jobs.append((name, precision, compression, path))
+    jobs = [(name, precision, compression,
+             ctx.workdir / f"casvit_{s.variant}_{s.resolution}_{name.removeprefix('coreml-')}.mlpackage")
+            for name, precision, compression in _jobs(s)]
     # In a child process: coremltools switches the temp folder and cannot be
     # interrupted cleanly; the child's TMPDIR lies inside the run's transaction folder.
     with _quiet("coremltools import"):  # its version warnings; verification imports it in this process
@@ -325,7 +335,7 @@ def _interpreter_runner(artifact: Artifact):
         start = time.perf_counter()
         out = np.concatenate([program.run({INPUT_NAME: x[i:i + INTERPRETER_BATCH]}, [LOGITS_NAME])[LOGITS_NAME]
                               for i in range(0, len(x), INTERPRETER_BATCH)])
-        artifact.details["interpreter_seconds_per_image"] = round((time.perf_counter() - start) / max(len(x), 1), 3)
+        artifact.runtime_facts.interpreter_seconds_per_image = round((time.perf_counter() - start) / max(len(x), 1), 3)
         return out.astype(np.float32)
 
     return run
@@ -366,7 +376,7 @@ def load(artifact: Artifact):
         out = cpu(x)
         for label, other in (("all_compute_units", everything), ("reference_interpreter", interpreter)):
             m = compare(out, other(x))
-            artifact.details[f"{label}_vs_cpu_only"] = {k: m[k] for k in ("max_abs", "max_rel", "min_cosine")}
+            artifact.runtime_facts.comparisons[f"{label}_vs_cpu_only"] = {k: m[k] for k in ("max_abs", "max_rel", "min_cosine")}
         return out
 
     return run
@@ -398,3 +408,15 @@ def runtime_note(artifact: Artifact) -> str:
         return (f"Core ML runtime (coremltools {ct.__version__} MLModel.predict, CPU only; all compute units and "
                 "the reference interpreter compared in details)")
     return REFERENCE_NOTE
+
+
+TARGET = Target(
+    name="coreml", suffixes=(".mlpackage",), artifact_names=artifact_names,
+    convert=convert, load=load, census=census, runtime_note=runtime_note,
+    # exactly what the reference interpreter (export.mil) executes: "classify" is added by
+    # ClassifierConfig, "softmax" only feeding it (the census renames any other, denied below)
+    allow=SUPPORTED_OPS,
+    deny=frozenset({"linear", "matmul", MISPLACED_SOFTMAX, "einsum", "batch_norm", "erf"}),
+    tools=("coremltools",), add_arguments=add_arguments, validate=validate,
+    bench=None,  # no Core ML runtime on Linux: no latency rows (accuracy runs the reference interpreter)
+)
