@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import platform
 
-from .base import BenchRuntime, Target
+from .base import BenchRuntime, MemoryCost, Target
 
 REGISTRY: dict[str, str] = {
     "onnx": "export.targets.onnx",
@@ -17,7 +17,7 @@ REGISTRY: dict[str, str] = {
 # Versions every report records besides the targets' own tools.
 CORE_TOOLS, LAST_TOOLS = ("torch",), ("numpy",)
 
-__all__ = ["REGISTRY", "BenchRuntime", "Target", "get", "names", "package_versions", "records", "tools", "tool_versions"]
+__all__ = ["REGISTRY", "BenchRuntime", "MemoryCost", "Target", "get", "names", "package_versions", "records", "tools", "tool_versions"]
 
 
 def names() -> tuple[str, ...]:

@@ -26,6 +26,20 @@ class BenchRuntime:
 
 
 @dataclass(frozen=True)
+class MemoryCost:
+    """Peak resident memory of an export of this target, from measurements (README,
+    "Limits"; ``export.limits`` estimates a run with it): a base, bytes per pixel of
+    each image eager PyTorch runs at once (the parity inputs, up to 8) and bytes per
+    pixel of each image of the batch the target traces and runs (the larger stage is
+    the peak), plus ``extra_per_pixel(spec)`` for the target's own inputs."""
+
+    base_bytes: int
+    per_reference_pixel: int
+    per_batch_pixel: int = 0
+    extra_per_pixel: Callable[[ExportSpec], int] | None = None
+
+
+@dataclass(frozen=True)
 class Target:
     """One export format: its name, files, artifacts, audit rules, tools and functions.
 
@@ -47,6 +61,7 @@ class Target:
     runtime_note: Callable[[Artifact], str]
     allow: frozenset[str]  # op names as the format spells them
     deny: frozenset[str]
+    memory: MemoryCost
     deny_prefixes: tuple[str, ...] = ()  # every op starting with one of these is denied too
     tools: tuple[str, ...] = ()  # Python distributions whose versions the report records
     add_arguments: Callable[[Any], None] | None = None  # the target's own CLI options (an argparse group)

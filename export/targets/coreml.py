@@ -25,8 +25,9 @@ from .. import isolate
 from ..errors import ExportError, first_line
 from ..fsutil import atomic_write, size_of
 from ..mil import SUPPORTED_OPS
+from ..limits import MIB
 from ..spec import Artifact
-from .base import Target
+from .base import MemoryCost, Target
 
 INPUT_NAME, LOGITS_NAME, LABEL_NAME, PROBABILITIES_NAME = "image", "logits", "classLabel", "probabilities"
 MISPLACED_SOFTMAX = "softmax_not_feeding_classify"  # census name of a softmax anywhere else (denied)
@@ -417,6 +418,7 @@ TARGET = Target(
     # ClassifierConfig, "softmax" only feeding it (the census renames any other, denied below)
     allow=SUPPORTED_OPS,
     deny=frozenset({"linear", "matmul", MISPLACED_SOFTMAX, "einsum", "batch_norm", "erf"}),
+    memory=MemoryCost(1240 * MIB, 122),
     tools=("coremltools",), add_arguments=add_arguments, validate=validate,
     bench=None,  # no Core ML runtime on Linux: no latency rows (accuracy runs the reference interpreter)
 )

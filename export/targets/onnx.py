@@ -17,9 +17,10 @@ import torch
 from ..errors import ExportError
 from ..fsutil import atomic_write
 from ..preprocessing import convention_of
+from ..limits import MIB
 from ..spec import Artifact
 from . import package_versions, runtimes
-from .base import Target
+from .base import MemoryCost, Target
 
 OPSET = 20
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
@@ -165,6 +166,7 @@ TARGET = Target(
     allow=frozenset({"Conv", "Sigmoid", "Relu", "Gelu", "Mul", "Add", "GlobalAveragePool", "ReduceMean",
                      "Split", "Slice", "Reshape", "Flatten", "Constant", "Identity"}),
     deny=frozenset({"MatMul", "Gemm", "Softmax", "LogSoftmax", "Einsum", "Attention", "Erf", "BatchNormalization"}),
+    memory=MemoryCost(637 * MIB, 143, 270),
     tools=("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim"),
     bench=runtimes.ONNXRUNTIME,
 )

@@ -25,11 +25,12 @@ from ..accuracy import calibration_set
 from ..calibration import DEFAULT_COUNT, check_calibration_folder, image_count, load_calibration
 from ..errors import ExportError
 from ..fsutil import atomic_write
+from ..limits import CALIBRATION_BYTES, MIB, calibration_images
 from ..spec import Artifact
 from ..tflite_meta import (LABELS_FILE, METADATA_NAME, labels_text, metadata_buffer, with_associated_files,
                            write_companions)
 from . import onnx, runtimes
-from .base import Target
+from .base import MemoryCost, Target
 from .runtimes import dequantize, quantize
 
 INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY = "image", "logits", "serving_default"
@@ -273,6 +274,11 @@ def runtime_note(artifact: Artifact) -> str:
     return f"LiteRT {version('ai-edge-litert')} Interpreter (ai_edge_litert, CPU, 1 thread, default XNNPACK delegate), NHWC"
 
 
+def _calibration_bytes_per_pixel(spec) -> int:
+    """Memory per pixel of the calibration images (float32 copies for onnx2tf)."""
+    return CALIBRATION_BYTES * calibration_images(spec)
+
+
 TARGET = Target(
     name="tflite", suffixes=(".tflite",), artifact_names=artifact_names,
     convert=convert, load=load, census=census, runtime_note=runtime_note,
@@ -280,6 +286,7 @@ TARGET = Target(
                      "SPLIT", "SPLIT_V", "STRIDED_SLICE", "PAD", "RESHAPE", "QUANTIZE", "DEQUANTIZE"}),
     deny=frozenset({"FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "CUSTOM"}),
     deny_prefixes=("Flex", "CUSTOM"),  # every Flex (TensorFlow) op and every custom op
+    memory=MemoryCost(1750 * MIB, 226, extra_per_pixel=_calibration_bytes_per_pixel),
     tools=("onnx2tf", "tensorflow", "ai-edge-litert"),
     add_arguments=add_arguments, validate=validate, depends_on=("onnx",), bench=runtimes.LITERT,
 )
