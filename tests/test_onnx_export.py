@@ -3,6 +3,7 @@ import json
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +120,7 @@ def test_corrupted_artifact_fails_parity_gate_and_is_not_promoted(tmp_path, monk
         _perturb_one_weight(artifacts[0].path)
         return artifacts
 
-    monkeypatch.setattr(onnx_target, "convert", corrupting_convert)
+    monkeypatch.setattr(onnx_target, "TARGET", replace(onnx_target.TARGET, convert=corrupting_convert))
     with pytest.raises(GateFailure, match="onnx .parity: "):
         run(ExportSpec(targets=("onnx",), out_dir=tmp_path, **TINY))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rejected"]  # nothing promoted, no manifest on top
@@ -181,7 +182,7 @@ def test_network_guard_blocks_and_fails_the_export(tmp_path, monkeypatch):
             pass  # a library that swallows the error must still fail the export
         return original(ctx)
 
-    monkeypatch.setattr(onnx_target, "convert", phoning_home)
+    monkeypatch.setattr(onnx_target, "TARGET", replace(onnx_target.TARGET, convert=phoning_home))
     with pytest.raises(ExportError, match="network access was attempted"):
         run(ExportSpec(targets=("onnx",), out_dir=tmp_path, **TINY))
     assert not any(tmp_path.glob("*.onnx")) and not (tmp_path / "report.json").exists()
@@ -192,7 +193,7 @@ def test_interrupted_export_leaves_nothing_that_looks_finished(tmp_path, monkeyp
         (ctx.workdir / "casvit_tiny_64x64.onnx").write_bytes(b"partial")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(onnx_target, "convert", dies_midway)
+    monkeypatch.setattr(onnx_target, "TARGET", replace(onnx_target.TARGET, convert=dies_midway))
     with pytest.raises(KeyboardInterrupt):
         run(ExportSpec(targets=("onnx",), out_dir=tmp_path, **TINY))
     assert list(tmp_path.iterdir()) == []
