@@ -24,10 +24,11 @@ import torch
 from .. import isolate
 from ..errors import ExportError, first_line
 from ..fsutil import atomic_write, size_of
-from ..mil import SUPPORTED_OPS
 from ..limits import MIB
+from ..mil import SUPPORTED_OPS
 from ..spec import Artifact
 from .base import MemoryCost, Target
+from .coreml_outputs import expose_logits
 
 INPUT_NAME, LOGITS_NAME, LABEL_NAME, PROBABILITIES_NAME = "image", "logits", "classLabel", "probabilities"
 MISPLACED_SOFTMAX = "softmax_not_feeding_classify"  # census name of a softmax anywhere else (denied)
@@ -132,66 +133,6 @@ def _convert(ctx, traced, kind: str, precision: str, compression: str | None, ta
         compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
         skip_model_load=True,
     )
-
-
-def _rename_var(block, old: str, new: str) -> None:
-    for op in block.operations:
-        for out in op.outputs:
-            if out.name == old:
-                out.name = new
-        for binding in op.inputs.values():
-            for arg in binding.arguments:
-                if arg.WhichOneof("binding") == "name" and arg.name == old:
-                    arg.name = new
-
-
-def _expose_logits(spec, num_classes: int) -> None:
-    """Add the classifier's raw scores as a float32 multiarray output ``logits`` (what
-    parity compares) and put a softmax between them and the classify op, whose
-    label dictionary then holds probabilities."""
-    from coremltools.proto import FeatureTypes_pb2
-
-    from ..mil import main_block
-
-    _, block = main_block(spec)
-    classify = [op for op in block.operations if op.type == "classify"]
-    if len(classify) != 1:
-        raise ExportError("the converted classifier has no single classify op")
-    scores = classify[0].inputs["probabilities"].arguments[0].name
-    if scores != LOGITS_NAME:  # fp16: 'logits' (fp16) -> cast -> scores (fp32)
-        _rename_var(block, LOGITS_NAME, LOGITS_NAME + "_fp16")
-        _rename_var(block, scores, LOGITS_NAME)
-    _insert_softmax(block, classify[0], LOGITS_NAME, PROBABILITIES_NAME)
-    block.outputs.append(LOGITS_NAME)
-    out = spec.description.output.add()
-    out.name = LOGITS_NAME
-    out.type.multiArrayType.shape.extend([1, num_classes])
-    out.type.multiArrayType.dataType = FeatureTypes_pb2.ArrayFeatureType.FLOAT32
-
-
-def _insert_softmax(block, classify, scores: str, probabilities: str) -> None:
-    """Feed ``classify`` with ``softmax(scores)`` (float32, last axis) instead of ``scores``.
-
-    coremltools' ClassifierConfig hands the classify op whatever the model returns and
-    its converter refuses a second (probability) output, so the op is added to the
-    program here; ``classify`` moves behind it to keep the block topologically ordered."""
-    from coremltools.converters.mil.backend.mil.helper import create_scalar_value
-
-    producer = next(out for op in block.operations for out in op.outputs if out.name == scores)
-    softmax = block.operations.add()
-    softmax.type = "softmax"
-    softmax.inputs["x"].arguments.add().name = scores
-    softmax.inputs["axis"].arguments.add().value.CopyFrom(create_scalar_value(np.int32(-1)))
-    out = softmax.outputs.add()
-    out.name = probabilities
-    out.type.CopyFrom(producer.type)
-    softmax.attributes["name"].CopyFrom(create_scalar_value(probabilities))
-    classify.inputs["probabilities"].arguments[0].name = probabilities
-    moved = type(classify)()
-    moved.CopyFrom(classify)
-    index = next(i for i, op in enumerate(block.operations) if op.type == "classify")
-    del block.operations[index]
-    block.operations.add().CopyFrom(moved)
 
 
 def _describe(ctx, spec, kind: str, convention: str, precision: str, compression: str | None, target: str) -> None:
@@ -314,7 +255,7 @@ def _convert_packages(ctx, module, convention: str, example: torch.Tensor, jobs:
         with _quiet(name):
             mlmodel = _convert(ctx, traced, kind, precision, compression, target)
             spec = mlmodel.get_spec()
-            _expose_logits(spec, len(ctx.labels))
+            expose_logits(spec, len(ctx.labels), LOGITS_NAME, PROBABILITIES_NAME)
             _describe(ctx, spec, kind, convention, precision, compression, target)
             _save(mlmodel, spec, path)
         seconds = time.perf_counter() - start
