@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 from casvit import VARIANTS
-from export.spec import TARGET_NAMES
 
 from .accuracy import ACCURACY_TARGETS
 from .bench import LATENCY_TARGETS
@@ -77,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     variants, acc_variants = _list(args.variants), _list(args.accuracy_variants)
     targets, acc_targets = _list(args.targets), _list(args.accuracy_targets)
     unknown = [v for v in variants + acc_variants if v not in VARIANTS]
-    unknown += [t for t in targets if t not in LATENCY_TARGETS] + [t for t in acc_targets if t not in TARGET_NAMES]
+    unknown += [t for t in targets if t not in LATENCY_TARGETS] + [t for t in acc_targets if t not in ACCURACY_TARGETS]
     if unknown or args.res % 32 or args.accuracy_res % 32 or args.repeats < 1:
         parser.error(f"unknown (or, for latency, unsupported) variants/targets: {', '.join(unknown)}" if unknown
                      else "resolutions must be multiples of 32 and --repeats at least 1")

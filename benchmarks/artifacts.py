@@ -1,10 +1,12 @@
 """Getting artifacts: run ``python -m export`` in a subprocess and read its report.
 
-A target whose module has no ``convert`` yet is "target not available": it is recorded
-in the results instead of being dropped.
+A target whose export fails is recorded in the results (one row per artifact it
+would have produced, from its record's ``artifact_names``) instead of being dropped.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -15,32 +17,26 @@ from export.spec import Artifact
 
 from .runners import ROOT
 
-# Artifact names each target is expected to produce (for "not available" rows).
-EXPECTED = {
-    "onnx": ("onnx",),
-    "tflite": ("tflite-fp32", "tflite-fp16", "tflite-int8-dynamic", "tflite-int8"),
-    "coreml": ("coreml-fp16", "coreml-fp16-palettize8", "coreml-fp16-palettize6", "coreml-fp16-linear8"),
-}
 
+def expected_names(target: str, extra_args: list[str] = ()) -> tuple[str, ...]:
+    """The artifact names ``python -m export --target TARGET EXTRA_ARGS`` produces, from the
+    target's record; just the target's name when the arguments do not parse."""
+    from export import cli, targets
 
-def target_available(name: str) -> bool:
-    """Whether the export target module implements the contract (convert and load)."""
     try:
-        from export import targets
-
-        module = targets.get(name)
-    except Exception:  # noqa: BLE001 -- a half-written module counts as unavailable
-        return False
-    return all(callable(getattr(module, f, None)) for f in ("convert", "load", "census"))
+        with contextlib.redirect_stderr(io.StringIO()):  # argparse's own message; the export repeats it
+            args = cli.build_parser().parse_args(["--target", target, *extra_args])
+        return targets.get(target).artifact_names(cli.spec_from_args(args))
+    except (SystemExit, Exception):  # noqa: BLE001 -- the export reports what is wrong with them
+        return (target,)
 
 
 def export(target: str, variant: str, res: int, out: Path, extra_args: list[str] = (),
            timeout: float = 3600) -> dict:
     """Export one target into ``out`` (its own folder, so one failing target cannot
     take the others down); returns {"target", "status", "out_dir", "report", "error", "seconds"}."""
-    result = {"target": target, "status": "target not available", "out_dir": str(out), "report": None, "error": None}
-    if not target_available(target):
-        return result
+    result = {"target": target, "status": "export failed", "out_dir": str(out), "report": None, "error": None,
+              "expected": expected_names(target, list(extra_args))}
     # absolute: the export runs with the repository root as its working folder, not ours
     cmd = [sys.executable, "-m", "export", "--target", target, "--variant", variant,
            "--res", str(res), "--out", str(Path(out).resolve()), *extra_args]
@@ -71,12 +67,12 @@ def _error_line(stderr: str) -> str:
 
 
 def entries(result: dict) -> list[dict]:
-    """The report entries of an export result, or one placeholder row per expected
-    artifact (status "target not available" / "export failed") so nothing is silently dropped."""
+    """The report entries of an export result, or one placeholder row (status "export
+    failed") per expected artifact so nothing is silently dropped."""
     if result["report"]:
         return result["report"]["artifacts"]
     return [{"name": n, "format": result["target"], "status": result["status"], "error": result["error"]}
-            for n in EXPECTED[result["target"]]]
+            for n in result["expected"]]
 
 
 def artifact_from_entry(entry: dict, out_dir: Path) -> Artifact:

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from export import targets as export_targets
+
 from . import artifacts, flops, naive
 from .latency import interleaved, load_runners, summarize
 from .runners import Config, memory_in_subprocess
 
-LATENCY_TARGETS = ("onnx", "tflite")  # Core ML has no Linux runtime; it is in the accuracy part only
-RUNTIME_OF = {"onnx": "onnxruntime", "tflite": "litert"}
+# Targets with a Linux runtime (Core ML has none; it is in the accuracy part only).
+LATENCY_TARGETS = tuple(t.name for t in export_targets.records() if t.bench is not None)
 
 
 def _state_bytes(variant: str, deploy_form: bool) -> int:
@@ -26,9 +28,10 @@ def _state_bytes(variant: str, deploy_form: bool) -> int:
 def _variant_configs(variant: str, res: int, threads: list[int], work: Path, targets: list[str],
                      export_args: list[str], with_naive: bool, log) -> tuple[list[tuple[Config, dict]], dict, list[dict]]:
     """(config, row facts) pairs, the naive-path record and rows for formats that cannot run."""
-    base = [({"name": "torch-eager", "runtime": "torch", "deploy_form": False},
+    onnx_runtime, tflite_runtime = (export_targets.get(name).bench for name in ("onnx", "tflite"))  # naive rows
+    base = [(dict(name="torch-eager", runtime="torch", deploy_form=False),
              {"family": "torch", "precision": "fp32", "size_bytes": _state_bytes(variant, False), "status": "eager"}),
-            ({"name": "torch-deploy", "runtime": "torch", "deploy_form": True},
+            (dict(name="torch-deploy", runtime="torch", deploy_form=True),
              {"family": "torch", "precision": "fp32", "size_bytes": _state_bytes(variant, True), "status": "eager"})]
     missing = []
     for target in targets:
@@ -39,8 +42,8 @@ def _variant_configs(variant: str, res: int, threads: list[int], work: Path, tar
                 missing.append({"variant": variant, "format": entry["name"], **{k: entry[k] for k in ("status", "error")}})
                 continue
             art = artifacts.artifact_from_entry(entry, result["out_dir"])
-            base.append(({"name": entry["name"], "runtime": RUNTIME_OF[target], "path": str(art.path),
-                          "input_convention": art.input_convention},
+            base.append((dict(name=entry["name"], runtime=export_targets.get(target).bench, path=str(art.path),
+                              input_convention=art.input_convention),
                          {"family": target, "precision": entry["precision"], "size_bytes": entry["size_bytes"],
                           "status": entry["status"], "nodes": sum(entry["audit"]["census"].values())}))
     naive_record = None
@@ -48,20 +51,25 @@ def _variant_configs(variant: str, res: int, threads: list[int], work: Path, tar
         log(f"{variant}: naive export (torch.onnx.export + onnx2tf defaults)")
         naive_record = naive.run_in_subprocess(variant, res, work / variant / "naive")
         if naive_record.get("onnx", {}).get("ok"):
-            base.append(({"name": "naive-onnx", "runtime": "onnxruntime", "path": naive_record["onnx"]["file"]},
+            base.append((dict(name="naive-onnx", runtime=onnx_runtime, path=naive_record["onnx"]["file"]),
                          {"family": "onnx", "precision": "fp32", "status": "naive",
                           "nodes": naive_record["onnx"]["nodes"]}))
         for entry in naive_record.get("litert", []):
             precision = "fp16" if "float16" in entry["file"] else "fp32"
             if entry.get("runs"):
-                base.append(({"name": f"naive-tflite-{precision}", "runtime": "litert", "path": entry["file"]},
+                base.append((dict(name=f"naive-tflite-{precision}", runtime=tflite_runtime, path=entry["file"]),
                              {"family": "tflite", "precision": precision, "size_bytes": entry["size_bytes"],
                               "status": "naive", "nodes": entry.get("nodes")}))
             else:
                 missing.append({"variant": variant, "format": f"naive-tflite-{precision}",
                                 "status": "does not run in stock LiteRT", "error": entry.get("error")})
-    configs = [(Config(variant=variant, res=res, threads=t, **cfg), facts) for cfg, facts in base for t in threads]
+    configs = [(_config(variant=variant, res=res, threads=t, **cfg), facts) for cfg, facts in base for t in threads]
     return configs, naive_record, missing
+
+
+def _config(runtime, **fields) -> Config:
+    """Eager torch (``runtime="torch"``) or a target's benchmark runtime."""
+    return Config(runtime=runtime, **fields) if runtime == "torch" else Config.for_runtime(runtime, **fields)
 
 
 def _file_size(path: str) -> int | None:

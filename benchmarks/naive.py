@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from export.targets.tflite import ONNX2TF_SAMPLE_FILE
+
 STAGE_TIMEOUT = 900
 
 
@@ -51,18 +53,15 @@ def tflite_ops(path: Path) -> dict[str, int]:
     return dict(sorted(tflite.census(Artifact(path.name, "tflite", "fp32", path, "normalized")).items()))
 
 
-SAMPLE_NAME = "calibration_image_sample_data_20x128x128x3_float32.npy"
-
-
 def onnx2tf_stage(onnx_path: Path, out: Path, timeout: float, stand_in: bool) -> dict:
     """``onnx2tf -i model.onnx -o out`` (defaults), in its own process. At its defaults
-    onnx2tf downloads ``SAMPLE_NAME`` from GitHub into its working directory to check
+    onnx2tf downloads ``ONNX2TF_SAMPLE_FILE`` from GitHub into its working directory to check
     outputs; with ``stand_in`` a seeded random array of that name and shape is put
     there first, which is the only difference from a user with internet access."""
     work = out / ("onnx2tf_stand_in" if stand_in else "onnx2tf")
     work.mkdir(parents=True, exist_ok=True)
     if stand_in:
-        np.save(work / SAMPLE_NAME, np.random.default_rng(0).random((20, 128, 128, 3), np.float32))
+        np.save(work / ONNX2TF_SAMPLE_FILE, np.random.default_rng(0).random((20, 128, 128, 3), np.float32))
     exe = Path(sys.executable).with_name("onnx2tf")
     start = time.perf_counter()
     try:
@@ -76,7 +75,7 @@ def onnx2tf_stage(onnx_path: Path, out: Path, timeout: float, stand_in: bool) ->
     if not result["ok"]:
         tail = " | ".join([ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()][-3:])[-600:]
         result["needs_network"] = "github.com" in tail or "ConnectionError" in tail
-        result["error"] = f"needs network: downloads {SAMPLE_NAME} from github.com" if result["needs_network"] else tail
+        result["error"] = f"needs network: downloads {ONNX2TF_SAMPLE_FILE} from github.com" if result["needs_network"] else tail
         result["log_tail"] = tail
     return result
 

@@ -6,6 +6,7 @@ measures the peak memory of one configuration in a fresh process.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import resource
 import sys
@@ -15,7 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-RUNTIMES = ("torch", "onnxruntime", "litert")
+from export.targets.base import BenchRuntime
+
 ROOT = Path(__file__).resolve().parents[1]  # subprocesses run from the repository root
 
 
@@ -24,13 +26,22 @@ class Config:
     """What to time: ``name`` is the format row (e.g. "tflite-fp16", "torch-eager")."""
 
     name: str
-    runtime: str  # one of RUNTIMES
+    runtime: str  # "torch", or the name of a target's BenchRuntime (e.g. "onnxruntime")
     variant: str
     res: int
     threads: int
     path: str = ""  # model file; empty for torch (built in memory)
     input_convention: str = "normalized"
     deploy_form: bool = True  # torch only: deploy() form or the eval model as trained
+    runner: str = ""  # "module:function" of the BenchRuntime runner (not torch): no converter is imported
+    runtime_module: str = "torch"  # imported before the memory baseline
+
+    @classmethod
+    def for_runtime(cls, runtime: BenchRuntime, **fields) -> "Config":
+        """A configuration timed in a target's benchmark runtime."""
+        fn = runtime.runner
+        return cls(runtime=runtime.name, runner=f"{fn.__module__}:{fn.__qualname__}",
+                   runtime_module=runtime.import_name, **fields)
 
     @property
     def key(self) -> str:
@@ -66,44 +77,17 @@ def _torch_runner(cfg: Config, x: np.ndarray) -> Callable[[], object]:
     return run
 
 
-def _ort_runner(cfg: Config, x: np.ndarray) -> Callable[[], object]:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = cfg.threads
-    opts.inter_op_num_threads = 1
-    session = ort.InferenceSession(cfg.path, opts, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: x}
-    return lambda: session.run(None, feed)
-
-
-def _litert_runner(cfg: Config, x: np.ndarray) -> Callable[[], object]:
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_path=cfg.path, num_threads=cfg.threads)  # XNNPACK by default
-    interp.allocate_tensors()
-    inp = interp.get_input_details()[0]
-    data = x.transpose(0, 2, 3, 1) if inp["shape"][-1] == 3 and inp["shape"][1] != 3 else x
-    if inp["dtype"] in (np.int8, np.uint8):
-        scale, zero = inp["quantization"]
-        info = np.iinfo(inp["dtype"])
-        data = np.clip(np.rint(data / scale + zero), info.min, info.max)
-    data = np.ascontiguousarray(data.reshape(inp["shape"]), inp["dtype"])
-    index = inp["index"]
-
-    def run():
-        interp.set_tensor(index, data)
-        interp.invoke()
-
-    return run
+def _runtime_runner(cfg: Config, x: np.ndarray) -> Callable[[], object]:
+    module, name = cfg.runner.split(":")
+    return getattr(importlib.import_module(module), name)(cfg.path, cfg.threads, x)
 
 
 def make_runner(cfg: Config, x: np.ndarray | None = None) -> Callable[[], object]:
     """A callable doing one inference of ``cfg`` on ``x`` (default: :func:`sample_input`)."""
-    builders = {"torch": _torch_runner, "onnxruntime": _ort_runner, "litert": _litert_runner}
-    if cfg.runtime not in builders:
-        raise ValueError(f"unknown runtime {cfg.runtime!r}")
-    return builders[cfg.runtime](cfg, sample_input(cfg.res, cfg.input_convention) if x is None else x)
+    if cfg.runtime != "torch" and not cfg.runner:
+        raise ValueError(f"no runner for runtime {cfg.runtime!r}")
+    build = _torch_runner if cfg.runtime == "torch" else _runtime_runner
+    return build(cfg, sample_input(cfg.res, cfg.input_convention) if x is None else x)
 
 
 def peak_rss_bytes() -> int:
@@ -121,8 +105,7 @@ def peak_rss_bytes() -> int:
 def measure_memory(cfg: Config, input_path: Path, runs: int = 3) -> dict:
     """Peak RSS of this process after loading ``cfg`` and running it, and the rise
     over the peak before loading (only numpy and the runtime imported, input read)."""
-    import_runtime = {"torch": "torch", "onnxruntime": "onnxruntime", "litert": "ai_edge_litert.interpreter"}
-    __import__(import_runtime[cfg.runtime])
+    importlib.import_module(cfg.runtime_module)
     x = np.load(input_path)
     before = peak_rss_bytes()
     run = make_runner(cfg, x)

@@ -1,10 +1,10 @@
 """Verification of one artifact as a list of checks run in order: the op audit,
 parity against eager PyTorch, and (with ``--val-dir``) accuracy on the user's
-labelled images. Each check has a name (its key in the report entry), the checks
-it needs to have passed, and a run returning a dict with ``passed`` and
-``summary`` (or None when it does not apply to this run). ``failure_summary`` is
-the one place that words a failure, for the report, the console table and the
-exit line."""
+labelled images. Each check (:class:`Check`) has a name (its key in the report entry), a run
+returning a dict with ``passed`` (or None when it does not apply to this run), the
+one wording of a result (``summary``) and the checks it needs to have passed.
+``failure_summary`` joins the failed checks' summaries for the report, the console
+table and the exit line."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -43,21 +43,45 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Check:
+    """One verification step: ``run`` returns a result dict with ``passed`` (None when
+    it does not apply to this run); ``summary`` words a result, the one wording the
+    report, the console table and the exit line use."""
+
     name: str
     run: Callable[[Artifact, Evidence], dict | None]
+    summary: Callable[[dict], str]
     requires: tuple[str, ...] = ()  # checks that must have passed for this one to run
+
+    def result(self, artifact: Artifact, evidence: Evidence) -> dict | None:
+        """The result of running the check, with its ``summary``."""
+        result = self.run(artifact, evidence)
+        return None if result is None else {**result, "summary": self.summary(result)}
+
+    def status(self, entry: dict) -> str:
+        """'ok', 'FAIL: <summary>' or 'not run' for this check in a report entry."""
+        result = entry.get(self.name)
+        if result is None:
+            return "not run"
+        return "ok" if result["passed"] else f"FAIL: {self.summary(result)}"
 
 
 def _audit(artifact: Artifact, evidence: Evidence) -> dict:
     result = audit_mod.audit(artifact.format, targets.get(artifact.format).census(artifact))
-    return {**asdict(result), "passed": result.passed, "summary": result.summary()}
+    return {**asdict(result), "passed": result.passed}
+
+
+def _audit_summary(result: dict) -> str:
+    return audit_mod.AuditResult(result["census"], result["denied"], result["unknown"]).summary()
 
 
 def _parity(artifact: Artifact, evidence: Evidence) -> dict:
     log(f"{artifact.name}: parity on {len(evidence.rgb)} inputs")
     output = evidence.runner(artifact)(to_convention(evidence.rgb, artifact.input_convention, evidence.mean, evidence.std))
-    result = parity.check(evidence.reference, output, artifact.precision)
-    return {**result, "summary": "; ".join(result["misses"]) or "ok"}
+    return parity.check(evidence.reference, output, artifact.precision)
+
+
+def _parity_summary(result: dict) -> str:
+    return "; ".join(result["misses"]) or "ok"
 
 
 def _accuracy(artifact: Artifact, evidence: Evidence) -> dict | None:
@@ -65,8 +89,13 @@ def _accuracy(artifact: Artifact, evidence: Evidence) -> dict | None:
 
 
 # Accuracy runs after a parity miss too (only the audit must pass): its numbers say what the miss costs.
-CHECKS: list[Check] = [Check("audit", _audit), Check("parity", _parity, ("audit",)),
-                       Check("accuracy", _accuracy, ("audit",))]
+CHECKS: list[Check] = [Check("audit", _audit, _audit_summary),
+                       Check("parity", _parity, _parity_summary, ("audit",)),
+                       Check("accuracy", _accuracy, lambda result: result["summary"], ("audit",))]
+
+
+def by_name(name: str, checks: list[Check] = CHECKS) -> Check:
+    return next(check for check in checks if check.name == name)
 
 
 def run_checks(artifact: Artifact, evidence: Evidence, checks: list[Check] = CHECKS) -> dict:
@@ -75,7 +104,7 @@ def run_checks(artifact: Artifact, evidence: Evidence, checks: list[Check] = CHE
     results, passed = {}, True
     for check in checks:
         ready = all(results.get(name) is not None and results[name]["passed"] for name in check.requires)
-        results[check.name] = check.run(artifact, evidence) if ready else None
+        results[check.name] = check.result(artifact, evidence) if ready else None
         if not ready or (results[check.name] is not None and not results[check.name]["passed"]):
             passed = False
     return {**results, "passed": passed}
@@ -84,5 +113,5 @@ def run_checks(artifact: Artifact, evidence: Evidence, checks: list[Check] = CHE
 def failure_summary(entry: dict, checks: list[Check] = CHECKS) -> str:
     """'parity: top-1 agreement 0.50 < 0.99; accuracy: ...' for the failed checks of a
     report entry; '' when every check passed."""
-    return "; ".join(f"{check.name}: {entry[check.name].get('summary') or 'failed'}" for check in checks
+    return "; ".join(f"{check.name}: {check.summary(entry[check.name])}" for check in checks
                      if entry.get(check.name) is not None and not entry[check.name]["passed"])

@@ -9,18 +9,14 @@ from pathlib import Path
 from casvit import VARIANTS
 
 from . import accuracy, interrupts, preprocessing, targets, validation
+from .argparsing import OneLineErrorParser
 from .checks import failure_summary
 from .errors import EXIT_PASSED, ExportError, GateFailure, outcome
-from .spec import TARGET_NAMES, ExportSpec, parse_resolution
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2
-        self.exit(2, f"error: {message} (see python -m export --help)\n")
+from .spec import ExportSpec, parse_resolution
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineErrorParser(
         prog="python -m export",
         description="Export CAS-ViT to ONNX, TFLite and Core ML, audit the op set and verify parity "
                     "against eager PyTorch. OUT changes as one transaction: it holds the previous or the new "
@@ -35,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("model")
     g.add_argument("--target", default="onnx",
-                   help=f"comma-separated targets: {', '.join(TARGET_NAMES)} or 'all'")
+                   help=f"comma-separated targets: {', '.join(targets.names())} or 'all'")
     g.add_argument("--variant", default="xs", choices=[*VARIANTS, "custom"],
                    help="model variant ('tiny' is a test-only configuration; 'custom' takes the "
                         "architecture from the checkpoint)")
@@ -69,24 +65,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--debug", action="store_true", help="show the traceback of an error")
     validation.add_arguments(p.add_argument_group("accuracy on your labelled images"))
     preprocessing.add_arguments(p.add_argument_group("preprocessing record (how images become inputs)"))
-    for name in TARGET_NAMES:
-        module = targets.get(name)
-        if hasattr(module, "add_arguments"):
-            module.add_arguments(p.add_argument_group(f"{name} target"))
+    for target in targets.records():
+        if target.add_arguments is not None:
+            target.add_arguments(p.add_argument_group(f"{target.name} target"))
     return p
 
 
 def parse_targets(text: str) -> tuple[str, ...]:
+    known = targets.names()
     names = [t.strip() for t in text.split(",") if t.strip()]
     if "all" in names:
         if names != ["all"]:
-            raise ExportError(f"--target {text}: 'all' already means {','.join(TARGET_NAMES)}; "
+            raise ExportError(f"--target {text}: 'all' already means {','.join(known)}; "
                               "give either all or a list of targets")
-        return TARGET_NAMES
-    unknown = [t for t in names if t not in TARGET_NAMES]
+        return known
+    unknown = [t for t in names if t not in known]
     if unknown or not names:
-        raise ExportError(f"unknown target {', '.join(unknown) or repr(text)}; choose from {', '.join(TARGET_NAMES)} or all")
-    return tuple(t for t in TARGET_NAMES if t in names)  # onnx first: others may build on it
+        raise ExportError(f"unknown target {', '.join(unknown) or repr(text)}; choose from {', '.join(known)} or all")
+    # registry order: a target comes after those whose artifacts it may reuse (onnx before tflite)
+    return tuple(t for t in known if t in names)
 
 
 def spec_from_args(args: argparse.Namespace) -> ExportSpec:

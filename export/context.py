@@ -1,35 +1,20 @@
-"""Shared state of one export run: the eval model, its deploy forms, the
-simplified ONNX (TFLite converts from it), metadata and progress output."""
+"""Shared state of one export run: the eval model, its deploy forms, the artifacts
+converted so far, intermediate artifacts built once (e.g. the static ONNX TFLite
+converts from), metadata and progress output."""
 from __future__ import annotations
 
 import json
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from casvit import DeployCASViT, Preprocessing, deploy
 from casvit.model import CASViT
 
 from .preprocessing import artifact_record, convention_of, record_for
-from .spec import ExportSpec
-
-TOOLS = ("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim", "coremltools", "onnx2tf", "tensorflow",
-         "ai-edge-litert", "numpy")
-
-
-def tool_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for name in TOOLS:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+from .spec import Artifact, ExportSpec
 
 
 def log(message: str) -> None:
@@ -47,6 +32,7 @@ class ExportContext:
     weights: dict[str, Any]  # source, path, sha256, for_deployment
     labels: list[str]
     workdir: Path  # staging folder on the output's filesystem
+    converted: list[Artifact] = field(default_factory=list)  # this run's artifacts so far, in conversion order
     _cache: dict = field(default_factory=dict)
     preprocessing: Preprocessing = field(init=False)  # the record: from the checkpoint's args and the options
     preprocessing_source: str = field(init=False)
@@ -73,17 +59,11 @@ class ExportContext:
     def input_convention(self, embed_normalization: bool | None = None, input_range: float | None = None) -> str:
         return convention_of(*self._input_choice(embed_normalization, input_range))
 
-    def static_onnx(self, embed_normalization: bool | None = None, input_range: float | None = None) -> Path:
-        """Simplified ONNX with batch 1 in the given (default: the spec's) input convention (TFLite's source)."""
-        embed, rng = self._input_choice(embed_normalization, input_range)
-        key = ("static_onnx", embed, rng)
+    def intermediate(self, key, build: Callable[[], Any]) -> Any:
+        """``build()``, once per run and ``key``: an intermediate artifact a target
+        makes for others (see ``export.targets.onnx.static_model``)."""
         if key not in self._cache:
-            from .targets import onnx as onnx_target
-
-            path = self.workdir / "intermediate" / f"model_static_{convention_of(embed, rng)}.onnx"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            onnx_target.export_onnx(self, path, batch=1, dynamic=False, embed_normalization=embed, input_range=rng)
-            self._cache[key] = path
+            self._cache[key] = build()
         return self._cache[key]
 
     def metadata(self, convention: str | None = None) -> dict[str, str]:

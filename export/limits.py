@@ -28,12 +28,9 @@ REFERENCE_CHUNK = 8  # pipeline.reference_logits
 PARITY_PHOTOS = 4  # export.inputs.PHOTOS
 MEASURED_WIDTH = 48  # first-stage width of xs, the variant measured; others scale by theirs
 MIB = 2**20
-# Peak RSS of `python -m export --variant xs --res R --target T [--batch B]` (README,
-# "Limits"): base bytes; bytes per pixel of each image eager PyTorch runs at once (the
-# parity inputs, up to 8); and for ONNX, bytes per pixel of each image of the batch it
-# is traced and run at (the larger stage is the peak). The per-pixel costs are fitted
+# Each target's MemoryCost (its record) is the peak RSS of `python -m export --variant xs
+# --res R --target T [--batch B]` (README, "Limits"). The per-pixel costs are fitted
 # through the largest measured resolution, so smaller runs are over-estimated a little.
-MEMORY_MODEL = {"onnx": (637 * MIB, 143, 270), "tflite": (1750 * MIB, 226, 0), "coreml": (1240 * MIB, 122, 0)}
 PARITY_ARRAY_BYTES = 16  # per pixel of each parity input: uint8 RGB and float32 copies
 CALIBRATION_BYTES = 30  # per pixel of each TFLite calibration image (float32 copies for onnx2tf)
 DEFAULT_CALIBRATION_IMAGES = 20  # the bundled set (export.inputs.calibration_images)
@@ -56,21 +53,25 @@ def largest_tensor_elements(spec) -> int:
 
 
 def estimate_bytes(spec) -> int:
-    """Estimated peak resident memory of the run (see MEMORY_MODEL): the largest over its targets."""
+    """Estimated peak resident memory of the run (each target's ``memory`` record): the
+    largest over its targets."""
+    from . import targets
+
     parity_inputs = PARITY_PHOTOS + spec.noise_inputs
     scale = _first_width(spec) / MEASURED_WIDTH
     peaks = []
-    for target in spec.targets:
-        base, per_reference_pixel, per_batch_pixel = MEMORY_MODEL[target]
-        stages = max(per_reference_pixel * min(REFERENCE_CHUNK, parity_inputs), per_batch_pixel * spec.batch)
+    for name in spec.targets:
+        cost = targets.get(name).memory
+        stages = max(cost.per_reference_pixel * min(REFERENCE_CHUNK, parity_inputs), cost.per_batch_pixel * spec.batch)
         per_pixel = stages * scale + PARITY_ARRAY_BYTES * parity_inputs
-        if target == "tflite":
-            per_pixel += CALIBRATION_BYTES * _calibration_images(spec)
-        peaks.append(base + spec.height * spec.width * per_pixel)
+        if cost.extra_per_pixel is not None:
+            per_pixel += cost.extra_per_pixel(spec)
+        peaks.append(cost.base_bytes + spec.height * spec.width * per_pixel)
     return int(max(peaks))
 
 
-def _calibration_images(spec) -> int:
+def calibration_images(spec) -> int:
+    """How many images a TFLite int8 run calibrates on."""
     if spec.options.get("calib") is None:
         return DEFAULT_CALIBRATION_IMAGES
     from .calibration import DEFAULT_COUNT

@@ -1,5 +1,5 @@
 """One export run: build the model, convert each target, verify each artifact
-(audit, parity against eager PyTorch), then swap the complete set into the output
+(the checks of ``export.checks``: audit, parity against eager PyTorch, accuracy), then swap the complete set into the output
 folder as one transaction: OUT when every artifact passed, else OUT/rejected."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from casvit import CheckpointError, create_model, model_from_checkpoint
 from casvit.init import randomize_batchnorm
 
 from . import accuracy, checks, golden, interrupts, outset, progress, targets
-from .context import ExportContext, log, tool_versions
+from .context import ExportContext, log
 from .errors import ExportError, GateFailure
 from .fsutil import sha256_of, size_of
 from .inputs import parity_images, to_convention
@@ -53,16 +53,21 @@ def reference_logits(model: torch.nn.Module, x: np.ndarray, chunk: int = 8) -> n
     return np.concatenate([model(torch.from_numpy(x[i:i + chunk])).numpy() for i in range(0, len(x), chunk)])
 
 
-def verify(artifact: Artifact, evidence: checks.Evidence) -> dict:
-    """The report entry of one artifact: what it is, then every check's result."""
+def verify(artifact: Artifact, evidence: checks.Evidence, check_list: list[checks.Check] = checks.CHECKS) -> dict:
+    """The report entry of one artifact: what it is, then the result of every check
+    in ``check_list`` (run in order), then what running it measured."""
     target = targets.get(artifact.format)
     entry = {
         "name": artifact.name, "format": artifact.format, "precision": artifact.precision,
         "file": artifact.path.name, "size_bytes": size_of(artifact.path), "sha256": sha256_of(artifact.path),
         "convert_seconds": round(artifact.convert_seconds, 2), "input_convention": artifact.input_convention,
-        "runtime": target.runtime_note(artifact), "details": artifact.details,
+        "runtime": target.runtime_note(artifact),
     }
-    entry.update(checks.run_checks(artifact, evidence))
+    results = checks.run_checks(artifact, evidence, check_list)
+    entry["details"] = artifact.report_details()  # after the checks: load() records what it measured
+    entry.update(results)
+    entry["companions"] = [path.name for path in artifact.companions]
+    entry["runtime_facts"] = asdict(artifact.runtime_facts)
     return entry
 
 
@@ -101,6 +106,7 @@ def _convert_and_verify(spec: ExportSpec, txn: outset.Transaction) -> tuple[dict
         for name in spec.targets:
             with progress.stage(f"{name}: converting"):
                 converted = targets.get(name).convert(ctx)
+            ctx.converted += converted  # later targets may build on them (see Target.depends_on)
             for artifact in converted:
                 with progress.stage(f"{artifact.name}: verifying"):
                     entries.append(verify(artifact, evidence))
@@ -111,7 +117,7 @@ def _convert_and_verify(spec: ExportSpec, txn: outset.Transaction) -> tuple[dict
     report = {
         "tool": outset.TOOL, "run_id": txn.run_id, "passed": passed, "rejected": not passed,
         "spec": _spec_dict(spec, model), "weights": weights,
-        "versions": tool_versions(), "network_attempts": len(attempts), "offline": offline_checks(attempts),
+        "versions": targets.tool_versions(), "network_attempts": len(attempts), "offline": offline_checks(attempts),
         "preprocessing": {**record.to_dict(), "source": ctx.preprocessing_source},
         "parity_inputs": {"names": names, "resolution": spec.resolution, "source": "skimage.data photos + seeded noise"},
         "artifacts": entries, **checked_inputs,
@@ -140,10 +146,8 @@ def _write_set(txn: outset.Transaction, report: dict, artifacts: list[Artifact],
 def _assemble(txn: outset.Transaction, artifacts: list[Artifact], entries: list[dict], passed: bool) -> None:
     """Move every artifact and its companion files into the new set; status per entry."""
     for artifact, entry in zip(artifacts, entries):
-        entry["files"] = [txn.add(path) for path in [artifact.path, *artifact.details.get("companions", [])]]
+        entry["files"] = [txn.add(path) for path in [artifact.path, *artifact.companions]]
         entry["status"] = "promoted" if passed else ("rejected: another artifact failed" if entry["passed"] else "rejected")
-        if "companions" in artifact.details:
-            artifact.details["companions"] = [Path(p).name for p in artifact.details["companions"]]
 
 
 def manifest_fields(report: dict) -> dict:

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from . import accuracy
-from .checks import failure_summary
+from .checks import by_name, failure_summary
 from .fsutil import atomic_write
 
 
@@ -54,11 +54,11 @@ def render_markdown(report: dict) -> str:
         m = a["parity"]["metrics"] if a.get("parity") else {}
         lines.append(
             f"| {a['file']} | {a['precision']} | {a['size_bytes'] / 1024:.0f} | {a['convert_seconds']:.1f} | "
-            f"{'ok' if a['audit']['passed'] else 'FAIL: ' + a['audit']['summary']} | "
+            f"{by_name('audit').status(a)} | "
             + " | ".join(_fmt(m.get(k, float('nan'))) for k in ("max_abs", "max_rel"))
             + f" | {m.get('min_cosine', float('nan')):.6f} | {m.get('min_centered_cosine', float('nan')):.4f}"
             f" | {_fmt(m.get('top1_agreement'))} | {_fmt(m.get('top5_agreement'))} | "
-            f"{'ok' if a['parity'] and a['parity']['passed'] else 'FAIL: ' + '; '.join(a['parity']['misses']) if a['parity'] else 'not run'} | "
+            f"{by_name('parity').status(a)} | "
             f"{a['status']}{' (' + failure_summary(a) + ')' if not a.get('passed', True) else ''} |"
         )
     lines += ["", *accuracy.markdown(report), "## Per artifact", ""]

@@ -8,8 +8,6 @@ from typing import Any
 
 from .errors import ExportError
 
-TARGET_NAMES = ("onnx", "tflite", "coreml")
-
 
 def parse_resolution(text: str) -> tuple[int, int]:
     """``"224"`` -> (224, 224); ``"192x256"`` -> (192, 256) as (height, width)."""
@@ -50,6 +48,20 @@ class ExportSpec:
 
 
 @dataclass
+class RuntimeFacts:
+    """What the target's ``load()`` measured while the checks ran the artifact."""
+
+    interpreter_seconds_per_image: float | None = None  # a reference interpreter's speed (Core ML off macOS)
+    # "<other runtime>_vs_<gated runtime>" -> {max_abs, max_rel, min_cosine} of their logits
+    comparisons: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def as_details(self) -> dict[str, Any]:
+        out = {} if self.interpreter_seconds_per_image is None else {
+            "interpreter_seconds_per_image": self.interpreter_seconds_per_image}
+        return {**out, **self.comparisons}
+
+
+@dataclass
 class Artifact:
     """One converted file (or .mlpackage folder) and how to feed it.
 
@@ -65,4 +77,13 @@ class Artifact:
     path: Path
     input_convention: str
     convert_seconds: float = 0.0
-    details: dict[str, Any] = field(default_factory=dict)  # recorded in the report as is
+    details: dict[str, Any] = field(default_factory=dict)  # facts of the conversion, recorded in the report as is
+    companions: list[Path] = field(default_factory=list)  # files that ship beside it (promoted with it)
+    runtime_facts: RuntimeFacts = field(default_factory=RuntimeFacts)
+
+    def report_details(self) -> dict[str, Any]:
+        """``details`` as the report shows it: the conversion facts, the companions'
+        file names and what running the artifact measured."""
+        companions = {"companions": [p.name for p in self.companions]} if self.companions else {}
+        return {**self.details, **companions, **self.runtime_facts.as_details()}
+

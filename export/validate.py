@@ -11,7 +11,7 @@ from casvit import VARIANTS
 
 from . import limits, targets, validation
 from .errors import ExportError
-from .spec import TARGET_NAMES, ExportSpec
+from .spec import ExportSpec
 
 # numpy's legacy seeding (np.random.seed) and TensorFlow take 32-bit seeds; one range valid everywhere.
 SEED_MAX = 2**32 - 1
@@ -27,7 +27,7 @@ def validate(spec: ExportSpec) -> None:
     _check_model(spec)
     _check_inputs(spec)
     for name in spec.targets:
-        check = getattr(targets.get(name), "validate", None)
+        check = targets.get(name).validate
         if check is not None:
             check(spec)
     _check_calibration_use(spec)
@@ -36,10 +36,10 @@ def validate(spec: ExportSpec) -> None:
 
 
 def _check_targets(names) -> None:
-    unknown = [n for n in names if n not in TARGET_NAMES]
+    unknown = [n for n in names if n not in targets.names()]
     if unknown or not names:
         raise ExportError(f"unknown target {', '.join(map(str, unknown)) or 'list (empty)'}; "
-                          f"choose from {', '.join(TARGET_NAMES)}")
+                          f"choose from {', '.join(targets.names())}")
 
 
 def _check_file(path: Path | None, what: str) -> None:

@@ -116,12 +116,14 @@ def test_naive_path_records_a_failing_stage_as_data(tmp_path):
     assert result["onnx"]["ok"] is False and "unknown variant" in result["onnx"]["error"]
 
 
-def test_missing_target_is_recorded_not_dropped(tmp_path, monkeypatch):
+def test_failed_export_is_recorded_not_dropped(tmp_path):
+    """One row per artifact the export would have made (names from the target's record)."""
     from benchmarks import artifacts
 
-    monkeypatch.setattr(artifacts, "target_available", lambda name: False)
-    result = artifacts.export("tflite", "tiny", 64, tmp_path)
-    assert result["status"] == "target not available" and result["report"] is None
+    args = ["--tflite-precisions", "int8,fp16", "--checkpoint", str(tmp_path / "missing.pth")]
+    result = artifacts.export("tflite", "tiny", 64, tmp_path / "out", args)
+    assert result["status"] == "export failed" and result["report"] is None
+    assert "checkpoint not found" in result["error"]
     rows = artifacts.entries(result)
-    assert [r["name"] for r in rows] == list(artifacts.EXPECTED["tflite"])
-    assert all(r["status"] == "target not available" for r in rows)
+    assert [r["name"] for r in rows] == ["tflite-fp16", "tflite-int8"]
+    assert all(r["status"] == "export failed" and r["error"] == result["error"] for r in rows)

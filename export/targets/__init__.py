@@ -1,21 +1,62 @@
-"""Export targets. Each module has the same shape:
-
-- ``convert(ctx) -> list[Artifact]``: write artifacts into ``ctx.workdir``;
-- ``load(artifact) -> callable``: maps an NCHW float32 batch in the artifact's
-  input convention to float32 logits, in the artifact's own runtime;
-- ``census(artifact) -> dict[str, int]``: op name -> count, read from the file;
-- ``runtime_note(artifact) -> str``: how parity was verified;
-- optional ``add_arguments(parser)``: the target's own CLI options.
-"""
+"""The registry of export targets: name -> the module whose ``TARGET`` record
+(``export.targets.base.Target``) says everything about that format. Adding a
+target is one module plus one line here; the order is the conversion order, so a
+target comes after those it depends on."""
 from __future__ import annotations
 
 import importlib
-from types import ModuleType
+import platform
 
-from ..spec import TARGET_NAMES
+from .base import BenchRuntime, MemoryCost, Target
+
+REGISTRY: dict[str, str] = {
+    "onnx": "export.targets.onnx",
+    "tflite": "export.targets.tflite",
+    "coreml": "export.targets.coreml",
+}
+# Versions every report records besides the targets' own tools.
+CORE_TOOLS, LAST_TOOLS = ("torch",), ("numpy",)
+
+__all__ = ["REGISTRY", "BenchRuntime", "MemoryCost", "Target", "get", "names", "package_versions", "records", "tools", "tool_versions"]
 
 
-def get(name: str) -> ModuleType:
-    if name not in TARGET_NAMES:
+def names() -> tuple[str, ...]:
+    """Every registered target, in conversion order."""
+    return tuple(REGISTRY)
+
+
+def get(name: str) -> Target:
+    """The record of a registered target (its module is imported on first use)."""
+    if name not in REGISTRY:
         raise ValueError(f"unknown target {name!r}")
-    return importlib.import_module(f"{__name__}.{name}")
+    record = importlib.import_module(REGISTRY[name]).TARGET
+    if record.name != name:
+        raise ValueError(f"{REGISTRY[name]}.TARGET is named {record.name!r}, registered as {name!r}")
+    return record
+
+
+def records() -> list[Target]:
+    return [get(name) for name in names()]
+
+
+def tools() -> tuple[str, ...]:
+    """The Python distributions whose versions a report records, each once."""
+    return tuple(dict.fromkeys([*CORE_TOOLS, *(t for r in records() for t in r.tools), *LAST_TOOLS]))
+
+
+def package_versions(packages: tuple[str, ...]) -> dict[str, str]:
+    """Each package's installed version ("not installed" when absent)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in packages:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def tool_versions() -> dict[str, str]:
+    """Python and every tool of every target: the report's ``versions``."""
+    return {"python": platform.python_version(), **package_versions(tools())}

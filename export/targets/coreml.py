@@ -24,7 +24,11 @@ import torch
 from .. import isolate
 from ..errors import ExportError, first_line
 from ..fsutil import atomic_write, size_of
+from ..limits import MIB
+from ..mil import SUPPORTED_OPS
 from ..spec import Artifact
+from .base import MemoryCost, Target
+from .coreml_outputs import expose_logits
 
 INPUT_NAME, LOGITS_NAME, LABEL_NAME, PROBABILITIES_NAME = "image", "logits", "classLabel", "probabilities"
 MISPLACED_SOFTMAX = "softmax_not_feeding_classify"  # census name of a softmax anywhere else (denied)
@@ -131,66 +135,6 @@ def _convert(ctx, traced, kind: str, precision: str, compression: str | None, ta
     )
 
 
-def _rename_var(block, old: str, new: str) -> None:
-    for op in block.operations:
-        for out in op.outputs:
-            if out.name == old:
-                out.name = new
-        for binding in op.inputs.values():
-            for arg in binding.arguments:
-                if arg.WhichOneof("binding") == "name" and arg.name == old:
-                    arg.name = new
-
-
-def _expose_logits(spec, num_classes: int) -> None:
-    """Add the classifier's raw scores as a float32 multiarray output ``logits`` (what
-    parity compares) and put a softmax between them and the classify op, whose
-    label dictionary then holds probabilities."""
-    from coremltools.proto import FeatureTypes_pb2
-
-    from ..mil import main_block
-
-    _, block = main_block(spec)
-    classify = [op for op in block.operations if op.type == "classify"]
-    if len(classify) != 1:
-        raise ExportError("the converted classifier has no single classify op")
-    scores = classify[0].inputs["probabilities"].arguments[0].name
-    if scores != LOGITS_NAME:  # fp16: 'logits' (fp16) -> cast -> scores (fp32)
-        _rename_var(block, LOGITS_NAME, LOGITS_NAME + "_fp16")
-        _rename_var(block, scores, LOGITS_NAME)
-    _insert_softmax(block, classify[0], LOGITS_NAME, PROBABILITIES_NAME)
-    block.outputs.append(LOGITS_NAME)
-    out = spec.description.output.add()
-    out.name = LOGITS_NAME
-    out.type.multiArrayType.shape.extend([1, num_classes])
-    out.type.multiArrayType.dataType = FeatureTypes_pb2.ArrayFeatureType.FLOAT32
-
-
-def _insert_softmax(block, classify, scores: str, probabilities: str) -> None:
-    """Feed ``classify`` with ``softmax(scores)`` (float32, last axis) instead of ``scores``.
-
-    coremltools' ClassifierConfig hands the classify op whatever the model returns and
-    its converter refuses a second (probability) output, so the op is added to the
-    program here; ``classify`` moves behind it to keep the block topologically ordered."""
-    from coremltools.converters.mil.backend.mil.helper import create_scalar_value
-
-    producer = next(out for op in block.operations for out in op.outputs if out.name == scores)
-    softmax = block.operations.add()
-    softmax.type = "softmax"
-    softmax.inputs["x"].arguments.add().name = scores
-    softmax.inputs["axis"].arguments.add().value.CopyFrom(create_scalar_value(np.int32(-1)))
-    out = softmax.outputs.add()
-    out.name = probabilities
-    out.type.CopyFrom(producer.type)
-    softmax.attributes["name"].CopyFrom(create_scalar_value(probabilities))
-    classify.inputs["probabilities"].arguments[0].name = probabilities
-    moved = type(classify)()
-    moved.CopyFrom(classify)
-    index = next(i for i, op in enumerate(block.operations) if op.type == "classify")
-    del block.operations[index]
-    block.operations.add().CopyFrom(moved)
-
-
 def _describe(ctx, spec, kind: str, convention: str, precision: str, compression: str | None, target: str) -> None:
     meta = spec.description.metadata
     s = ctx.spec
@@ -270,20 +214,28 @@ def _trace(module: torch.nn.Module, example: torch.Tensor):
         return torch.jit.trace(module.eval(), example, check_trace=False)
 
 
+def _jobs(spec) -> list[tuple[str, str, str | None]]:
+    """(artifact name, precision, compression or None) of every package ``spec`` asks for."""
+    precisions, compressions, _, _ = _options(spec)
+    return [("-".join(["coreml", precision, *([compression] if compression else [])]), precision, compression)
+            for precision in precisions for compression in [None, *compressions]]
+
+
+def artifact_names(spec) -> tuple[str, ...]:
+    return tuple(name for name, _, _ in _jobs(spec))
+
+
 def convert(ctx) -> list[Artifact]:
-    precisions, compressions, target, kind = _options(ctx.spec)
+    _, _, target, kind = _options(ctx.spec)
     s = ctx.spec
     if kind == "image":
         module, convention = ctx.deploy_model(embed_normalization=True, input_range=255.0), "byte"
     else:
         module, convention = ctx.deploy_model(), ctx.input_convention()
     example = torch.rand(1, 3, s.height, s.width, generator=torch.Generator().manual_seed(s.seed))
-    jobs = []
-    for precision in precisions:
-        for compression in [None, *compressions]:
-            name = "-".join(["coreml", precision, *([compression] if compression else [])])
-            path = ctx.workdir / f"casvit_{s.variant}_{s.resolution}_{name.removeprefix('coreml-')}.mlpackage"
-            jobs.append((name, precision, compression, path))
+    jobs = [(name, precision, compression,
+             ctx.workdir / f"casvit_{s.variant}_{s.resolution}_{name.removeprefix('coreml-')}.mlpackage")
+            for name, precision, compression in _jobs(s)]
     # In a child process: coremltools switches the temp folder and cannot be
     # interrupted cleanly; the child's TMPDIR lies inside the run's transaction folder.
     with _quiet("coremltools import"):  # its version warnings; verification imports it in this process
@@ -303,7 +255,7 @@ def _convert_packages(ctx, module, convention: str, example: torch.Tensor, jobs:
         with _quiet(name):
             mlmodel = _convert(ctx, traced, kind, precision, compression, target)
             spec = mlmodel.get_spec()
-            _expose_logits(spec, len(ctx.labels))
+            expose_logits(spec, len(ctx.labels), LOGITS_NAME, PROBABILITIES_NAME)
             _describe(ctx, spec, kind, convention, precision, compression, target)
             _save(mlmodel, spec, path)
         seconds = time.perf_counter() - start
@@ -325,7 +277,7 @@ def _interpreter_runner(artifact: Artifact):
         start = time.perf_counter()
         out = np.concatenate([program.run({INPUT_NAME: x[i:i + INTERPRETER_BATCH]}, [LOGITS_NAME])[LOGITS_NAME]
                               for i in range(0, len(x), INTERPRETER_BATCH)])
-        artifact.details["interpreter_seconds_per_image"] = round((time.perf_counter() - start) / max(len(x), 1), 3)
+        artifact.runtime_facts.interpreter_seconds_per_image = round((time.perf_counter() - start) / max(len(x), 1), 3)
         return out.astype(np.float32)
 
     return run
@@ -366,7 +318,7 @@ def load(artifact: Artifact):
         out = cpu(x)
         for label, other in (("all_compute_units", everything), ("reference_interpreter", interpreter)):
             m = compare(out, other(x))
-            artifact.details[f"{label}_vs_cpu_only"] = {k: m[k] for k in ("max_abs", "max_rel", "min_cosine")}
+            artifact.runtime_facts.comparisons[f"{label}_vs_cpu_only"] = {k: m[k] for k in ("max_abs", "max_rel", "min_cosine")}
         return out
 
     return run
@@ -398,3 +350,16 @@ def runtime_note(artifact: Artifact) -> str:
         return (f"Core ML runtime (coremltools {ct.__version__} MLModel.predict, CPU only; all compute units and "
                 "the reference interpreter compared in details)")
     return REFERENCE_NOTE
+
+
+TARGET = Target(
+    name="coreml", suffixes=(".mlpackage",), artifact_names=artifact_names,
+    convert=convert, load=load, census=census, runtime_note=runtime_note,
+    # exactly what the reference interpreter (export.mil) executes: "classify" is added by
+    # ClassifierConfig, "softmax" only feeding it (the census renames any other, denied below)
+    allow=SUPPORTED_OPS,
+    deny=frozenset({"linear", "matmul", MISPLACED_SOFTMAX, "einsum", "batch_norm", "erf"}),
+    memory=MemoryCost(1240 * MIB, 122),
+    tools=("coremltools",), add_arguments=add_arguments, validate=validate,
+    bench=None,  # no Core ML runtime on Linux: no latency rows (accuracy runs the reference interpreter)
+)

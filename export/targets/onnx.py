@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import shutil
 import time
 import warnings
 from collections import Counter
@@ -15,10 +16,15 @@ import torch
 
 from ..errors import ExportError
 from ..fsutil import atomic_write
+from ..preprocessing import convention_of
+from ..limits import MIB
 from ..spec import Artifact
+from . import package_versions, runtimes
+from .base import MemoryCost, Target
 
 OPSET = 20
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
+METADATA_TOOLS = ("torch", "onnx", "onnxscript", "onnxsim")  # the versions written into the model
 
 
 def _trace_to_onnx(module: torch.nn.Module, example: torch.Tensor, dynamic: bool):
@@ -76,7 +82,8 @@ def export_onnx(ctx, path: Path, batch: int = 1, dynamic: bool = False,
     for key, value in ctx.metadata(ctx.input_convention(embed_normalization, input_range)).items():
         model.metadata_props.add(key=key, value=value)
     model.metadata_props.add(key="layout", value="NCHW")
-    model.metadata_props.add(key="tool_versions", value=";".join(f"{k}={v}" for k, v in _versions().items()))
+    model.metadata_props.add(key="tool_versions",
+                             value=";".join(f"{k}={v}" for k, v in package_versions(METADATA_TOOLS).items()))
     onnx.checker.check_model(model, full_check=True)
     if [i.name for i in model.graph.input] != [INPUT_NAME] or [o.name for o in model.graph.output] != [OUTPUT_NAME]:
         raise ExportError("exported ONNX does not have the expected input 'image' and output 'logits'")
@@ -84,17 +91,30 @@ def export_onnx(ctx, path: Path, batch: int = 1, dynamic: bool = False,
     return {"nodes_traced": nodes_traced, "nodes": len(model.graph.node)}
 
 
-def _versions() -> dict[str, str]:
-    from ..context import tool_versions
+def static_model(ctx, embed_normalization: bool, input_range: float) -> Path:
+    """The simplified ONNX with a static batch of 1 in the given input convention: the
+    intermediate artifact other targets convert from (TFLite), built once per run.
+    When this run's ONNX artifact is exactly that model it is reused, not exported again."""
+    convention = convention_of(embed_normalization, input_range)
 
-    v = tool_versions()
-    return {k: v[k] for k in ("torch", "onnx", "onnxscript", "onnxsim")}
+    def build() -> Path:
+        path = ctx.workdir / "intermediate" / f"model_static_{convention}.onnx"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        same = next((a.path for a in ctx.converted if a.format == "onnx" and a.details.get("batch") == 1
+                     and a.input_convention == convention), None)
+        if same is not None:
+            ctx.log(f"onnx: reusing {same.name} as the batch-1 static model")
+            shutil.copyfile(same, path)  # its own name: onnx2tf names its outputs after it
+        else:
+            export_onnx(ctx, path, batch=1, dynamic=False, embed_normalization=embed_normalization,
+                        input_range=input_range)
+        return path
+
+    return ctx.intermediate(("onnx static batch-1", convention), build)
 
 
-def _census_without_deploy(ctx) -> dict[str, int]:
-    """Op census of the eval model exported as is (no deploy transform, no simplifier)."""
-    example = torch.zeros(1, 3, ctx.spec.height, ctx.spec.width)
-    return dict(sorted(Counter(n.op_type for n in _trace_to_onnx(ctx.model, example, dynamic=False).graph.node).items()))
+def artifact_names(spec) -> tuple[str, ...]:
+    return ("onnx",)
 
 
 def convert(ctx) -> list[Artifact]:
@@ -103,9 +123,6 @@ def convert(ctx) -> list[Artifact]:
     start = time.perf_counter()
     counts = export_onnx(ctx, path, batch=spec.batch, dynamic=spec.dynamic_batch)
     seconds = time.perf_counter() - start
-    raw = _census_without_deploy(ctx)
-    counts["nodes_eval_model_export"] = sum(raw.values())
-    counts["census_eval_model_export"] = raw
     return [Artifact("onnx", "onnx", "fp32", path, ctx.input_convention(), seconds,
                      details={**counts, "opset": OPSET, "batch": "dynamic" if spec.dynamic_batch else spec.batch})]
 
@@ -141,3 +158,15 @@ def runtime_note(artifact: Artifact) -> str:
     import onnxruntime
 
     return f"ONNX Runtime {onnxruntime.__version__} (CPUExecutionProvider)"
+
+
+TARGET = Target(
+    name="onnx", suffixes=(".onnx",), artifact_names=artifact_names,
+    convert=convert, load=load, census=census, runtime_note=runtime_note,
+    allow=frozenset({"Conv", "Sigmoid", "Relu", "Gelu", "Mul", "Add", "GlobalAveragePool", "ReduceMean",
+                     "Split", "Slice", "Reshape", "Flatten", "Constant", "Identity"}),
+    deny=frozenset({"MatMul", "Gemm", "Softmax", "LogSoftmax", "Einsum", "Attention", "Erf", "BatchNormalization"}),
+    memory=MemoryCost(637 * MIB, 143, 270),
+    tools=("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim"),
+    bench=runtimes.ONNXRUNTIME,
+)

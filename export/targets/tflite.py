@@ -25,9 +25,13 @@ from ..accuracy import calibration_set
 from ..calibration import DEFAULT_COUNT, check_calibration_folder, image_count, load_calibration
 from ..errors import ExportError
 from ..fsutil import atomic_write
+from ..limits import CALIBRATION_BYTES, MIB, calibration_images
 from ..spec import Artifact
 from ..tflite_meta import (LABELS_FILE, METADATA_NAME, labels_text, metadata_buffer, with_associated_files,
                            write_companions)
+from . import onnx, runtimes
+from .base import MemoryCost, Target
+from .runtimes import dequantize, quantize
 
 INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY = "image", "logits", "serving_default"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
@@ -201,7 +205,7 @@ def convert(ctx) -> list[Artifact]:
     calib = calibration_set(ctx) or load_calibration(ctx.preprocessing, spec.options.get("calib"),
                                                      spec.options.get("calib_count") or DEFAULT_COUNT)
     ctx.log(f"tflite: {len(calib.names)} calibration images from {calib.source}")
-    onnx_path = ctx.static_onnx(True, input_range(ctx))
+    onnx_path = onnx.static_model(ctx, True, input_range(ctx))
     ctx.log(f"tflite: onnx2tf -> {', '.join(precisions)} (log kept only on failure)")
     start_wall = time.time()
     files, total = _run_onnx2tf(ctx, onnx_path, calib, precisions)
@@ -214,10 +218,18 @@ def convert(ctx) -> list[Artifact]:
                    "signature": f"{SIGNATURE_KEY}: {INPUT_NAME} -> {OUTPUT_NAME}", "layout": "NHWC"}
         if precision == "int8":
             details["calibration"] = calib.describe()
-        details["companions"] = write_companions(ctx, path, precision, convention(ctx))
-        artifacts.append(Artifact(f"tflite-{precision}", "tflite", precision, path, convention(ctx),
-                                  steps[precision], details=details))
+        companions = write_companions(ctx, path, precision, convention(ctx))
+        artifacts.append(Artifact(artifact_name(precision), "tflite", precision, path, convention(ctx),
+                                  steps[precision], details=details, companions=companions))
     return artifacts
+
+
+def artifact_name(precision: str) -> str:
+    return f"tflite-{precision}"
+
+
+def artifact_names(spec) -> tuple[str, ...]:
+    return tuple(artifact_name(p) for p in precisions_of(spec))
 
 
 def load(artifact: Artifact):
@@ -241,23 +253,6 @@ def load(artifact: Artifact):
     return run
 
 
-def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
-    """float32 -> the tensor's dtype, using its (scale, zero_point) for int8/uint8."""
-    dtype = np.dtype(detail["dtype"])
-    if dtype == np.float32:
-        return x.astype(np.float32)
-    scale, zero_point = detail["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
-
-
-def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
-    if np.dtype(detail["dtype"]) == np.float32:
-        return y.astype(np.float32)
-    scale, zero_point = detail["quantization"]
-    return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
-
-
 def census(artifact: Artifact) -> dict[str, int]:
     """Op name -> count from the flatbuffer; custom ops by their code (Flex ops are ``Flex*``)."""
     from ai_edge_litert.tools import flatbuffer_utils
@@ -277,3 +272,21 @@ def runtime_note(artifact: Artifact) -> str:
     from importlib.metadata import version
 
     return f"LiteRT {version('ai-edge-litert')} Interpreter (ai_edge_litert, CPU, 1 thread, default XNNPACK delegate), NHWC"
+
+
+def _calibration_bytes_per_pixel(spec) -> int:
+    """Memory per pixel of the calibration images (float32 copies for onnx2tf)."""
+    return CALIBRATION_BYTES * calibration_images(spec)
+
+
+TARGET = Target(
+    name="tflite", suffixes=(".tflite",), artifact_names=artifact_names,
+    convert=convert, load=load, census=census, runtime_note=runtime_note,
+    allow=frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL", "LOGISTIC", "RELU", "GELU", "MEAN",
+                     "SPLIT", "SPLIT_V", "STRIDED_SLICE", "PAD", "RESHAPE", "QUANTIZE", "DEQUANTIZE"}),
+    deny=frozenset({"FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "CUSTOM"}),
+    deny_prefixes=("Flex", "CUSTOM"),  # every Flex (TensorFlow) op and every custom op
+    memory=MemoryCost(1750 * MIB, 226, extra_per_pixel=_calibration_bytes_per_pixel),
+    tools=("onnx2tf", "tensorflow", "ai-edge-litert"),
+    add_arguments=add_arguments, validate=validate, depends_on=("onnx",), bench=runtimes.LITERT,
+)

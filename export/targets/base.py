@@ -1,0 +1,75 @@
+"""The record every export target declares about itself (``TARGET`` in its module).
+
+Everything outside the target module that needs to know about a format (the CLI,
+``validate``, the op audit, the tool versions of the report, the benchmarks) reads
+it from this record, so adding a target is one module and one registry line
+(``export.targets.REGISTRY``)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..spec import Artifact, ExportSpec
+
+
+@dataclass(frozen=True)
+class BenchRuntime:
+    """How the benchmarks run an artifact file with a thread count, in a process that
+    may import nothing but this runtime: ``runner(path, threads, x)`` returns a
+    zero-argument callable doing one inference on ``x`` (NCHW float32 in the
+    artifact's input convention). ``runner`` lives in a module that does not import
+    torch (``export.targets.runtimes`` for the built-in formats)."""
+
+    name: str  # e.g. "onnxruntime": the benchmark rows' runtime column
+    import_name: str  # the module imported before the memory baseline, e.g. "ai_edge_litert.interpreter"
+    runner: Callable[[str, int, Any], Callable[[], object]]
+
+
+@dataclass(frozen=True)
+class MemoryCost:
+    """Peak resident memory of an export of this target, from measurements (README,
+    "Limits"; ``export.limits`` estimates a run with it): a base, bytes per pixel of
+    each image eager PyTorch runs at once (the parity inputs, up to 8) and bytes per
+    pixel of each image of the batch the target traces and runs (the larger stage is
+    the peak), plus ``extra_per_pixel(spec)`` for the target's own inputs."""
+
+    base_bytes: int
+    per_reference_pixel: int
+    per_batch_pixel: int = 0
+    extra_per_pixel: Callable[[ExportSpec], int] | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One export format: its name, files, artifacts, audit rules, tools and functions.
+
+    - ``artifact_names(spec)``: the artifact names a run of ``spec`` produces, in order;
+    - ``convert(ctx) -> list[Artifact]``: write them into ``ctx.workdir``;
+    - ``load(artifact) -> callable``: NCHW float32 batch in the artifact's input
+      convention -> float32 logits, in the artifact's own runtime (it may fill
+      ``artifact.runtime_facts``);
+    - ``census(artifact) -> dict[str, int]``: op name -> count, read from the file;
+    - ``runtime_note(artifact) -> str``: how parity was verified.
+    """
+
+    name: str
+    suffixes: tuple[str, ...]  # file (or package folder) name endings of its artifacts
+    artifact_names: Callable[[ExportSpec], tuple[str, ...]]
+    convert: Callable[[Any], list[Artifact]]
+    load: Callable[[Artifact], Callable]
+    census: Callable[[Artifact], dict[str, int]]
+    runtime_note: Callable[[Artifact], str]
+    allow: frozenset[str]  # op names as the format spells them
+    deny: frozenset[str]
+    memory: MemoryCost
+    deny_prefixes: tuple[str, ...] = ()  # every op starting with one of these is denied too
+    tools: tuple[str, ...] = ()  # Python distributions whose versions the report records
+    add_arguments: Callable[[Any], None] | None = None  # the target's own CLI options (an argparse group)
+    validate: Callable[[ExportSpec], None] | None = None  # its options, before any conversion
+    depends_on: tuple[str, ...] = ()  # targets whose intermediate artifacts it converts from
+    bench: BenchRuntime | None = None  # None: no Linux runtime (no latency rows)
+    # Whether load() runs on Linux, so the accuracy benchmark can evaluate it there.
+    linux_accuracy: bool = True
+
+    def denies(self, op: str) -> bool:
+        return op in self.deny or op.startswith(self.deny_prefixes)
