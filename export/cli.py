@@ -9,14 +9,13 @@ from pathlib import Path
 from casvit import VARIANTS
 
 from . import accuracy, interrupts, preprocessing, targets, validation
-from .argparsing import OneLineErrorParser
 from .checks import failure_summary
-from .errors import EXIT_PASSED, ExportError, GateFailure, outcome
+from .errors import EXIT_PASSED, ExportError, GateFailure, OneLineParser, outcome
 from .spec import ExportSpec, parse_resolution
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineErrorParser(
+    p = OneLineParser(
         prog="python -m export",
         description="Export CAS-ViT to ONNX, TFLite and Core ML, audit the op set and verify parity "
                     "against eager PyTorch. OUT changes as one transaction: it holds the previous or the new "
