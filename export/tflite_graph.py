@@ -57,31 +57,53 @@ def _operator(schema, opcode: int, inputs: list[int], outputs: list[int], option
 
 
 def float_gelu(model) -> int:
-    """Rewrite every int8 GELU of ``model`` (in place) as DEQUANTIZE -> float32 GELU ->
-    QUANTIZE between the original int8 tensors; returns how many were rewritten."""
+    """Run every int8 GELU of ``model`` in float32 (in place); returns how many."""
+    return in_float(model, lambda names, graph, op: names[op.opcodeIndex] == "GELU")
+
+
+def in_float(model, chosen) -> int:
+    """Run the int8 operators for which ``chosen(names, graph, op)`` holds in float32
+    (in place): each int8 activation entering them gets one DEQUANTIZE, each result
+    used by an integer operator or as a graph output one QUANTIZE back into the
+    original int8 tensor (same scale); chains of chosen operators stay in float.
+    Operators with integer constants (weights) are never chosen. Returns how many."""
     from ai_edge_litert import schema_py_generated as schema
 
     names = op_names(model)
-    ops = schema.BuiltinOperator
-    dequantize = _opcode_index(model, schema, ops.DEQUANTIZE, 2)
-    quantize = _opcode_index(model, schema, ops.QUANTIZE, 2)
-    rewritten = 0
+    dequantize = _opcode_index(model, schema, schema.BuiltinOperator.DEQUANTIZE, 2)
+    quantize = _opcode_index(model, schema, schema.BuiltinOperator.QUANTIZE, 2)
+    count = 0
     for graph in model.subgraphs:
-        operators = []
-        for op in graph.operators or []:
-            source = graph.tensors[op.inputs[0]]
-            if names[op.opcodeIndex] != "GELU" or source.type != schema.TensorType.INT8:
-                operators.append(op)
+        operators = graph.operators or []
+        picked = {i for i, op in enumerate(operators) if _int8_activations_only(model, schema, graph, op)
+                  and chosen(names, graph, op)}
+        needed_as_int8 = {int(t) for t in graph.outputs} | {
+            int(t) for i, op in enumerate(operators) if i not in picked for t in op.inputs}
+        twin, rewritten = {}, []
+        for i, op in enumerate(operators):
+            if i not in picked:
+                rewritten.append(op)
                 continue
-            x, y = int(op.inputs[0]), int(op.outputs[0])
-            x_float, y_float = _float_twin(schema, graph, x, "_float"), _float_twin(schema, graph, y, "_float")
-            operators += [_operator(schema, dequantize, [x], [x_float]),
-                          _operator(schema, op.opcodeIndex, [x_float], [y_float], op.builtinOptions,
-                                    op.builtinOptionsType),
-                          _operator(schema, quantize, [y_float], [y])]
-            rewritten += 1
-        graph.operators = operators
-    return rewritten
+            for t in (int(t) for t in op.inputs if t >= 0):
+                if t not in twin:
+                    twin[t] = _float_twin(schema, graph, t, "_float")
+                    rewritten.append(_operator(schema, dequantize, [t], [twin[t]]))
+            outputs = [int(t) for t in op.outputs]
+            for t in outputs:
+                twin[t] = _float_twin(schema, graph, t, "_float")
+            op.inputs = np.array([twin[int(t)] if t >= 0 else -1 for t in op.inputs], np.int32)
+            op.outputs = np.array([twin[t] for t in outputs], np.int32)
+            rewritten.append(op)
+            rewritten += [_operator(schema, quantize, [twin[t]], [t]) for t in outputs if t in needed_as_int8]
+            count += 1
+        graph.operators = rewritten
+    return count
+
+
+def _int8_activations_only(model, schema, graph, op) -> bool:
+    """Every tensor of ``op`` is an int8 activation (no constant data)."""
+    tensors = [graph.tensors[t] for t in [*op.inputs, *op.outputs] if t >= 0]
+    return all(t.type == schema.TensorType.INT8 and model.buffers[t.buffer].data is None for t in tensors)
 
 
 def float_depthwise_weights(model) -> int:

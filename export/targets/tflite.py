@@ -98,8 +98,11 @@ def _run_onnx2tf(ctx, onnx_path: Path, calib, precisions: tuple[str, ...]) -> tu
     files = {p: out / f"{onnx_path.stem}_{ONNX2TF_SUFFIX[p]}.tflite" for p in precisions}
     # Not copy_onnx_input_output_names_to_tflite: it shells out to flatc and curl
     # (network). _finalize names the I/O and adds the signature instead. The int8
-    # models are ours (export.tflite_quant), not onnx2tf's.
-    kwargs = dict(input_onnx_file_path=str(onnx_path), output_folder_path=str(out), verbosity="info")
+    # models are ours (export.tflite_quant), not onnx2tf's; output_signaturedefs makes
+    # onnx2tf write the SavedModel with one serving endpoint (tf.saved_model.save of the
+    # whole Keras model instead takes about 25 s more for xs).
+    kwargs = dict(input_onnx_file_path=str(onnx_path), output_folder_path=str(out), output_signaturedefs=True,
+                  verbosity="info")
     quantized = {p: files[p] for p in precisions if p in QUANTIZED}
     start = time.perf_counter()
     try:
