@@ -84,3 +84,33 @@ def test_float_depthwise_weights_makes_a_dynamic_range_model_one_partition(tmp_p
     x = _inputs(1)
     reference, output = _run(before, x, delegate=False), _run(after, x)
     assert np.abs(output - reference).max() <= 0.02 * np.abs(reference).max()
+
+
+def test_in_float_keeps_a_chain_in_float_with_one_dequantize_per_entering_tensor(tmp_path):
+    """x * sigmoid(x) with LOGISTIC and MUL chosen: x enters once (one DEQUANTIZE for two
+    users), the sigmoid stays float, only the product goes back to int8."""
+    from export.tflite_graph import in_float
+
+    inputs = tf.keras.Input(SHAPE[1:], batch_size=1)
+    x = tf.keras.layers.Conv2D(16, 1)(inputs)
+    y = tf.keras.layers.Conv2D(8, 1)(tf.keras.layers.Multiply()([x, tf.keras.layers.Activation("sigmoid")(x)]))
+    tf.keras.utils.set_random_seed(0)
+    keras_model = tf.keras.Model(inputs, y)
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    calibration = _inputs(8)
+    converter.representative_dataset = lambda: ([c[None]] for c in calibration)
+    before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
+    before.write_bytes(converter.convert())
+    rewritten, count = _rewrite(before.read_bytes(), lambda m: in_float(
+        m, lambda names, graph, op: names[op.opcodeIndex] in ("LOGISTIC", "MUL")))
+    after.write_bytes(rewritten)
+    assert count == 2
+    ops = census(flatbuffer_utils.convert_bytearray_to_object(bytearray(rewritten)))
+    assert ops["DEQUANTIZE"] == 2 and ops["QUANTIZE"] == 2  # + the model's own input/output pair
+    assert summary(str(after)) == {"partitions": 1, "outside": {}}
+    x = _inputs(1)
+    exact = keras_model(x).numpy()
+    error_before = np.abs(_run(before, x, delegate=False) - exact).max()
+    assert np.abs(_run(after, x) - exact).max() <= 1.5 * error_before
