@@ -1,6 +1,7 @@
-"""TFLite target: onnx2tf turns the simplified batch-1 ONNX into NHWC float32,
-float16, dynamic-range int8 and full-integer int8 (float input/output) models,
-calibrated on real images; I/O are renamed ``image``/``logits`` with a
+"""TFLite target: onnx2tf turns the simplified batch-1 ONNX into NHWC float32
+and float16 models and a SavedModel, from which ``export.tflite_quant`` makes the
+dynamic-range int8 and full-integer int8 (float input/output, calibrated on real
+images) models, each one XNNPACK partition; I/O are renamed ``image``/``logits`` with a
 ``serving_default`` signature and TFLite standard metadata (labels, scalar
 NormalizationOptions) is added; parity runs in the LiteRT interpreter.
 
