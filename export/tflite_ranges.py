@@ -54,8 +54,13 @@ def best_shrink(calibrated: bytes, calibration: np.ndarray) -> dict[int, float]:
             values = interpreter.get_tensor(i).ravel().astype(np.float64)
             if values.size > SAMPLES_PER_IMAGE:
                 values = rng.choice(values, SAMPLES_PER_IMAGE, replace=False)
-            errors[i] += [np.square(fake_quantize(values, low * a, high * a) - values).sum() for a in SHRINK]
+            errors[i] += shrink_errors(values, low, high)
     return {i: SHRINK[int(np.argmin(e))] for i, e in errors.items()}
+
+
+def shrink_errors(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Summed squared fake-quantization error of ``values`` on [low, high] shrunk by each SHRINK factor."""
+    return np.array([np.square(fake_quantize(values, low * a, high * a) - values).sum() for a in SHRINK])
 
 
 def with_shrunk_ranges(calibrated: bytes, shrink: dict[int, float]) -> bytes:

@@ -114,3 +114,16 @@ def test_in_float_keeps_a_chain_in_float_with_one_dequantize_per_entering_tensor
     exact = keras_model(x).numpy()
     error_before = np.abs(_run(before, x, delegate=False) - exact).max()
     assert np.abs(_run(after, x) - exact).max() <= 1.5 * error_before
+
+
+def test_activation_range_shrinks_only_when_it_lowers_the_quantization_error():
+    from export.tflite_ranges import SHRINK, fake_quantize, shrink_errors
+
+    rng = np.random.default_rng(0)
+    uniform = rng.uniform(-1, 1, 100_000)
+    assert SHRINK[int(np.argmin(shrink_errors(uniform, -1.0, 1.0)))] == 1.0  # clipping a flat range only hurts
+    spiky = np.append(rng.normal(0, 0.05, 100_000), 1.0)  # one outlier sets min/max
+    errors = shrink_errors(spiky, float(spiky.min()), float(spiky.max()))
+    assert SHRINK[int(np.argmin(errors))] < 1.0 and errors.min() < errors[0]
+    # fake quantization is exact on its own grid and clips outside the range
+    assert np.allclose(fake_quantize(np.array([0.0, 1.0, 5.0]), -1.0, 1.0), [0.0, 1.0 - 1 / 255, 1.0 - 1 / 255], atol=1e-6)
