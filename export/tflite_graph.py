@@ -1,6 +1,8 @@
 """Graph rewrites of quantized TFLite models (TFLite schema object API) so that
-XNNPACK takes the whole graph as one partition (written by hand: no converter
-option keeps one op in float inside a quantized model).
+XNNPACK takes the whole graph as one partition. Written by hand: the TFLite
+converter keeps chosen ops in float only through its quantization debugger
+(``denylisted_ops``), a second quantization pass, and has no such option for
+dynamic-range weights.
 
 - ``float_gelu``: XNNPACK has no integer GELU, so in a full-integer model every
   int8 GELU ran on LiteRT's own kernel and cut the delegated graph around it.
