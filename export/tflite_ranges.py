@@ -5,7 +5,7 @@ The TFLite calibrator records each activation's min/max, so a few extreme values
 set the step for everything else. Here each range is shrunk by the factor (among
 SHRINK) that gives the lowest mean squared error of int8 fake quantization over
 the calibration activations, as PyTorch's HistogramObserver does with a
-histogram. Written by hand: the TFLite converter has no other calibration
+histogram; the input and the logits keep min/max. Written by hand: the TFLite converter has no other calibration
 statistic. The factors are applied to the calibrated float model's min/max
 (``_experimental_calibrate_only``), which the converter's own quantizer
 (``mlir_quantize``) then turns into the int8 model."""
@@ -26,10 +26,19 @@ def fake_quantize(values: np.ndarray, low: float, high: float) -> np.ndarray:
 
 
 def ranged_tensors(model) -> list[int]:
-    """Indices of the calibrated model's tensors that carry a per-tensor min/max."""
+    """Indices of the calibrated model's tensors that carry a per-tensor min/max, except
+    the input (its range is the pixel convention) and the logits (clipping the largest
+    logits would change the top-1), followed back through the RESHAPE before them."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
     graph = model.subgraphs[0]
-    return [i for i, t in enumerate(graph.tensors)
-            if t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1]
+    kept = {int(t) for t in [*graph.inputs, *graph.outputs]}
+    for op in reversed(graph.operators or []):
+        if flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) in ("RESHAPE", "SQUEEZE") \
+                and int(op.outputs[0]) in kept:
+            kept.add(int(op.inputs[0]))
+    return [i for i, t in enumerate(graph.tensors) if i not in kept
+            and t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1]
 
 
 def best_shrink(calibrated: bytes, calibration: np.ndarray) -> dict[int, float]:
