@@ -59,6 +59,14 @@ def test_every_precision_passes_audit_and_parity(export):
     assert not (export["out"] / "rejected").exists()
 
 
+
+def test_every_precision_runs_as_one_xnnpack_partition(export):
+    """LiteRT 2.3.0 (the venv's): no op left outside XNNPACK, int8 included (its GELU in float)."""
+    from export.xnnpack_partitions import summary
+
+    for entry in export["report"]["artifacts"]:
+        assert summary(str(export["out"] / entry["file"])) == {"partitions": 1, "outside": {}}, entry["name"]
+
 def test_audit_denies_flex_and_custom_ops():
     assert not audit("tflite", {"CONV_2D": 3, "FlexErf": 1}).passed
     assert audit("tflite", {"FlexErf": 1}).denied == ["FlexErf"]

@@ -80,6 +80,24 @@ def test_every_precision_passes_on_arm64_and_x86(verified, exported):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("side", ["arm64", "x86_64"])
+def test_every_precision_runs_as_one_xnnpack_partition_in_the_app_litert(verified, exported, side):
+    """LiteRT 1.4.0 (the app's), emulated ARM64 and x86: int8 and int8-dynamic included."""
+    from export.verify_arm.run import prepare
+
+    runtime = dict(zip(("arm64", "x86_64"), prepare()))[side]
+    models = sorted(str(p) for p in exported.glob("*.tflite"))
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(runtime.site), "PYTHONNOUSERSITE": "1"}
+    done = subprocess.run([*runtime.command, str(ROOT / "export" / "xnnpack_partitions.py"), *models],
+                          capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [line["model"] for line in lines] == models and len(models) == 4
+    for line in lines:
+        assert (line["partitions"], line["outside"]) == (1, {}), line
+
+
+@pytest.mark.slow
 def test_guest_is_arm64_with_fp16_dotprod_i8mm_and_both_sides_run_the_app_version(verified):
     arm, x86 = verified["arm64"], verified["x86_64"]
     assert arm["machine"] == "aarch64" and x86["machine"] == "x86_64"

@@ -1,0 +1,142 @@
+"""Graph rewrites of quantized TFLite models (TFLite schema object API) so that
+XNNPACK takes the whole graph as one partition. Written by hand: the TFLite
+converter keeps chosen ops in float only through its quantization debugger
+(``denylisted_ops``), a second quantization pass, and has no such option for
+dynamic-range weights.
+
+- ``float_gelu``: XNNPACK has no integer GELU, so in a full-integer model every
+  int8 GELU ran on LiteRT's own kernel and cut the delegated graph around it.
+  Each becomes DEQUANTIZE -> float32 GELU -> QUANTIZE between the same int8
+  tensors (same scales), all three delegated: the exact GELU computed in float
+  instead of LiteRT's int8 lookup table of it.
+- ``float_depthwise_weights``: XNNPACK has no dynamic-range (hybrid) depthwise
+  convolution; its int8 weights become the float32 values they stand for
+  (scale * q), so the layer runs in float with the same weights."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+
+def op_names(model) -> list[str]:
+    """Builtin op name per operator code of ``model``."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    return [flatbuffer_utils.opcode_to_name(model, i) for i in range(len(model.operatorCodes))]
+
+
+def _opcode_index(model, schema, builtin: int, version: int) -> int:
+    """Index of the operator code for ``builtin`` (added when absent)."""
+    for index, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            return index
+    code = schema.OperatorCodeT()
+    code.builtinCode, code.version = builtin, version
+    code.deprecatedBuiltinCode = min(builtin, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
+
+
+def _float_twin(schema, graph, index: int, suffix: str) -> int:
+    """A new float32 tensor shaped like tensor ``index``; returns its index."""
+    source = graph.tensors[index]
+    tensor = schema.TensorT()
+    tensor.name = bytes(source.name or b"") + suffix.encode()
+    tensor.shape = np.array(source.shape, np.int32)
+    tensor.type = schema.TensorType.FLOAT32
+    tensor.buffer = 0
+    graph.tensors.append(tensor)
+    return len(graph.tensors) - 1
+
+
+def _operator(schema, opcode: int, inputs: list[int], outputs: list[int], options=None, options_type=0):
+    op = schema.OperatorT()
+    op.opcodeIndex = opcode
+    op.inputs, op.outputs = np.array(inputs, np.int32), np.array(outputs, np.int32)
+    op.builtinOptionsType, op.builtinOptions = options_type, options
+    return op
+
+
+def float_gelu(model) -> int:
+    """Run every int8 GELU of ``model`` in float32 (in place); returns how many."""
+    return in_float(model, lambda names, graph, op: names[op.opcodeIndex] == "GELU")
+
+
+def in_float(model, chosen) -> int:
+    """Run the int8 operators for which ``chosen(names, graph, op)`` holds in float32
+    (in place): each int8 activation entering them gets one DEQUANTIZE, each result
+    used by an integer operator or as a graph output one QUANTIZE back into the
+    original int8 tensor (same scale); chains of chosen operators stay in float.
+    Operators with integer constants (weights) are never chosen. Returns how many."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = op_names(model)
+    dequantize = _opcode_index(model, schema, schema.BuiltinOperator.DEQUANTIZE, 2)
+    quantize = _opcode_index(model, schema, schema.BuiltinOperator.QUANTIZE, 2)
+    count = 0
+    for graph in model.subgraphs:
+        operators = graph.operators or []
+        picked = {i for i, op in enumerate(operators) if _int8_activations_only(model, schema, graph, op)
+                  and chosen(names, graph, op)}
+        needed_as_int8 = {int(t) for t in graph.outputs} | {
+            int(t) for i, op in enumerate(operators) if i not in picked for t in op.inputs}
+        twin, rewritten = {}, []
+        for i, op in enumerate(operators):
+            if i not in picked:
+                rewritten.append(op)
+                continue
+            for t in (int(t) for t in op.inputs if t >= 0):
+                if t not in twin:
+                    twin[t] = _float_twin(schema, graph, t, "_float")
+                    rewritten.append(_operator(schema, dequantize, [t], [twin[t]]))
+            outputs = [int(t) for t in op.outputs]
+            for t in outputs:
+                twin[t] = _float_twin(schema, graph, t, "_float")
+            op.inputs = np.array([twin[int(t)] if t >= 0 else -1 for t in op.inputs], np.int32)
+            op.outputs = np.array([twin[t] for t in outputs], np.int32)
+            rewritten.append(op)
+            rewritten += [_operator(schema, quantize, [twin[t]], [t]) for t in outputs if t in needed_as_int8]
+            count += 1
+        graph.operators = rewritten
+    return count
+
+
+def _int8_activations_only(model, schema, graph, op) -> bool:
+    """Every tensor of ``op`` is an int8 activation (no constant data)."""
+    tensors = [graph.tensors[t] for t in [*op.inputs, *op.outputs] if t >= 0]
+    return all(t.type == schema.TensorType.INT8 and model.buffers[t.buffer].data is None for t in tensors)
+
+
+def float_depthwise_weights(model) -> int:
+    """Give every DEPTHWISE_CONV_2D with int8 weights of ``model`` (in place) float32
+    weights equal to their dequantized values; returns how many were changed."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = op_names(model)
+    changed = 0
+    for graph in model.subgraphs:
+        for op in graph.operators or []:
+            if names[op.opcodeIndex] != "DEPTHWISE_CONV_2D":
+                continue
+            weights = graph.tensors[op.inputs[1]]
+            if weights.type != schema.TensorType.INT8 or graph.tensors[op.inputs[0]].type != schema.TensorType.FLOAT32:
+                continue
+            q = weights.quantization
+            values = np.frombuffer(bytes(model.buffers[weights.buffer].data), np.int8).reshape(weights.shape)
+            shape = [1] * values.ndim
+            shape[q.quantizedDimension] = -1
+            scale = np.asarray(q.scale, np.float32).reshape(shape)
+            zero_point = np.asarray(q.zeroPoint, np.float32).reshape(shape)
+            buffer = schema.BufferT()
+            buffer.data = np.frombuffer(((values - zero_point) * scale).astype("<f4").tobytes(), np.uint8)
+            model.buffers.append(buffer)
+            weights.buffer, weights.type, weights.quantization = len(model.buffers) - 1, schema.TensorType.FLOAT32, None
+            changed += 1
+    return changed
+
+
+def census(model) -> Counter:
+    """Op name -> count over every subgraph of ``model``."""
+    names = op_names(model)
+    return Counter(names[op.opcodeIndex] for graph in model.subgraphs for op in graph.operators or [])

@@ -1,0 +1,129 @@
+"""The graph rewrites that make quantized TFLite models one XNNPACK partition
+(export/tflite_graph.py), each on a small Keras model converted by the TFLite
+converter: the partition count before and after (export/xnnpack_partitions.py,
+LiteRT 2.3.0 of the venv) and the outputs against the unrewritten model."""
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow", reason="tensorflow (onnx2tf's) is not installed")
+pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+
+from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
+from ai_edge_litert.tools import flatbuffer_utils  # noqa: E402
+
+from export.tflite_graph import census, float_depthwise_weights, float_gelu  # noqa: E402
+from export.xnnpack_partitions import summary  # noqa: E402
+
+SHAPE = (1, 8, 8, 128)  # 3x3x128 depthwise weights: over the 1024 elements the converter quantizes
+
+
+def _convert(layers, calibration=None) -> bytes:
+    """A Keras model of ``layers`` on SHAPE, dynamic-range or (with ``calibration``) full-integer."""
+    tf.keras.utils.set_random_seed(0)
+    model = tf.keras.Sequential([tf.keras.Input(SHAPE[1:], batch_size=1), *layers])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if calibration is not None:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.representative_dataset = lambda: ([x[None]] for x in calibration)
+    return converter.convert()
+
+
+def _rewrite(body: bytes, rewrite) -> tuple[bytes, int]:
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(body))
+    count = rewrite(model)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), count
+
+
+def _run(path, x: np.ndarray, delegate: bool = True) -> np.ndarray:
+    resolver = OpResolverType.AUTO if delegate else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = Interpreter(model_path=str(path), num_threads=1, experimental_op_resolver_type=resolver)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+    interpreter.invoke()
+    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+def _inputs(count: int) -> np.ndarray:
+    return np.random.default_rng(0).normal(0, 1.5, (count, *SHAPE[1:])).astype(np.float32)
+
+
+def test_float_gelu_makes_a_full_integer_model_one_partition_with_the_same_outputs(tmp_path):
+    calibration = _inputs(8)
+    body = _convert([tf.keras.layers.Conv2D(32, 1), tf.keras.layers.Activation(tf.nn.gelu),
+                     tf.keras.layers.Conv2D(16, 1), tf.keras.layers.Activation(tf.nn.gelu),
+                     tf.keras.layers.Conv2D(8, 1)], calibration)
+    before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
+    before.write_bytes(body)
+    rewritten, count = _rewrite(body, float_gelu)
+    after.write_bytes(rewritten)
+    assert count == 2
+    assert summary(str(before)) == {"partitions": 3, "outside": {"GELU": 2}}
+    assert summary(str(after)) == {"partitions": 1, "outside": {}}
+    ops = census(flatbuffer_utils.convert_bytearray_to_object(bytearray(rewritten)))
+    assert ops["GELU"] == 2 and ops["DEQUANTIZE"] == ops["QUANTIZE"] == 3  # + the model's own input/output pair
+    # LiteRT's int8 GELU is a table of quantize(gelu(dequantize(q))): the float GELU between the same
+    # scales gives the same int8 values up to the rounding of ties, so the outputs agree to about 1 step.
+    x = _inputs(1)
+    reference, output = _run(before, x, delegate=False), _run(after, x)
+    step = float(np.abs(reference).max()) / 127
+    assert np.abs(output - reference).max() <= 2 * step
+
+
+def test_float_depthwise_weights_makes_a_dynamic_range_model_one_partition(tmp_path):
+    body = _convert([tf.keras.layers.DepthwiseConv2D(3, padding="same"), tf.keras.layers.Conv2D(64, 1),
+                     tf.keras.layers.DepthwiseConv2D(3, padding="same")])
+    before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
+    before.write_bytes(body)
+    rewritten, count = _rewrite(body, float_depthwise_weights)
+    after.write_bytes(rewritten)
+    assert count == 1  # the second depthwise (3x3x64) is under the converter's 1024-element threshold
+    assert summary(str(before))["outside"] == {"DEPTHWISE_CONV_2D": 1}
+    assert summary(str(after)) == {"partitions": 1, "outside": {}}
+    # Same weights: the float layer computes what the hybrid kernel approximates (it also quantizes the input).
+    x = _inputs(1)
+    reference, output = _run(before, x, delegate=False), _run(after, x)
+    assert np.abs(output - reference).max() <= 0.02 * np.abs(reference).max()
+
+
+def test_in_float_keeps_a_chain_in_float_with_one_dequantize_per_entering_tensor(tmp_path):
+    """x * sigmoid(x) with LOGISTIC and MUL chosen: x enters once (one DEQUANTIZE for two
+    users), the sigmoid stays float, only the product goes back to int8."""
+    from export.tflite_graph import in_float
+
+    inputs = tf.keras.Input(SHAPE[1:], batch_size=1)
+    x = tf.keras.layers.Conv2D(16, 1)(inputs)
+    y = tf.keras.layers.Conv2D(8, 1)(tf.keras.layers.Multiply()([x, tf.keras.layers.Activation("sigmoid")(x)]))
+    tf.keras.utils.set_random_seed(0)
+    keras_model = tf.keras.Model(inputs, y)
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    calibration = _inputs(8)
+    converter.representative_dataset = lambda: ([c[None]] for c in calibration)
+    before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
+    before.write_bytes(converter.convert())
+    rewritten, count = _rewrite(before.read_bytes(), lambda m: in_float(
+        m, lambda names, graph, op: names[op.opcodeIndex] in ("LOGISTIC", "MUL")))
+    after.write_bytes(rewritten)
+    assert count == 2
+    ops = census(flatbuffer_utils.convert_bytearray_to_object(bytearray(rewritten)))
+    assert ops["DEQUANTIZE"] == 2 and ops["QUANTIZE"] == 2  # + the model's own input/output pair
+    assert summary(str(after)) == {"partitions": 1, "outside": {}}
+    x = _inputs(1)
+    exact = keras_model(x).numpy()
+    error_before = np.abs(_run(before, x, delegate=False) - exact).max()
+    assert np.abs(_run(after, x) - exact).max() <= 1.5 * error_before
+
+
+def test_activation_range_shrinks_only_when_it_lowers_the_quantization_error():
+    from export.tflite_ranges import SHRINK, fake_quantize, shrink_errors
+
+    rng = np.random.default_rng(0)
+    uniform = rng.uniform(-1, 1, 100_000)
+    assert SHRINK[int(np.argmin(shrink_errors(uniform, -1.0, 1.0)))] == 1.0  # clipping a flat range only hurts
+    spiky = np.append(rng.normal(0, 0.05, 100_000), 1.0)  # one outlier sets min/max
+    errors = shrink_errors(spiky, float(spiky.min()), float(spiky.max()))
+    assert SHRINK[int(np.argmin(errors))] < 1.0 and errors.min() < errors[0]
+    # fake quantization is exact on its own grid and clips outside the range
+    assert np.allclose(fake_quantize(np.array([0.0, 1.0, 5.0]), -1.0, 1.0), [0.0, 1.0 - 1 / 255, 1.0 - 1 / 255], atol=1e-6)
