@@ -29,6 +29,8 @@ help: ## show this help
 	@echo "  Every option: $(PY) -m export --help"
 	@echo "  Exit codes (0 passed, 1 gate failed, 2 bad input, 3 environment, 4 internal error, 130/143 interrupted) are those of"
 	@echo "  $(PY) -m export; through make any failure is make's own 2."
+	@echo "make bench PEERS=1: also litert-torch and ExecuTorch (XNNPACK) side by side with ours, in .venv-peers"
+	@echo "  (make peers-setup creates it; torch stays 2.13.0 CPU); per-op profile: .venv-peers/bin/python -m benchmarks.peers.profile"
 	@echo "make verify-arm: installs qemu-user-static/mmdebstrap if missing and caches an arm64 root in .cache/arm64;"
 	@echo "  VERIFY_ARM_ARGS='--gate-fp16-arithmetic' also fails on fp16-arithmetic misses ($(PY) -m export.verify_arm --help)"
 

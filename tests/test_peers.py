@@ -11,6 +11,7 @@ import pytest
 from benchmarks.peers import PEERS
 from benchmarks.peers.convert import nodes_outside_delegates
 from benchmarks.peers.part import PEERS_PYTHON, run_peers
+from benchmarks.peers.profile import call_overhead_ms, class_shares, op_class
 from benchmarks.peers.run import time_all
 from benchmarks.peers.table import markdown, parity_verdict
 
@@ -95,3 +96,24 @@ def test_peers_convert_and_pass_parity_in_the_peers_environment(tmp_path):
     assert {name: r["status"] for name, r in rows.items()} == {name: "ok" for name in job["peers"]}
     assert rows["litert-torch-deploy-fp32"]["partitions"]["delegated"] >= 1
     assert rows["executorch-deploy-fp32"]["partitions"]["delegated"] >= 1
+
+
+def test_profile_classes_xnnpack_operator_names():
+    assert op_class("Convolution (NHWC, F32) DWConv #3", True) == "depthwise"
+    assert op_class("Convolution (NHWC, F32) IGEMM #1", True) == "conv"
+    assert op_class("Fully Connected (NC, F32) GEMM #2", True) == "conv"  # 1x1 convolutions in NHWC
+    assert op_class("Sigmoid (NC) #4", True) == "sigmoid"
+    assert op_class("Mean (ND) Reduce2 #1", True) == "mean"
+    assert op_class("Multiply (ND) #5", True) == "elementwise"
+    assert op_class("native_call_split_with_sizes_copy.out", False) == "portable (outside XNNPACK)"
+
+
+def test_profile_shares_are_of_op_time_and_spans_count_only_beyond_their_operators():
+    events = [("DELEGATE_CALL", False, 10.0), ("Convolution (NHWC, F32) IGEMM #1", True, 6.0),
+              ("Convolution (NHWC, F32) DWConv #1", True, 2.0), ("OPERATOR_CALL", False, 1.2),
+              ("native_call_split_with_sizes_copy.out", False, 1.0)]
+    shares = class_shares(events)
+    # op time = 6 conv + 2 depthwise + 1 portable = 9 ms; the delegate span holds 10 - 8 = 2 ms more
+    assert {k: v["ms"] for k, v in shares.items()} == {"conv": 6.0, "depthwise": 2.0, "portable (outside XNNPACK)": 1.0}
+    assert shares["conv"]["share"] == pytest.approx(6 / 9, abs=1e-4)
+    assert call_overhead_ms(events) == pytest.approx(2.0)

@@ -15,6 +15,7 @@ import re
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from . import Peer
@@ -34,22 +35,24 @@ def op_class(event_name: str, delegated: bool) -> str:
 
 
 def class_shares(events: list[tuple[str, bool, float]]) -> dict:
-    """Per class: summed median ms and its share of the whole.
+    """Per op class: summed median ms and its share of the summed op time.
 
-    ``events`` are (name, delegated, median ms). A ``DELEGATE_CALL`` span holds its XNNPACK
-    operators and an ``OPERATOR_CALL`` span the portable kernel inside it, so the spans
-    count only for what they hold beyond their members: the delegate call overhead."""
+    ``events`` are (name, delegated, median ms). ``DELEGATE_CALL`` and ``OPERATOR_CALL``
+    are spans around the ops, not ops: they are left out here (see :func:`call_overhead_ms`)."""
     totals: dict[str, float] = {}
     for name, delegated, ms in events:
         if name not in ("DELEGATE_CALL", "OPERATOR_CALL"):
             cls = op_class(name, delegated)
             totals[cls] = totals.get(cls, 0.0) + ms
-    calls = sum(ms for name, _, ms in events if name == "DELEGATE_CALL")
-    inside = sum(ms for name, delegated, ms in events if delegated)
-    totals["delegate call overhead"] = max(0.0, calls - inside)
     whole = sum(totals.values()) or 1.0
     return {cls: {"ms": round(ms, 3), "share": round(ms / whole, 4)}
             for cls, ms in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
+def call_overhead_ms(events: list[tuple[str, bool, float]]) -> float:
+    """What the ``DELEGATE_CALL`` spans hold beyond their XNNPACK operators."""
+    calls = sum(ms for name, _, ms in events if name == "DELEGATE_CALL")
+    return round(max(0.0, calls - sum(ms for _, delegated, ms in events if delegated)), 3)
 
 
 def profile(variant: str, res: int, threads: int, runs: int) -> dict:
@@ -70,23 +73,29 @@ def profile(variant: str, res: int, threads: int, runs: int) -> dict:
         program = Runtime.get().load_program(str(pte), enable_etdump=True)
         method = program.load_method("forward")
         method.execute([x])  # warm-up run, dropped below
+        walls = []
         for _ in range(runs):
+            start = time.perf_counter()
             method.execute([x])
+            walls.append((time.perf_counter() - start) * 1e3)
         program.write_etdump_result_to_file(str(etdump), str(Path(tmp) / "debug.bin"))
         frame = Inspector(etdump_path=str(etdump)).to_dataframe()
     events = [(row.event_name, bool(row.is_delegated_op), statistics.median(row.raw[1:] or row.raw))
               for row in frame.itertuples() if row.event_name not in RUNTIME_EVENTS]
     ops = [(n, d, ms) for n, d, ms in events if n not in ("DELEGATE_CALL", "OPERATOR_CALL")]
     return {"variant": variant, "resolution": res, "threads": threads, "runs": runs, "partitions": partitions,
+            "wall_median_ms": round(statistics.median(walls), 3),
             "summed_median_ms": round(sum(ms for name, _, ms in events if name in ("DELEGATE_CALL", "OPERATOR_CALL")), 3),
-            "classes": class_shares(events), "xnnpack_ops": len([1 for _, d, _ in ops if d])}
+            "classes": class_shares(events), "delegate_call_overhead_ms": call_overhead_ms(events), "xnnpack_ops": len([1 for _, d, _ in ops if d])}
 
 
 def markdown(result: dict) -> str:
     lines = [f"## fp32 per-op profile, {result['variant']}@{result['resolution']}, {result['threads']} thread(s)", "",
              f"XNNPACK per-operator times from ExecuTorch's ETDump (median of {result['runs']} runs per op), "
              f"{result['xnnpack_ops']} XNNPACK operators in {result['partitions']['delegated']} delegated "
-             f"subgraphs; {result['summed_median_ms']} ms summed.", "",
+             f"subgraphs; {result['summed_median_ms']} ms summed over the delegate and operator calls, "
+             f"{result['wall_median_ms']} ms median wall time of one run (ETDump on); the delegate calls hold "
+             f"{result['delegate_call_overhead_ms']} ms beyond their operators. Shares are of the summed op time.", "",
              "| op class | ms | share |", "|---|---:|---:|"]
     lines += [f"| {cls} | {v['ms']:.3f} | {100 * v['share']:.1f} % |" for cls, v in result["classes"].items()]
     return "\n".join(lines) + "\n"
