@@ -90,7 +90,7 @@ def executorch_partitions(graph) -> dict:
     """XNNPACK-delegated subgraphs and the ops left on ExecuTorch's portable kernels."""
     calls = [n for n in graph.nodes if n.op == "call_function"]
     delegated = sum(1 for n in calls if "executorch_call_delegate" in str(n.target))
-    outside = Counter(str(n.target).split("::")[-1].split(".")[0] for n in calls
+    outside = Counter(str(n.target).split("::")[-1].split("(")[0].split(".")[0] for n in calls
                       if "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target))
     return {"delegated": delegated, "outside": sum(outside.values()), "outside_ops": dict(sorted(outside.items()))}
 
