@@ -13,7 +13,7 @@ EXPORT_ARGS ?=
 # A variable as one shell word (paths with spaces or quotes): $(call q,$(OUT)).
 q = '$(subst ','\'',$(1))'
 
-.PHONY: help setup export test test-fast bench android-assets android-test verify-arm clean
+.PHONY: help setup export test test-fast bench peers-setup android-assets android-test verify-arm clean
 
 help: ## show this help
 	@echo "CAS-ViT deployment toolchain"
@@ -29,6 +29,8 @@ help: ## show this help
 	@echo "  Every option: $(PY) -m export --help"
 	@echo "  Exit codes (0 passed, 1 gate failed, 2 bad input, 3 environment, 4 internal error, 130/143 interrupted) are those of"
 	@echo "  $(PY) -m export; through make any failure is make's own 2."
+	@echo "make bench PEERS=1: also litert-torch and ExecuTorch (XNNPACK) side by side with ours, in .venv-peers"
+	@echo "  (make peers-setup creates it; torch stays 2.13.0 CPU); per-op profile: .venv-peers/bin/python -m benchmarks.peers.profile"
 	@echo "make verify-arm: installs qemu-user-static/mmdebstrap if missing and caches an arm64 root in .cache/arm64;"
 	@echo "  VERIFY_ARM_ARGS='--gate-fp16-arithmetic' also fails on fp16-arithmetic misses ($(PY) -m export.verify_arm --help)"
 
@@ -60,8 +62,21 @@ android-test: ## compile and unit-test the Kotlin core on the JVM, check app res
 verify-arm: $(STAMP) ## every .tflite of OUT in the app's LiteRT on emulated ARM64 (qemu) and x86: make verify-arm OUT=folder
 	$(PY) -m export.verify_arm $(call q,$(OUT)) $(VERIFY_ARM_ARGS)
 
-bench: $(STAMP) ## latency/size/accuracy across formats: make bench [BENCH_ARGS='--help' for options]
-	$(PY) -m benchmarks $(BENCH_ARGS)
+bench: $(STAMP) $(if $(PEERS),$(PEERS_STAMP)) ## latency/size/accuracy across formats: make bench [PEERS=1: also litert-torch and ExecuTorch] [BENCH_ARGS='--help' for options]
+	$(PY) -m benchmarks $(if $(PEERS),--peers) $(BENCH_ARGS)
+
+# The peer toolchains (litert-torch, ExecuTorch) pull jax, transformers and more: they get their own
+# environment, pinned by benchmarks/peers/requirements.txt and held to the core's torch/numpy/LiteRT
+# by benchmarks/peers/constraints.txt; the check refuses any torch but 2.13.0 on CPU.
+PEERS_VENV  := .venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+peers-setup: $(PEERS_STAMP) ## create .venv-peers with litert-torch and ExecuTorch for make bench PEERS=1 (idempotent)
+
+$(PEERS_STAMP): benchmarks/peers/requirements.txt benchmarks/peers/constraints.txt pyproject.toml
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q -c benchmarks/peers/constraints.txt -r benchmarks/peers/requirements.txt
+	$(PEERS_VENV)/bin/python -c "import torch; v = torch.__version__; assert v == '2.13.0+cpu', 'peers env has torch ' + v"
+	touch $@
 
 clean: ## remove build outputs (keeps .venv)
 	rm -rf out build .pytest_cache android_app/core/build

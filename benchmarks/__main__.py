@@ -36,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(Core ML has no Linux runtime; it is in the accuracy part)")
     g.add_argument("--no-naive", dest="naive", action="store_false", help="skip the naive export comparison")
     g.add_argument("--no-memory", dest="memory", action="store_false", help="skip the per-runtime memory subprocesses")
+    g = p.add_argument_group("peer toolchains (litert-torch, ExecuTorch; needs `make peers-setup`)")
+    g.add_argument("--peers", action="store_true", help="also convert, check and time the peer toolchains next to "
+                   "our .tflite files (make bench PEERS=1); uses --res, --threads, --repeats, --warmup, --round-size")
+    g.add_argument("--peers-variant", default="xs", help="the variant the peers are converted from")
     g = p.add_argument_group("accuracy (scikit-learn digits)")
     g.add_argument("--accuracy-variants", default="xs,tiny", help="variants trained and evaluated on digits")
     g.add_argument("--accuracy-targets", default=",".join(ACCURACY_TARGETS), help="export targets evaluated")
@@ -77,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     targets, acc_targets = _list(args.targets), _list(args.accuracy_targets)
     unknown = [v for v in variants + acc_variants if v not in VARIANTS]
     unknown += [t for t in targets if t not in LATENCY_TARGETS] + [t for t in acc_targets if t not in ACCURACY_TARGETS]
+    unknown += [] if args.peers_variant in VARIANTS else [args.peers_variant]
     if unknown or args.res % 32 or args.accuracy_res % 32 or args.repeats < 1:
         parser.error(f"unknown (or, for latency, unsupported) variants/targets: {', '.join(unknown)}" if unknown
                      else "resolutions must be multiples of 32 and --repeats at least 1")
@@ -96,6 +101,13 @@ def main(argv: list[str] | None = None) -> int:
                             args.round_size, args.work / "latency", targets, smoke_args, args.naive, args.memory, log)
         report.write_json(args.out / "bench.json", {"machine": machine, "latency": latency})
         render(args.out, "bench")
+    if args.peers and not args.only_accuracy:
+        from .peers import part
+
+        result = part.run(args.peers_variant, args.res, [int(t) for t in _list(args.threads)], args.repeats,
+                          args.warmup, args.round_size, args.work / "peers", log)
+        report.write_json(args.out / "peers.json", {"machine": machine, **result})
+        render(args.out, "peers")
     if not args.skip_accuracy:
         records = [accuracy.run(v, args.accuracy_res, args.work / "accuracy",
                                 default_checkpoint(v, args.checkpoint_dir), args.epochs, tuple(acc_targets),
@@ -109,19 +121,24 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def render(out: Path, *parts: str) -> None:
-    """Markdown and PNG from ``bench.json`` / ``accuracy.json`` in ``out`` (those present)."""
+    """Markdown and PNG from ``bench.json`` / ``accuracy.json`` / ``peers.json`` in ``out`` (those present)."""
     import json
 
     from export.fsutil import atomic_write
 
     from . import report
 
-    for part in parts or ("bench", "accuracy"):
+    for part in parts or ("bench", "accuracy", "peers"):
         path = out / f"{part}.json"
         if not path.is_file():
             continue
         result = json.loads(path.read_text())
-        if part == "bench":
+        if part == "peers":
+            from .peers import table
+
+            atomic_write(out / "peers.md", report._machine_line(result["machine"]) + "\n\n" + table.markdown(result))
+            table.plot(result, out / "peers.png")
+        elif part == "bench":
             atomic_write(out / "bench.md", report.bench_markdown(result))
             report.latency_plot(result["latency"], out / "latency.png")
         else:
