@@ -47,18 +47,33 @@ def run_peers(job: dict, python: Path = PEERS_PYTHON, timeout: float = 3600, log
     log_path = Path(job["work"]) / "peers.log"
     log(f"peers: converting, checking and timing in {python.parent.parent.name} (log: {log_path})")
     with tempfile.TemporaryDirectory() as tmp, open(log_path, "w") as out:
-        job_path, converted, timed = Path(tmp) / "job.json", Path(tmp) / "converted.json", Path(tmp) / "timed.json"
-        job_path.write_text(json.dumps(job))
-        for step, source, target in (("convert", job_path, converted), ("time", converted, timed)):
+        def step(name: str, source: dict, tag: str) -> dict:
+            """One ``benchmarks.peers.run`` step in a fresh process; raises _StepFailed."""
+            source_path, target = Path(tmp) / f"{tag}-in.json", Path(tmp) / f"{tag}-out.json"
+            source_path.write_text(json.dumps(source))
             try:
-                proc = subprocess.run([str(python), "-m", "benchmarks.peers.run", step, str(source), str(target)],
+                proc = subprocess.run([str(python), "-m", "benchmarks.peers.run", name, str(source_path), str(target)],
                                       cwd=ROOT, timeout=timeout, stdout=out, stderr=subprocess.STDOUT)
             except subprocess.TimeoutExpired:
-                return {**job, "rows": ours + unavailable_rows(f"{step} step failed", f"timed out after {timeout:.0f}s")}
+                raise _StepFailed(f"{name} step failed", f"timed out after {timeout:.0f}s") from None
             if proc.returncode != 0 or not target.is_file():
                 error = f"exit {proc.returncode}: {short_error(log_path.read_text(errors='replace'))} (see {log_path})"
-                return {**job, "rows": ours + unavailable_rows(f"{step} step failed", error)}
-        return json.loads(timed.read_text())
+                raise _StepFailed(f"{name} step failed", error)
+            return json.loads(target.read_text())
+
+        try:
+            result = step("convert", job, "convert")
+            for threads in job["threads"]:  # one process per thread count: ExecuTorch's threadpool is sized once
+                timed = step("time", {**result, "threads": [threads]}, f"time-{threads}")
+                for row, timed_row in zip(result["rows"], timed["rows"]):
+                    row.setdefault("timing", {}).update(timed_row["timing"])
+        except _StepFailed as failure:
+            return {**job, "rows": ours + unavailable_rows(*failure.args)}
+        return result
+
+
+class _StepFailed(Exception):
+    """A peers step that crashed or timed out: (status, error) for every peer row."""
 
 
 def run(variant: str, res: int, threads: list[int], repeats: int, warmup: int, round_size: int, work: Path,

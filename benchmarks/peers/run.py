@@ -55,6 +55,8 @@ def tflite_predict(path: Path, x: np.ndarray) -> np.ndarray:
     """Logits of a .tflite file, one image at a time (NCHW or NHWC input, float or int8 I/O)."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from export.targets.runtimes import dequantize, quantize
+
     interp = Interpreter(model_path=str(path), num_threads=1)
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
@@ -62,15 +64,9 @@ def tflite_predict(path: Path, x: np.ndarray) -> np.ndarray:
     logits = []
     for image in x:
         data = image[None].transpose(0, 2, 3, 1) if nhwc else image[None]
-        if inp["dtype"] == np.int8:
-            scale, zero = inp["quantization"]
-            data = np.clip(np.rint(data / scale + zero), -128, 127)
-        interp.set_tensor(inp["index"], np.ascontiguousarray(data, inp["dtype"]))
+        interp.set_tensor(inp["index"], np.ascontiguousarray(quantize(data, inp)))
         interp.invoke()
-        y = interp.get_tensor(out["index"]).astype(np.float32)
-        if out["dtype"] == np.int8:
-            y = (y - out["quantization"][1]) * out["quantization"][0]
-        logits.append(y.reshape(-1))
+        logits.append(dequantize(interp.get_tensor(out["index"]), out).reshape(-1))
     return np.stack(logits)
 
 
@@ -87,21 +83,23 @@ def executorch_predict(path: Path, x: np.ndarray) -> np.ndarray:
     return np.stack([method.execute([torch.from_numpy(image[None].copy())])[0].numpy().reshape(-1) for image in x])
 
 
-def executorch_runner(path: Path, x: np.ndarray, threads: int):
-    """One inference per call; ExecuTorch's threadpool is process-wide, so it is resized
-    when the thread count changes (on the untimed re-warm call of each round)."""
+def executorch_runner(path: Path, x: np.ndarray):
+    """One inference per call, on ExecuTorch's process-wide threadpool (sized once by
+    :func:`time_all` before any program is loaded)."""
     import torch
-    from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count, _unsafe_reset_threadpool
 
     method = _executorch_method(path)
     inputs = [torch.from_numpy(x.copy())]
+    return lambda: method.execute(inputs)
 
-    def run():
-        if _threadpool_get_thread_count() != threads:
-            _unsafe_reset_threadpool(threads)
-        return method.execute(inputs)
 
-    return run
+def _size_executorch_threadpool(threads: int) -> None:
+    """Resize ExecuTorch's threadpool once, before any program runs: resizing it between
+    timed calls (``_unsafe_reset_threadpool``) crashed the process now and then (SIGSEGV)."""
+    from executorch.extension.pybindings.portable_lib import _threadpool_get_thread_count, _unsafe_reset_threadpool
+
+    if _threadpool_get_thread_count() != threads:
+        _unsafe_reset_threadpool(threads)
 
 
 def convert_peer(peer: Peer, job: dict, calibration, reference, x) -> dict:
@@ -131,32 +129,34 @@ def convert_peer(peer: Peer, job: dict, calibration, reference, x) -> dict:
 
 
 def time_all(rows: list[dict], job: dict, rgb: np.ndarray) -> None:
-    """Interleaved timing of every row whose status is ``ok``, at every thread count, in place."""
-    from ..latency import interleaved, summarize
+    """Interleaved timing of every row whose status is ``ok`` at the job's one thread count,
+    in place (``timing`` keyed by the thread count). One thread count per process:
+    ExecuTorch's threadpool is process-wide and is sized once."""
     from export import targets
 
+    from ..latency import interleaved, summarize
     from ..runners import Config, make_runner
 
+    (threads,) = job["threads"]
     litert = targets.get("tflite").bench  # .tflite files, ours and litert-torch's, run in our LiteRT runner
-    runners, where = {}, {}
-    for i, row in enumerate(rows):
-        if row["status"] != "ok":
-            continue
-        for t in job["threads"]:
-            key = f"{row['format']}/{t}t"
-            x = in_convention(rgb[:1], row.get("input_convention", "normalized"))
-            if row["runtime"] == "executorch":
-                runners[key] = executorch_runner(Path(row["path"]), x, t)
-            else:
-                cfg = Config.for_runtime(litert, name=row["format"], variant=job["variant"], res=job["res"], threads=t,
-                                         path=row["path"], input_convention=row.get("input_convention", "normalized"))
-                runners[key] = make_runner(cfg, x)
-            where[key] = (i, t)
+    timed_rows = [row for row in rows if row["status"] == "ok"]
+    if any(row["runtime"] == "executorch" for row in timed_rows):
+        _size_executorch_threadpool(threads)
+    runners = {}
+    for row in timed_rows:
+        x = in_convention(rgb[:1], row.get("input_convention", "normalized"))
+        if row["runtime"] == "executorch":
+            runners[row["format"]] = executorch_runner(Path(row["path"]), x)
+        else:
+            cfg = Config.for_runtime(litert, name=row["format"], variant=job["variant"], res=job["res"],
+                                     threads=threads, path=row["path"],
+                                     input_convention=row.get("input_convention", "normalized"))
+            runners[row["format"]] = make_runner(cfg, x)
     samples = interleaved(runners, job["repeats"], job["warmup"], job["round_size"], _log) if runners else {}
-    timed = {key: summarize(s, None, 0.0, where[key][1]) for key, s in samples.items()}
     for row in rows:
-        row["timing"] = {str(t): timed[f"{row['format']}/{t}t"] for t in job["threads"]
-                         if f"{row['format']}/{t}t" in timed}
+        timing = row.setdefault("timing", {})
+        if row["format"] in samples:
+            timing[str(threads)] = summarize(samples[row["format"]], None, 0.0, threads)
 
 
 def convert_all(job: dict) -> dict:

@@ -56,7 +56,7 @@ def markdown(result: dict) -> str:
     """The peer table: one line per (artifact, thread count), status rows included."""
     rows = result["rows"]
     threads = [str(t) for t in result.get("threads", [1])]
-    lines = [f"## Peer toolchains, {result.get('variant')}@{result.get('resolution')}", "",
+    lines = [f"## Peer toolchains, {result.get('variant')}@{result.get('res')}", "",
              "Same seeded weights, same calibration images, parity against eager before timing; timed interleaved "
              "in one process (our .tflite files and litert-torch's in the same LiteRT, ExecuTorch programs in its "
              "runtime). ratio = median / ours at the same precision and thread count."
@@ -103,7 +103,7 @@ def plot(result: dict, path: Path) -> None:
               + (f"\nconv {r['convert_seconds']} s" if r.get("convert_seconds") else "") for r in rows]
     ax.set_xticks(np.arange(len(rows)) + 0.4 - width / 2, labels, rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("median latency, ms")
-    ax.set_title(f"CAS-ViT-{result.get('variant')} @ {result.get('resolution')}: ours vs peer toolchains")
+    ax.set_title(f"CAS-ViT-{result.get('variant')} @ {result.get('res')}: ours vs peer toolchains")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     _save_png(fig, path)
