@@ -55,7 +55,7 @@ def tflite_predict(path: Path, x: np.ndarray) -> np.ndarray:
     """Logits of a .tflite file, one image at a time (NCHW or NHWC input, float or int8 I/O)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from export.targets.runtimes import dequantize, quantize
+    from export.verify_arm.runner import dequantize, quantize
 
     interp = Interpreter(model_path=str(path), num_threads=1)
     interp.allocate_tensors()

@@ -7,25 +7,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..verify_arm.runner import quantize  # the LiteRT I/O quantization of the self-contained ARM64 runner
 from .base import BenchRuntime
-
-
-def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
-    """float32 -> a LiteRT tensor's dtype, using its (scale, zero_point) for int8/uint8."""
-    dtype = np.dtype(detail["dtype"])
-    if dtype == np.float32:
-        return x.astype(np.float32)
-    scale, zero_point = detail["quantization"]
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
-
-
-def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
-    """A LiteRT output tensor -> float32, using its (scale, zero_point) when integer."""
-    if np.dtype(detail["dtype"]) == np.float32:
-        return y.astype(np.float32)
-    scale, zero_point = detail["quantization"]
-    return ((y.astype(np.float32) - zero_point) * scale).astype(np.float32)
 
 
 def onnxruntime_runner(path: str, threads: int, x: np.ndarray) -> Callable[[], object]:

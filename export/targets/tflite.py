@@ -31,9 +31,9 @@ from ..spec import Artifact
 from ..tflite_meta import (LABELS_FILE, METADATA_NAME, labels_text, metadata_buffer, with_associated_files,
                            write_companions)
 from ..tflite_quant import QUANTIZED
+from ..verify_arm.runner import dequantize, quantize
 from . import onnx, runtimes
 from .base import MemoryCost, Target
-from .runtimes import dequantize, quantize
 
 INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY = "image", "logits", "serving_default"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")

@@ -118,7 +118,9 @@ def model_input(rgb: np.ndarray, convention: str, mean: np.ndarray, std: np.ndar
     raise ValueError(f"unknown input convention {convention!r}")
 
 
-def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    """float32 -> a LiteRT tensor's dtype, using its (scale, zero_point) for int8/uint8
+    (the project's one copy: ``export.targets.runtimes`` imports it from here)."""
     dtype = np.dtype(detail["dtype"])
     if dtype == np.float32:
         return x.astype(np.float32)
@@ -127,7 +129,8 @@ def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
     return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
 
 
-def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
+    """A LiteRT output tensor -> float32, using its (scale, zero_point) when integer."""
     if np.dtype(detail["dtype"]) == np.float32:
         return y.astype(np.float32)
     scale, zero_point = detail["quantization"]
@@ -152,9 +155,9 @@ def run_model(path: str, batch: np.ndarray, arithmetic: str) -> tuple[np.ndarray
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     logits = []
     for sample in batch:
-        interpreter.set_tensor(inp["index"], _quantize(sample[None], inp))
+        interpreter.set_tensor(inp["index"], quantize(sample[None], inp))
         interpreter.invoke()
-        logits.append(_dequantize(interpreter.get_tensor(out["index"]), out)[0])
+        logits.append(dequantize(interpreter.get_tensor(out["index"]), out)[0])
     del interpreter
     if delegate is not None:
         delegate.close()
