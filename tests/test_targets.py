@@ -67,3 +67,10 @@ def test_static_model_reuses_the_onnx_artifact_only_when_it_is_that_model(ctx, e
     path = onnx.static_model(ctx, True, 1.0)
     assert path != artifact_path and path.name == "model_static_unit.onnx"  # onnx2tf names outputs after it
     assert (path.read_bytes() == b"the onnx artifact") is reused and (not exports) is reused
+
+
+def test_a_target_registered_before_its_dependency_is_refused(monkeypatch):
+    monkeypatch.setattr(targets, "REGISTRY", {"tflite": targets.REGISTRY["tflite"], "onnx": targets.REGISTRY["onnx"]})
+    with pytest.raises(ValueError, match="depends on onnx: register it after them"):
+        targets.get("tflite")
+    assert targets.get("onnx").name == "onnx"

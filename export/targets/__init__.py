@@ -32,6 +32,9 @@ def get(name: str) -> Target:
     record = importlib.import_module(REGISTRY[name]).TARGET
     if record.name != name:
         raise ValueError(f"{REGISTRY[name]}.TARGET is named {record.name!r}, registered as {name!r}")
+    earlier = names()[:names().index(name)]
+    if not set(record.depends_on) <= set(earlier):
+        raise ValueError(f"target {name!r} depends on {', '.join(record.depends_on)}: register it after them")
     return record
 
 
