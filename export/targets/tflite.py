@@ -30,6 +30,7 @@ from ..limits import CALIBRATION_BYTES, MIB, calibration_images
 from ..spec import Artifact
 from ..tflite_meta import (LABELS_FILE, METADATA_NAME, labels_text, metadata_buffer, with_associated_files,
                            write_companions)
+from ..nhwc_rewrites import rewrite
 from ..tflite_quant import QUANTIZED
 from ..verify_arm.runner import dequantize, quantize
 from . import onnx, runtimes
@@ -120,6 +121,18 @@ def _run_onnx2tf(ctx, onnx_path: Path, calib, precisions: tuple[str, ...]) -> tu
     if missing:
         raise ExportError(f"onnx2tf wrote no {', '.join(missing)} model; its log: {_keep_log(ctx, log_path)}")
     return files, seconds
+
+
+def _nhwc_model(ctx, static: Path) -> Path:
+    """The static ONNX after the exact NHWC rewrites (``export.nhwc_rewrites``), under
+    the same file name: onnx2tf names its files after it."""
+    path = ctx.workdir / "onnx2tf-input" / static.name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    counts = rewrite(static, path)
+    if not counts["normalization_as_depthwise"]:
+        raise ExportError(f"{static.name}: no input normalization (Mul -> Add) found to run as a depthwise conv")
+    ctx.log("tflite: NHWC rewrites " + ", ".join(f"{name} x{n}" for name, n in counts.items()))
+    return path
 
 
 def _keep_log(ctx, log_path: Path) -> Path:
@@ -214,7 +227,7 @@ def convert(ctx) -> list[Artifact]:
     calib = calibration_set(ctx) or load_calibration(ctx.preprocessing, spec.options.get("calib"),
                                                      spec.options.get("calib_count") or DEFAULT_COUNT)
     ctx.log(f"tflite: {len(calib.names)} calibration images from {calib.source}")
-    onnx_path = onnx.static_model(ctx, True, input_range(ctx))
+    onnx_path = _nhwc_model(ctx, onnx.static_model(ctx, True, input_range(ctx)))
     ctx.log(f"tflite: onnx2tf -> {', '.join(precisions)} (log kept only on failure)")
     start_wall = time.time()
     files, total = _run_onnx2tf(ctx, onnx_path, calib, precisions)
