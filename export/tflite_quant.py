@@ -2,14 +2,15 @@
 converter, instead of onnx2tf's ``output_integer_quantized_tflite`` (which also
 writes int8-I/O and int16-activation models we never ship, about 40 % of its run).
 
-- ``int8``: full integer inside (per-channel weights, per-tensor activations whose
-  ranges minimize the quantization error over the calibration images,
-  ``export.tflite_ranges``), float32 input and output; then every GELU goes to
-  float between its int8 tensors (``tflite_graph.float_gelu``).
+- ``int8``: full integer inside (per-channel weights, per-tensor activations with
+  ``HistogramObserver`` ranges over the calibration images, ``export.tflite_ranges``),
+  float32 input and output; then every GELU and every residual ADD goes to float
+  between int8 tensors (``tflite_graph.float_gelu_and_residuals``).
 - ``int8-dynamic``: dynamic-range weights; depthwise weights then go back to
   float (``tflite_graph.float_depthwise_weights``).
 
-Both rewrites let XNNPACK take the whole graph as one partition. Runs in the
+The GELU and depthwise rewrites let XNNPACK take the whole graph as one partition;
+the float residual stream keeps int8 rounding off the skip connections. Runs in the
 converter's child process (``export.isolate``), like onnx2tf."""
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def quantize(saved_model: Path, calibration: np.ndarray, outputs: dict[str, Path
 
 def _convert(saved_model: Path, calibration: np.ndarray | None) -> bytes:
     """TFLite converter: dynamic-range quantization, or full-integer with ``calibration``
-    and error-minimizing activation ranges (``export.tflite_ranges``)."""
+    and HistogramObserver activation ranges (``export.tflite_ranges``)."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
@@ -43,11 +44,11 @@ def _convert(saved_model: Path, calibration: np.ndarray | None) -> bytes:
     # its MLIR quantizer, with our ranges in between; float32 input and output as before.
     from tensorflow.lite.python.convert import mlir_quantize
 
-    from .tflite_ranges import best_shrink, with_shrunk_ranges
+    from .tflite_ranges import histogram_ranges, with_ranges
 
     converter._experimental_calibrate_only = True
     calibrated = converter.convert()
-    ranged = with_shrunk_ranges(calibrated, best_shrink(calibrated, calibration))
+    ranged = with_ranges(calibrated, histogram_ranges(calibrated, calibration))
     return mlir_quantize(ranged, False, input_data_type=tf.float32, output_data_type=tf.float32)
 
 
@@ -55,8 +56,8 @@ def _one_partition(body: bytes, precision: str) -> bytes:
     """The rewrites that make ``precision``'s model a single XNNPACK partition."""
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from .tflite_graph import float_depthwise_weights, float_gelu
+    from .tflite_graph import float_depthwise_weights, float_gelu_and_residuals
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(body))
-    (float_gelu if precision == "int8" else float_depthwise_weights)(model)
+    (float_gelu_and_residuals if precision == "int8" else float_depthwise_weights)(model)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))

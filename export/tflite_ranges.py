@@ -1,28 +1,20 @@
-"""Activation ranges for full-integer int8 chosen by quantization error instead of
-min/max over the calibration images.
+"""Activation ranges for full-integer int8 from PyTorch's ``HistogramObserver``
+instead of the TFLite calibrator's min/max.
 
-The TFLite calibrator records each activation's min/max, so a few extreme values
-set the step for everything else. Here each range is shrunk by the factor (among
-SHRINK) that gives the lowest mean squared error of int8 fake quantization over
-the calibration activations, as PyTorch's HistogramObserver does with a
-histogram; the input and the logits keep min/max. Written by hand: the TFLite converter has no other calibration
-statistic. The factors are applied to the calibrated float model's min/max
+The TFLite calibrator records each activation's min/max over the calibration
+images, so a few extreme values set the step for everything else. Here each
+tensor's values from every calibration image go through a ``HistogramObserver``
+(torch.ao, the observer the peers' PT2E int8 uses), whose range search trades
+clipping against rounding on the histogram; the input and the logits keep
+min/max. The ranges are written into the calibrated float model
 (``_experimental_calibrate_only``), which the converter's own quantizer
-(``mlir_quantize``) then turns into the int8 model."""
+(``mlir_quantize``) then turns into the int8 model. Written by hand: the TFLite
+converter has no other calibration statistic."""
 from __future__ import annotations
 
 import numpy as np
 
-SHRINK = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
-SAMPLES_PER_IMAGE = 100_000  # activation values per tensor and image that enter the error
-
-
-def fake_quantize(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """int8 asymmetric quantize-dequantize of ``values`` on the range [low, high] (widened to hold 0)."""
-    low, high = min(low, 0.0), max(high, 0.0)
-    scale = (high - low) / 255.0 or 1e-12
-    zero_point = np.round(-128.0 - low / scale)
-    return (np.clip(np.round(values / scale + zero_point), -128, 127) - zero_point) * scale
+INT8 = (-128, 127)
 
 
 def ranged_tensors(model) -> list[int]:
@@ -41,44 +33,41 @@ def ranged_tensors(model) -> list[int]:
             and t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1]
 
 
-def best_shrink(calibrated: bytes, calibration: np.ndarray) -> dict[int, float]:
-    """Tensor index -> the SHRINK factor of its range with the lowest fake-quantization
-    error, summed over the calibration images (run through the calibrated float model)."""
+def histogram_ranges(calibrated: bytes, calibration: np.ndarray) -> dict[int, tuple[float, float]]:
+    """Tensor index -> (min, max) that ``HistogramObserver`` chooses from the tensor's
+    values over the calibration images (run through the calibrated float model)."""
+    import torch
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     from ai_edge_litert.tools import flatbuffer_utils
+    from torch.ao.quantization.observer import HistogramObserver
 
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
-    tensors = model.subgraphs[0].tensors
-    ranges = {i: (float(tensors[i].quantization.min[0]), float(tensors[i].quantization.max[0]))
-              for i in ranged_tensors(model)}
+    tensors = ranged_tensors(flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated)))
     interpreter = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True,
                               experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     interpreter.allocate_tensors()
-    rng = np.random.default_rng(0)
-    errors = {i: np.zeros(len(SHRINK)) for i in ranges}
+    observers = {i: HistogramObserver(dtype=torch.qint8, qscheme=torch.per_tensor_affine,
+                                      quant_min=INT8[0], quant_max=INT8[1]) for i in tensors}
     for sample in calibration:
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], sample[None])
         interpreter.invoke()
-        for i, (low, high) in ranges.items():
-            values = interpreter.get_tensor(i).ravel().astype(np.float64)
-            if values.size > SAMPLES_PER_IMAGE:
-                values = rng.choice(values, SAMPLES_PER_IMAGE, replace=False)
-            errors[i] += shrink_errors(values, low, high)
-    return {i: SHRINK[int(np.argmin(e))] for i, e in errors.items()}
+        for i, observer in observers.items():
+            observer(torch.from_numpy(np.array(interpreter.get_tensor(i), np.float32)))
+    return {i: _range(*observer.calculate_qparams()) for i, observer in observers.items()}
 
 
-def shrink_errors(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Summed squared fake-quantization error of ``values`` on [low, high] shrunk by each SHRINK factor."""
-    return np.array([np.square(fake_quantize(values, low * a, high * a) - values).sum() for a in SHRINK])
+def _range(scale, zero_point) -> tuple[float, float]:
+    """The real interval an int8 (scale, zero point) covers."""
+    scale, zero_point = float(scale), int(zero_point)
+    return (INT8[0] - zero_point) * scale, (INT8[1] - zero_point) * scale
 
 
-def with_shrunk_ranges(calibrated: bytes, shrink: dict[int, float]) -> bytes:
-    """The calibrated model with each listed tensor's min/max multiplied by its factor."""
+def with_ranges(calibrated: bytes, ranges: dict[int, tuple[float, float]]) -> bytes:
+    """The calibrated model with each listed tensor's min/max replaced."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
     tensors = model.subgraphs[0].tensors
-    for i, factor in shrink.items():
+    for i, (low, high) in ranges.items():
         q = tensors[i].quantization
-        q.min, q.max = np.asarray(q.min, np.float32) * factor, np.asarray(q.max, np.float32) * factor
+        q.min, q.max = np.array([low], np.float32), np.array([high], np.float32)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))

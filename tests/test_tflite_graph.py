@@ -116,14 +116,72 @@ def test_in_float_keeps_a_chain_in_float_with_one_dequantize_per_entering_tensor
     assert np.abs(_run(after, x) - exact).max() <= 1.5 * error_before
 
 
-def test_activation_range_shrinks_only_when_it_lowers_the_quantization_error():
-    from export.tflite_ranges import SHRINK, fake_quantize, shrink_errors
+def _residual_model():
+    """conv -> residual add at 8x8, stride-2 conv -> residual add at 4x4, conv."""
+    inputs = tf.keras.Input(SHAPE[1:], batch_size=1)
+    x = tf.keras.layers.Conv2D(32, 1)(inputs)
+    x = tf.keras.layers.Add()([x, tf.keras.layers.Conv2D(32, 1)(x)])
+    x = tf.keras.layers.Conv2D(32, 2, strides=2)(x)
+    x = tf.keras.layers.Add()([x, tf.keras.layers.Conv2D(32, 1)(x)])
+    return tf.keras.Model(inputs, tf.keras.layers.Conv2D(8, 1)(x))
 
-    rng = np.random.default_rng(0)
-    uniform = rng.uniform(-1, 1, 100_000)
-    assert SHRINK[int(np.argmin(shrink_errors(uniform, -1.0, 1.0)))] == 1.0  # clipping a flat range only hurts
-    spiky = np.append(rng.normal(0, 0.05, 100_000), 1.0)  # one outlier sets min/max
-    errors = shrink_errors(spiky, float(spiky.min()), float(spiky.max()))
-    assert SHRINK[int(np.argmin(errors))] < 1.0 and errors.min() < errors[0]
-    # fake quantization is exact on its own grid and clips outside the range
-    assert np.allclose(fake_quantize(np.array([0.0, 1.0, 5.0]), -1.0, 1.0), [0.0, 1.0 - 1 / 255, 1.0 - 1 / 255], atol=1e-6)
+
+def test_residual_adds_below_the_highest_resolution_run_in_float(tmp_path):
+    """Only the 4x4 skip connection goes to float (one DEQUANTIZE for the branch, the
+    stream's own int8 input, one QUANTIZE for the next conv); still one partition."""
+    from export.tflite_graph import float_gelu_and_residuals
+
+    tf.keras.utils.set_random_seed(0)
+    keras_model = _residual_model()
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    calibration = _inputs(8)
+    converter.representative_dataset = lambda: ([c[None]] for c in calibration)
+    before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
+    before.write_bytes(converter.convert())
+    rewritten, count = _rewrite(before.read_bytes(), float_gelu_and_residuals)
+    after.write_bytes(rewritten)
+    assert count == 1
+    interpreter = Interpreter(model_path=str(after))
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    adds = [(tuple(tensors[op["outputs"][0]]["shape"][1:3]), tensors[op["outputs"][0]]["dtype"])
+            for op in interpreter._get_ops_details() if op["op_name"] == "ADD"]
+    assert sorted(adds, key=str) == sorted([((8, 8), np.int8), ((4, 4), np.float32)], key=str)
+    assert summary(str(after)) == {"partitions": 1, "outside": {}}
+    x = _inputs(1)
+    exact = keras_model(x).numpy()
+    error_before = np.abs(_run(before, x, delegate=False) - exact).max()
+    assert np.abs(_run(after, x) - exact).max() <= 1.5 * error_before
+
+
+def test_histogram_ranges_clip_an_outlier_and_stay_inside_min_max():
+    """On a calibrated model whose first conv sees one extreme calibration pixel, the
+    HistogramObserver range of that conv's output is narrower than its min/max (the
+    outlier's width is not spent on the other half million values); every range holds
+    zero and lies within the calibrated min/max."""
+    from export.tflite_ranges import histogram_ranges, ranged_tensors
+
+    tf.keras.utils.set_random_seed(0)
+    shape = (64, 64, 8)
+    model = tf.keras.Sequential([tf.keras.Input(shape, batch_size=1), tf.keras.layers.Conv2D(16, 1),
+                                 tf.keras.layers.Activation(tf.nn.gelu), tf.keras.layers.Conv2D(8, 1)])
+    calibration = np.random.default_rng(0).normal(0, 0.05, (8, *shape)).astype(np.float32)
+    calibration[0, 0, 0, :] = 1.0
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.representative_dataset = lambda: ([c[None]] for c in calibration)
+    converter._experimental_calibrate_only = True
+    calibrated = converter.convert()
+    ranges = histogram_ranges(calibrated, calibration)
+    graph = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    assert sorted(ranges) == sorted(ranged_tensors(graph)) and ranges
+    widths = []
+    for index, (low, high) in ranges.items():
+        q = graph.subgraphs[0].tensors[index].quantization
+        lo, hi = min(float(q.min[0]), 0.0), max(float(q.max[0]), 0.0)
+        step = (hi - lo) / 255
+        assert low <= 0.0 <= high and lo - step <= low and high <= hi + step, index
+        widths.append((high - low) / (hi - lo))
+    assert min(widths) < 0.9, widths
