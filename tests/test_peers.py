@@ -13,7 +13,7 @@ from benchmarks.peers.convert import nodes_outside_delegates
 from benchmarks.peers.part import PEERS_PYTHON, run_peers
 from benchmarks.peers.profile import call_overhead_ms, class_shares, op_class
 from benchmarks.peers.run import time_all
-from benchmarks.peers.table import markdown, parity_verdict
+from benchmarks.peers.table import markdown, parity_verdict, photos_centered_cosine
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +48,23 @@ def test_parity_verdict_times_only_what_passes_our_gate():
     verdict = parity_verdict(reference, off, "fp32")
     assert verdict["status"].startswith("parity missed") and "max_rel" in verdict["status"]
     assert verdict["parity"]["max_rel"] == pytest.approx(1e-3)
+
+
+def test_photos_centered_cosine_is_the_photo_rows_of_the_parity_metric():
+    """Same centering as export.parity.compare: on a batch whose worst input is a photo
+    the two agree; noise rows are left out of the photos figure."""
+    from export.parity import compare
+
+    rng = np.random.default_rng(1)
+    reference = rng.normal(size=(6, 10))
+    output = reference + rng.normal(scale=[[0.1], [0.2], [0.9], [0.1], [3.0], [3.0]], size=(6, 10))
+    photos = np.array([True, True, True, True, False, False])
+    verdict = parity_verdict(reference, output, "int8", photos)
+    assert verdict["parity"]["photos_min_centered_cosine"] > verdict["parity"]["min_centered_cosine"]
+    only_photos_worst = output.copy()
+    only_photos_worst[4:] = reference[4:]
+    assert photos_centered_cosine(reference, only_photos_worst, photos) == pytest.approx(
+        compare(reference, only_photos_worst)["min_centered_cosine"])
 
 
 def test_rows_that_missed_parity_are_not_timed():

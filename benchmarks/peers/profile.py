@@ -1,5 +1,5 @@
-"""Per-op profile of the fp32 deploy graph inside XNNPACK (run in .venv-peers):
-``python -m benchmarks.peers.profile --variant xs --res 224 --threads 1 --runs 20 --out DIR``.
+"""Per-op profile of the deploy graph inside XNNPACK, fp32 or PT2E int8 (run in .venv-peers):
+``python -m benchmarks.peers.profile --variant xs --res 224 --threads 1 --runs 20 [--precision int8] --out DIR``.
 
 LiteRT 2.3.0's Python API has no op profiler (its C API has ``LiteRtCompiledModelGetProfiler``
 but the runtime option that switches profiling on is not exported from ``libLiteRt.so``),
@@ -55,20 +55,22 @@ def call_overhead_ms(events: list[tuple[str, bool, float]]) -> float:
     return round(max(0.0, calls - sum(ms for _, delegated, ms in events if delegated)), 3)
 
 
-def profile(variant: str, res: int, threads: int, runs: int) -> dict:
-    """Convert the deploy form with ExecuTorch (XNNPACK), run it ``runs`` times with ETDump on."""
+def profile(variant: str, res: int, threads: int, runs: int, precision: str = "fp32") -> dict:
+    """Convert the deploy form with ExecuTorch (XNNPACK; int8 calibrated on our default
+    calibration set), run it ``runs`` times with ETDump on."""
     import torch
     from executorch.devtools import Inspector
     from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
     from executorch.runtime import Runtime
 
-    from .convert import convert_executorch, seeded_model
+    from .convert import calibration_batches, convert_executorch, seeded_model
 
     model = seeded_model(variant, "deploy")
     x = torch.randn(1, 3, res, res, generator=torch.Generator().manual_seed(0))
     with tempfile.TemporaryDirectory() as tmp:
         pte, etdump = Path(tmp) / "model.pte", Path(tmp) / "run.etdp"
-        partitions = convert_executorch(Peer("executorch", "deploy", "fp32"), model, x, [], pte)["partitions"]
+        calibration = calibration_batches(res) if precision == "int8" else []
+        partitions = convert_executorch(Peer("executorch", "deploy", precision), model, x, calibration, pte)["partitions"]
         _unsafe_reset_threadpool(threads)
         program = Runtime.get().load_program(str(pte), enable_etdump=True)
         method = program.load_method("forward")
@@ -83,14 +85,16 @@ def profile(variant: str, res: int, threads: int, runs: int) -> dict:
     events = [(row.event_name, bool(row.is_delegated_op), statistics.median(row.raw[1:] or row.raw))
               for row in frame.itertuples() if row.event_name not in RUNTIME_EVENTS]
     ops = [(n, d, ms) for n, d, ms in events if n not in ("DELEGATE_CALL", "OPERATOR_CALL")]
-    return {"variant": variant, "resolution": res, "threads": threads, "runs": runs, "partitions": partitions,
+    return {"variant": variant, "resolution": res, "precision": precision, "threads": threads, "runs": runs,
+            "partitions": partitions,
             "wall_median_ms": round(statistics.median(walls), 3),
             "summed_median_ms": round(sum(ms for name, _, ms in events if name in ("DELEGATE_CALL", "OPERATOR_CALL")), 3),
             "classes": class_shares(events), "delegate_call_overhead_ms": call_overhead_ms(events), "xnnpack_ops": len([1 for _, d, _ in ops if d])}
 
 
 def markdown(result: dict) -> str:
-    lines = [f"## fp32 per-op profile, {result['variant']}@{result['resolution']}, {result['threads']} thread(s)", "",
+    lines = [f"## {result.get('precision', 'fp32')} per-op profile, {result['variant']}@{result['resolution']}, "
+             f"{result['threads']} thread(s)", "",
              f"XNNPACK per-operator times from ExecuTorch's ETDump (median of {result['runs']} runs per op), "
              f"{result['xnnpack_ops']} XNNPACK operators in {result['partitions']['delegated']} delegated "
              f"subgraphs; {result['summed_median_ms']} ms summed over the delegate and operator calls, "
@@ -107,14 +111,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--res", type=int, default=224)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = p.parse_args(argv)
     from export.fsutil import atomic_write
 
-    result = profile(args.variant, args.res, args.threads, args.runs)
+    result = profile(args.variant, args.res, args.threads, args.runs, args.precision)
     args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write(args.out / "profile.json", json.dumps(result, indent=2) + "\n")
-    atomic_write(args.out / "profile.md", markdown(result))
+    stem = "profile" if args.precision == "fp32" else f"profile_{args.precision}"
+    atomic_write(args.out / f"{stem}.json", json.dumps(result, indent=2) + "\n")
+    atomic_write(args.out / f"{stem}.md", markdown(result))
     print(markdown(result))
     return 0
 

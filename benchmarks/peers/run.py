@@ -102,7 +102,7 @@ def _size_executorch_threadpool(threads: int) -> None:
         _unsafe_reset_threadpool(threads)
 
 
-def convert_peer(peer: Peer, job: dict, calibration, reference, x) -> dict:
+def convert_peer(peer: Peer, job: dict, calibration, reference, x, photos) -> dict:
     """Convert one peer and check its parity; every failure becomes the row's status."""
     import torch
 
@@ -122,7 +122,7 @@ def convert_peer(peer: Peer, job: dict, calibration, reference, x) -> dict:
         return {**row, "status": "convert failed", "error": short_error(e)}
     try:
         predict = executorch_predict if peer.toolchain == "executorch" else tflite_predict
-        row.update(parity_verdict(reference, predict(path, x), peer.precision))
+        row.update(parity_verdict(reference, predict(path, x), peer.precision, photos))
     except Exception as e:  # noqa: BLE001
         return {**row, "status": "does not load/run", "error": short_error(e)}
     return row
@@ -168,6 +168,7 @@ def convert_all(job: dict) -> dict:
     Path(job["work"]).mkdir(parents=True, exist_ok=True)
     names, rgb = parity_inputs(job["res"])
     x = in_convention(rgb, "normalized")
+    photos = np.array([not name.startswith("noise") for name in names])
     reference = eager_reference(job["variant"], x)
     calibration = calibration_batches(job["res"])
     wanted = set(job.get("peers") or [p.name for p in PEERS])
@@ -177,11 +178,11 @@ def convert_all(job: dict) -> dict:
         logits = tflite_predict(path, in_convention(rgb, ours["input_convention"]))
         rows.append({**ours, "toolchain": "ours", "form": "deploy", "runtime": "litert",
                      "size_bytes": path.stat().st_size, "partitions": tflite_partitions(path),
-                     **parity_verdict(reference, logits, ours["precision"])})
+                     **parity_verdict(reference, logits, ours["precision"], photos)})
     for peer in PEERS:
         if peer.name in wanted:
             _log(f"{peer.name}: converting")
-            rows.append(convert_peer(peer, job, calibration, reference, x))
+            rows.append(convert_peer(peer, job, calibration, reference, x, photos))
             _log(f"{peer.name}: {rows[-1]['status']} {rows[-1].get('error', '')}")
     versions = {p: md.version(p) for p in ("torch", "litert-torch", "executorch", "ai-edge-litert", "torchao")}
     return {**{k: job[k] for k in ("variant", "res", "threads", "repeats", "warmup", "round_size")},
