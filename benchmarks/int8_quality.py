@@ -1,0 +1,104 @@
+"""How much of the input-dependent signal quantized .tflite files keep, against eager
+PyTorch, on more inputs than the export's six parity inputs:
+
+    python -m benchmarks.int8_quality A.tflite B.tflite ...                 # seeded xs@224
+    python -m benchmarks.int8_quality --checkpoint tests/data/casvit_tiny_digits.pth --res 64 A.tflite ...
+
+Seeded weights (the exporter's): the parity photos plus ``--noise`` seeded noise
+images. With ``--checkpoint`` (the digits-trained one): its 360 held-out digits.
+Per file: the worst and mean centered cosine (each output centered by the
+reference's mean over all inputs, as ``export.parity.compare``), the worst over the
+photos alone, the centered mean squared error and top-1 agreement with eager.
+Takes our files (NHWC RGB in [0, 1]) and litert-torch's (NCHW normalized, int8 or
+float I/O), so the peers' files of ``make bench PEERS=1`` can be compared too."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def inputs(variant: str, res: int, checkpoint: Path | None, noise: int):
+    """(model, RGB uint8 batch, photo mask): the seeded model on the parity photos and
+    noise, or the checkpoint on its held-out digits (no photos among them)."""
+    import torch
+
+    from casvit import create_model, model_from_checkpoint
+    from casvit.init import randomize_batchnorm
+    from casvit.preprocess import official_default
+    from export.inputs import parity_images
+
+    from .digits import digits_split
+
+    if checkpoint is not None:
+        rgb = digits_split(res)["test_rgb"]
+        return model_from_checkpoint(checkpoint), rgb, np.zeros(len(rgb), bool)
+    names, rgb = parity_images(official_default(res, res), noise=noise)
+    torch.manual_seed(0)
+    return randomize_batchnorm(create_model(variant), 0).eval(), rgb, np.array([not n.startswith("noise") for n in names])
+
+
+def run_tflite(path: Path, rgb: np.ndarray) -> np.ndarray:
+    """Logits of ``path`` for each image, in the file's own input layout and type."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from export.inputs import to_convention
+
+    interpreter = Interpreter(model_path=str(path))
+    interpreter.allocate_tensors()
+    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    nchw = source["shape"][1] == 3
+    x = to_convention(rgb, "normalized") if nchw else to_convention(rgb, "unit").transpose(0, 2, 3, 1)
+    out = []
+    for sample in x:
+        sample = sample[None]
+        if source["dtype"] == np.int8:
+            scale, zero = source["quantization"]
+            sample = np.clip(np.round(sample / scale + zero), -128, 127).astype(np.int8)
+        interpreter.set_tensor(source["index"], sample)
+        interpreter.invoke()
+        y = interpreter.get_tensor(target["index"])[0].astype(np.float64)
+        if target["dtype"] == np.int8:
+            y = (y - target["quantization"][1]) * target["quantization"][0]
+        out.append(y)
+    return np.stack(out)
+
+
+def quality(reference: np.ndarray, output: np.ndarray, photos: np.ndarray) -> dict:
+    ref, out = np.asarray(reference, np.float64), np.asarray(output, np.float64)
+    a, b = ref - ref.mean(0), out - ref.mean(0)
+    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-30)
+    return {"min_centered_cosine": float(cosine.min()), "mean_centered_cosine": float(cosine.mean()),
+            "photos_min_centered_cosine": float(cosine[photos].min()) if photos.any() else None,
+            "centered_mse": float(np.mean((b - a) ** 2)),
+            "top1_agreement": float(np.mean(ref.argmax(1) == out.argmax(1))), "inputs": len(ref)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.int8_quality", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--variant", default="xs")
+    p.add_argument("--res", type=int, default=224)
+    p.add_argument("--checkpoint", type=Path, default=None)
+    p.add_argument("--noise", type=int, default=16, help="seeded noise images beside the photos (seeded weights)")
+    args = p.parse_args(argv)
+    from export.inputs import to_convention
+    from export.pipeline import reference_logits
+
+    model, rgb, photos = inputs(args.variant, args.res, args.checkpoint, args.noise)
+    reference = reference_logits(model, to_convention(rgb, "normalized"))
+    print("| file | inputs | worst centered cosine | mean | worst on photos | centered MSE | top-1 agreement |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for path in args.files:
+        q = quality(reference, run_tflite(path, rgb), photos)
+        photo = "" if q["photos_min_centered_cosine"] is None else f"{q['photos_min_centered_cosine']:.4f}"
+        print(f"| {path} | {q['inputs']} | {q['min_centered_cosine']:.4f} | {q['mean_centered_cosine']:.4f} | "
+              f"{photo} | {q['centered_mse']:.3e} | {q['top1_agreement']:.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""The measuring tools behind the README's int8 figures: benchmarks.int8_quality
+reproduces the export's own parity metric from its own path, and benchmarks.single_ops
+times the one kernel (its int8 models have int8 I/O: no QUANTIZE/DEQUANTIZE)."""
+import numpy as np
+import pytest
+
+pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
+
+
+def test_int8_quality_reproduces_the_export_parity_metric(tiny_tflite_export):
+    """On the export's own six parity inputs (photos + 2 noise) the tool's worst centered
+    cosine and top-1 agreement equal what the export's parity check wrote in the report."""
+    from benchmarks.int8_quality import inputs, quality, run_tflite
+    from export.inputs import to_convention
+    from export.pipeline import reference_logits
+
+    model, rgb, photos = inputs("tiny", 64, None, noise=2)
+    assert photos.tolist() == [True] * 4 + [False] * 2
+    reference = reference_logits(model, to_convention(rgb, "normalized"))
+    for entry in tiny_tflite_export["report"]["artifacts"]:
+        q = quality(reference, run_tflite(tiny_tflite_export["out"] / entry["file"], rgb), photos)
+        metrics = entry["parity"]["metrics"]
+        assert q["min_centered_cosine"] == pytest.approx(metrics["min_centered_cosine"], abs=1e-6), entry["name"]
+        assert q["top1_agreement"] == metrics["top1_agreement"]
+        assert q["photos_min_centered_cosine"] >= q["min_centered_cosine"]
+
+
+def test_quality_of_an_exact_copy():
+    from benchmarks.int8_quality import quality
+
+    reference = np.random.default_rng(0).normal(size=(5, 10))
+    q = quality(reference, reference.copy(), np.ones(5, bool))
+    assert q["min_centered_cosine"] == pytest.approx(1.0) and q["centered_mse"] == 0 and q["top1_agreement"] == 1
+
+
+def test_single_op_int8_model_is_the_op_alone():
+    pytest.importorskip("tensorflow", reason="tensorflow is not installed")
+    from ai_edge_litert.interpreter import Interpreter
+
+    from benchmarks.single_ops import _ops, convert
+
+    function, shapes = _ops()["multiply"]
+    interpreter = Interpreter(model_content=convert(function, shapes, int8=True))
+    assert [op["op_name"] for op in interpreter._get_ops_details()] == ["MUL"]
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
