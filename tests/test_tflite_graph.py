@@ -21,11 +21,10 @@ def _convert(layers, calibration=None) -> bytes:
     """A Keras model of ``layers`` on SHAPE, dynamic-range or (with ``calibration``) full-integer."""
     tf.keras.utils.set_random_seed(0)
     model = tf.keras.Sequential([tf.keras.Input(SHAPE[1:], batch_size=1), *layers])
+    if calibration is not None:
+        return _full_integer_converter(model, calibration).convert()
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if calibration is not None:
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.representative_dataset = lambda: ([x[None]] for x in calibration)
     return converter.convert()
 
 
@@ -42,6 +41,22 @@ def _run(path, x: np.ndarray, delegate: bool = True) -> np.ndarray:
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
     interpreter.invoke()
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+
+def _full_integer_converter(keras_model, calibration: np.ndarray):
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.representative_dataset = lambda: ([c[None]] for c in calibration)
+    return converter
+
+
+def _assert_no_worse_than_before(keras_model, before, after) -> None:
+    """The rewritten model (delegated) is within 1.5x of the original's error against Keras."""
+    x = _inputs(1)
+    exact = keras_model(x).numpy()
+    error_before = np.abs(_run(before, x, delegate=False) - exact).max()
+    assert np.abs(_run(after, x) - exact).max() <= 1.5 * error_before
 
 
 def _inputs(count: int) -> np.ndarray:
@@ -96,13 +111,8 @@ def test_in_float_keeps_a_chain_in_float_with_one_dequantize_per_entering_tensor
     y = tf.keras.layers.Conv2D(8, 1)(tf.keras.layers.Multiply()([x, tf.keras.layers.Activation("sigmoid")(x)]))
     tf.keras.utils.set_random_seed(0)
     keras_model = tf.keras.Model(inputs, y)
-    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    calibration = _inputs(8)
-    converter.representative_dataset = lambda: ([c[None]] for c in calibration)
     before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
-    before.write_bytes(converter.convert())
+    before.write_bytes(_full_integer_converter(keras_model, _inputs(8)).convert())
     rewritten, count = _rewrite(before.read_bytes(), lambda m: in_float(
         m, lambda names, graph, op: names[op.opcodeIndex] in ("LOGISTIC", "MUL")))
     after.write_bytes(rewritten)
@@ -110,10 +120,7 @@ def test_in_float_keeps_a_chain_in_float_with_one_dequantize_per_entering_tensor
     ops = census(flatbuffer_utils.convert_bytearray_to_object(bytearray(rewritten)))
     assert ops["DEQUANTIZE"] == 2 and ops["QUANTIZE"] == 2  # + the model's own input/output pair
     assert summary(str(after)) == {"partitions": 1, "outside": {}}
-    x = _inputs(1)
-    exact = keras_model(x).numpy()
-    error_before = np.abs(_run(before, x, delegate=False) - exact).max()
-    assert np.abs(_run(after, x) - exact).max() <= 1.5 * error_before
+    _assert_no_worse_than_before(keras_model, before, after)
 
 
 def _residual_model():
@@ -133,13 +140,8 @@ def test_residual_adds_below_the_highest_resolution_run_in_float(tmp_path):
 
     tf.keras.utils.set_random_seed(0)
     keras_model = _residual_model()
-    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    calibration = _inputs(8)
-    converter.representative_dataset = lambda: ([c[None]] for c in calibration)
     before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
-    before.write_bytes(converter.convert())
+    before.write_bytes(_full_integer_converter(keras_model, _inputs(8)).convert())
     rewritten, count = _rewrite(before.read_bytes(), float_gelu_and_residuals)
     after.write_bytes(rewritten)
     assert count == 1
@@ -149,10 +151,7 @@ def test_residual_adds_below_the_highest_resolution_run_in_float(tmp_path):
             for op in interpreter._get_ops_details() if op["op_name"] == "ADD"]
     assert sorted(adds, key=str) == sorted([((8, 8), np.int8), ((4, 4), np.float32)], key=str)
     assert summary(str(after)) == {"partitions": 1, "outside": {}}
-    x = _inputs(1)
-    exact = keras_model(x).numpy()
-    error_before = np.abs(_run(before, x, delegate=False) - exact).max()
-    assert np.abs(_run(after, x) - exact).max() <= 1.5 * error_before
+    _assert_no_worse_than_before(keras_model, before, after)
 
 
 def test_histogram_ranges_clip_an_outlier_and_stay_inside_min_max():
@@ -168,10 +167,7 @@ def test_histogram_ranges_clip_an_outlier_and_stay_inside_min_max():
                                  tf.keras.layers.Activation(tf.nn.gelu), tf.keras.layers.Conv2D(8, 1)])
     calibration = np.random.default_rng(0).normal(0, 0.05, (8, *shape)).astype(np.float32)
     calibration[0, 0, 0, :] = 1.0
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.representative_dataset = lambda: ([c[None]] for c in calibration)
+    converter = _full_integer_converter(model, calibration)
     converter._experimental_calibrate_only = True
     calibrated = converter.convert()
     ranges = histogram_ranges(calibrated, calibration)

@@ -1,8 +1,17 @@
 """Peer conversions (run in .venv-peers only): the same seeded CAS-ViT through
 litert-torch and through ExecuTorch's XNNPACK backend, fp32 and PT2E static int8
-calibrated on our default calibration set; plus their partition counts."""
+calibrated on our default calibration set; plus their partition counts.
+
+As a command it only writes the files, for a checkpoint too, e.g. to compare int8
+quality on the digits checkpoint with ``benchmarks.int8_quality``::
+
+    .venv-peers/bin/python -m benchmarks.peers.convert --checkpoint tests/data/casvit_tiny_digits.pth \
+        --res 64 --out DIR [--peers litert-torch-deploy-int8 ...]
+"""
 from __future__ import annotations
 
+import argparse
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -11,15 +20,19 @@ import numpy as np
 from . import Peer
 
 
-def seeded_model(variant: str, form: str):
-    """The weights our exports and ``benchmarks/runners.py`` use: seed 0, BatchNorm randomized."""
+def seeded_model(variant: str, form: str, checkpoint: Path | None = None):
+    """The weights our exports and ``benchmarks/runners.py`` use: seed 0, BatchNorm randomized
+    (or the ``checkpoint``'s), as the deploy form or the eval model."""
     import torch
 
-    from casvit import create_model, deploy
+    from casvit import create_model, deploy, model_from_checkpoint
     from casvit.init import randomize_batchnorm
 
-    torch.manual_seed(0)
-    model = randomize_batchnorm(create_model(variant), 0).eval()
+    if checkpoint is not None:
+        model = model_from_checkpoint(checkpoint)
+    else:
+        torch.manual_seed(0)
+        model = randomize_batchnorm(create_model(variant), 0).eval()
     return deploy(model) if form == "deploy" else model
 
 
@@ -135,3 +148,32 @@ def nodes_outside_delegates(ops: list[dict], graph_outputs: list[int]) -> list[d
 
 CONVERTERS = {"litert-torch": convert_litert_torch, "executorch": convert_executorch}
 SUFFIX = {"litert-torch": ".tflite", "executorch": ".pte"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import PEERS
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.peers.convert", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variant", default="xs")
+    p.add_argument("--res", type=int, default=224)
+    p.add_argument("--checkpoint", type=Path, default=None)
+    p.add_argument("--peers", nargs="*", default=None, help="peer names (default: every peer)")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    import torch
+
+    calibration = calibration_batches(args.res)
+    sample = torch.from_numpy(calibration[0].copy())
+    args.out.mkdir(parents=True, exist_ok=True)
+    for peer in PEERS:
+        if args.peers is None or peer.name in args.peers:
+            path = args.out / f"{peer.name}{SUFFIX[peer.toolchain]}"
+            model = seeded_model(args.variant, peer.form, args.checkpoint)
+            CONVERTERS[peer.toolchain](peer, model, sample, calibration, path)
+            print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
