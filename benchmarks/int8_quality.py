@@ -23,56 +23,41 @@ import numpy as np
 def inputs(variant: str, res: int, checkpoint: Path | None, noise: int):
     """(model, RGB uint8 batch, photo mask): the seeded model on the parity photos and
     noise, or the checkpoint on its held-out digits (no photos among them)."""
-    import torch
-
-    from casvit import create_model, model_from_checkpoint
-    from casvit.init import randomize_batchnorm
+    from casvit import model_from_checkpoint
     from casvit.preprocess import official_default
-    from export.inputs import parity_images
+    from export.inputs import parity_images, photo_mask
 
     from .digits import digits_split
+    from .peers.convert import seeded_model
 
     if checkpoint is not None:
         rgb = digits_split(res)["test_rgb"]
         return model_from_checkpoint(checkpoint), rgb, np.zeros(len(rgb), bool)
     names, rgb = parity_images(official_default(res, res), noise=noise)
-    torch.manual_seed(0)
-    return randomize_batchnorm(create_model(variant), 0).eval(), rgb, np.array([not n.startswith("noise") for n in names])
+    return seeded_model(variant, "eval"), rgb, photo_mask(names)
 
 
 def run_tflite(path: Path, rgb: np.ndarray) -> np.ndarray:
-    """Logits of ``path`` for each image, in the file's own input layout and type."""
+    """Logits of ``path`` for each image: ours take NHWC RGB in [0, 1], litert-torch's NCHW
+    normalized input (``benchmarks.peers.run.tflite_predict`` handles layout and int8 I/O)."""
     from ai_edge_litert.interpreter import Interpreter
 
     from export.inputs import to_convention
 
-    interpreter = Interpreter(model_path=str(path))
-    interpreter.allocate_tensors()
-    source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    nchw = source["shape"][1] == 3
-    x = to_convention(rgb, "normalized") if nchw else to_convention(rgb, "unit").transpose(0, 2, 3, 1)
-    out = []
-    for sample in x:
-        sample = sample[None]
-        if source["dtype"] == np.int8:
-            scale, zero = source["quantization"]
-            sample = np.clip(np.round(sample / scale + zero), -128, 127).astype(np.int8)
-        interpreter.set_tensor(source["index"], sample)
-        interpreter.invoke()
-        y = interpreter.get_tensor(target["index"])[0].astype(np.float64)
-        if target["dtype"] == np.int8:
-            y = (y - target["quantization"][1]) * target["quantization"][0]
-        out.append(y)
-    return np.stack(out)
+    from .peers.run import tflite_predict
+
+    nchw = Interpreter(model_path=str(path)).get_input_details()[0]["shape"][1] == 3
+    return tflite_predict(path, to_convention(rgb, "normalized" if nchw else "unit"))
 
 
 def quality(reference: np.ndarray, output: np.ndarray, photos: np.ndarray) -> dict:
+    from export.parity import centered_cosines
+
     ref, out = np.asarray(reference, np.float64), np.asarray(output, np.float64)
-    a, b = ref - ref.mean(0), out - ref.mean(0)
-    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-30)
+    cosine = centered_cosines(ref, out)
     return {"min_centered_cosine": float(cosine.min()), "mean_centered_cosine": float(cosine.mean()),
             "photos_min_centered_cosine": float(cosine[photos].min()) if photos.any() else None,
-            "centered_mse": float(np.mean((b - a) ** 2)),
+            "centered_mse": float(np.mean((out - ref) ** 2)),
             "top1_agreement": float(np.mean(ref.argmax(1) == out.argmax(1))), "inputs": len(ref)}
 
 

@@ -43,6 +43,11 @@ def parity_images(record: Preprocessing, noise: int = 2, seed: int = 0) -> tuple
     return list(PHOTOS) + [f"noise{i}" for i in range(noise)], np.stack(rgb)
 
 
+def photo_mask(names: list[str]) -> np.ndarray:
+    """Which of :func:`parity_images`' inputs are photos (the rest are seeded noise)."""
+    return np.array([name in PHOTOS for name in names])
+
+
 def to_convention(rgb: np.ndarray, convention: str, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
     """(N, H, W, 3) uint8 -> (N, 3, H, W) float32 in the given input convention."""
     x = rgb.astype(np.float32).transpose(0, 3, 1, 2)

@@ -53,9 +53,7 @@ def compare(reference: np.ndarray, output: np.ndarray) -> dict[str, float]:
     out = np.asarray(output, np.float64).reshape(ref.shape)
     diff = np.abs(out - ref)
     cos = (ref * out).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(out, axis=1) + 1e-30)
-    centered_ref, centered_out = ref - ref.mean(0), out - ref.mean(0)
-    ccos = (centered_ref * centered_out).sum(1) / (
-        np.linalg.norm(centered_ref, axis=1) * np.linalg.norm(centered_out, axis=1) + 1e-30)
+    ccos = centered_cosines(ref, out)
     k = min(5, ref.shape[1])
     top5 = [len(set(a) & set(b)) / k for a, b in zip(topk(ref, k), topk(out, k))]
     return {
@@ -69,6 +67,14 @@ def compare(reference: np.ndarray, output: np.ndarray) -> dict[str, float]:
         "samples": int(ref.shape[0]),
         "finite": bool(np.isfinite(out).all()),
     }
+
+
+def centered_cosines(reference: np.ndarray, output: np.ndarray) -> np.ndarray:
+    """Per input, the cosine of both outputs minus the reference's mean over the batch
+    (the input-dependent part; see :func:`compare`)."""
+    ref = np.asarray(reference, np.float64)
+    a, b = ref - ref.mean(0), np.asarray(output, np.float64).reshape(ref.shape) - ref.mean(0)
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-30)
 
 
 def gate(metrics: dict[str, float], tol: Tolerance) -> list[str]:

@@ -165,10 +165,12 @@ def convert_all(job: dict) -> dict:
 
     import torch
 
+    from export.inputs import photo_mask
+
     Path(job["work"]).mkdir(parents=True, exist_ok=True)
     names, rgb = parity_inputs(job["res"])
     x = in_convention(rgb, "normalized")
-    photos = np.array([not name.startswith("noise") for name in names])
+    photos = photo_mask(names)
     reference = eager_reference(job["variant"], x)
     calibration = calibration_batches(job["res"])
     wanted = set(job.get("peers") or [p.name for p in PEERS])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from export.parity import check
+from export.parity import centered_cosines, check
 
 from . import PEERS
 
@@ -34,15 +34,11 @@ def parity_verdict(reference, output, precision: str, photos=None) -> dict:
 
 def photos_centered_cosine(reference, output, photos) -> float:
     """The lowest centered cosine over the inputs ``photos`` marks, each output centered by
-    the reference's mean over all inputs (as ``export.parity.compare`` centers): the seeded
+    the reference's mean over all inputs (``export.parity.centered_cosines``): the seeded
     noise inputs are far from every calibration image, the photos are what a camera sees."""
     import numpy as np
 
-    ref = np.asarray(reference, np.float64)
-    out = np.asarray(output, np.float64).reshape(ref.shape)
-    a, b = ref - ref.mean(0), out - ref.mean(0)
-    cosine = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-30)
-    return float(cosine[np.asarray(photos, bool)].min())
+    return float(centered_cosines(reference, output)[np.asarray(photos, bool)].min())
 
 
 def unavailable_rows(status: str, error: str) -> list[dict]:
