@@ -4,17 +4,16 @@ Written by hand: the TFLite converter keeps chosen ops in float only through its
 quantization debugger (``denylisted_ops``), a second quantization pass, and has
 no such option for dynamic-range weights.
 
-- ``float_gelu``: XNNPACK has no integer GELU, so in a full-integer model every
-  int8 GELU ran on LiteRT's own kernel and cut the delegated graph around it.
-  Each becomes DEQUANTIZE -> float32 GELU -> QUANTIZE between the same int8
-  tensors (same scales), all three delegated: the exact GELU computed in float
-  instead of LiteRT's int8 lookup table of it.
-- ``float_gelu_and_residuals``: the same for every GELU and for the residual ADDs
-  (an ADD one of whose inputs has another user: the skip connection) after the
-  first stage. The residual stream then runs from block to block in float, as in
-  the peers' PT2E int8: each branch reads an int8 copy, but the sum is not rounded
-  to int8 after every block. Measured in the README (``benchmarks.tflite_ab``,
-  quality on the parity photos and the digits checkpoint).
+- ``float_gelu_and_residuals``: XNNPACK has no integer GELU, so in a full-integer
+  model every int8 GELU ran on LiteRT's own kernel and cut the delegated graph
+  around it. Each becomes DEQUANTIZE -> float32 GELU -> QUANTIZE between the same
+  int8 tensors (same scales), all three delegated: the exact GELU computed in
+  float instead of LiteRT's int8 lookup table of it. The residual ADDs (an ADD one
+  of whose inputs has another user: the skip connection) after the first stage go
+  to float the same way: the residual stream then runs from block to block in
+  float, as in the peers' PT2E int8; each branch reads an int8 copy, but the sum
+  is not rounded to int8 after every block. Measured in the README
+  (``benchmarks.tflite_ab``, quality on the parity photos and the digits checkpoint).
 - ``float_depthwise_weights``: XNNPACK has no dynamic-range (hybrid) depthwise
   convolution; its int8 weights become the float32 values they stand for
   (scale * q), so the layer runs in float with the same weights."""
@@ -64,11 +63,6 @@ def _operator(schema, opcode: int, inputs: list[int], outputs: list[int], option
     return op
 
 
-def float_gelu(model) -> int:
-    """Run every int8 GELU of ``model`` in float32 (in place); returns how many."""
-    return in_float(model, lambda names, graph, op: names[op.opcodeIndex] == "GELU")
-
-
 def float_gelu_and_residuals(model) -> int:
     """Run every int8 GELU of ``model`` in float32, and every residual ADD below the
     highest resolution (in place). At the highest resolution (the first stage) the
@@ -76,25 +70,22 @@ def float_gelu_and_residuals(model) -> int:
     rounding error is still small, so those ADDs stay int8 (README: 0.5 % of the
     latency instead of 3 %, quality as good)."""
     names = op_names(model)
-    residual = [op for graph in model.subgraphs for op in graph.operators or [] if is_residual_add(names, graph, op)]
-    pixels = {id(op): _pixels(model, op) for op in residual}
+    pixels = {id(op): _pixels(graph, op) for graph in model.subgraphs for op in residual_adds(names, graph)}
     largest = max(pixels.values(), default=0)
     floated = {i for i, n in pixels.items() if n < largest}
     return in_float(model, lambda names, graph, op: names[op.opcodeIndex] == "GELU" or id(op) in floated)
 
 
-def _pixels(model, op) -> int:
+def _pixels(graph, op) -> int:
     """Height x width of the NHWC output of ``op``."""
-    shape = model.subgraphs[0].tensors[int(op.outputs[0])].shape
-    return int(np.prod(shape[1:-1]))
+    return int(np.prod(graph.tensors[int(op.outputs[0])].shape[1:-1]))
 
 
-def is_residual_add(names: list[str], graph, op) -> bool:
-    """An ADD one of whose inputs is also read by another operator (a skip connection)."""
-    if names[op.opcodeIndex] != "ADD":
-        return False
-    readers = Counter(int(t) for other in graph.operators or [] for t in other.inputs)
-    return any(readers[int(t)] > 1 for t in op.inputs)
+def residual_adds(names: list[str], graph) -> list:
+    """The ADDs of ``graph`` one of whose inputs is also read by another operator (a skip connection)."""
+    operators = graph.operators or []
+    readers = Counter(int(t) for op in operators for t in op.inputs)
+    return [op for op in operators if names[op.opcodeIndex] == "ADD" and any(readers[int(t)] > 1 for t in op.inputs)]
 
 
 def in_float(model, chosen) -> int:

@@ -11,7 +11,7 @@ pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
 from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
 from ai_edge_litert.tools import flatbuffer_utils  # noqa: E402
 
-from export.tflite_graph import census, float_depthwise_weights, float_gelu  # noqa: E402
+from export.tflite_graph import census, float_depthwise_weights, float_gelu_and_residuals  # noqa: E402
 from export.xnnpack_partitions import summary  # noqa: E402
 
 SHAPE = (1, 8, 8, 128)  # 3x3x128 depthwise weights: over the 1024 elements the converter quantizes
@@ -70,7 +70,7 @@ def test_float_gelu_makes_a_full_integer_model_one_partition_with_the_same_outpu
                      tf.keras.layers.Conv2D(8, 1)], calibration)
     before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
     before.write_bytes(body)
-    rewritten, count = _rewrite(body, float_gelu)
+    rewritten, count = _rewrite(body, float_gelu_and_residuals)  # no ADD here: the GELUs alone
     after.write_bytes(rewritten)
     assert count == 2
     assert summary(str(before)) == {"partitions": 3, "outside": {"GELU": 2}}
@@ -136,8 +136,6 @@ def _residual_model():
 def test_residual_adds_below_the_highest_resolution_run_in_float(tmp_path):
     """Only the 4x4 skip connection goes to float (one DEQUANTIZE for the branch, the
     stream's own int8 input, one QUANTIZE for the next conv); still one partition."""
-    from export.tflite_graph import float_gelu_and_residuals
-
     tf.keras.utils.set_random_seed(0)
     keras_model = _residual_model()
     before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
