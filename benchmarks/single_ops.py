@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import numpy as np
 
@@ -54,7 +53,8 @@ def convert(function, shapes, int8: bool) -> bytes:
     return converter.convert()
 
 
-def median_us(model: bytes, threads: int, repeats: int) -> float:
+def invoker(model: bytes, threads: int):
+    """A zero-argument call running ``model`` once on fixed random inputs."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=model, num_threads=threads)
@@ -63,14 +63,7 @@ def median_us(model: bytes, threads: int, repeats: int) -> float:
     for detail in interpreter.get_input_details():
         values = rng.normal(size=detail["shape"]) * (50 if detail["dtype"] == np.int8 else 1)
         interpreter.set_tensor(detail["index"], values.astype(detail["dtype"]))
-    for _ in range(20):
-        interpreter.invoke()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        interpreter.invoke()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e6
+    return interpreter.invoke
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,10 +72,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=300)
     args = p.parse_args(argv)
+    from .latency import interleaved
+
+    runners = {(name, int8): invoker(convert(function, shapes, int8), args.threads)
+               for name, (function, shapes) in _ops().items() for int8 in (False, True)}
+    samples = interleaved(runners, args.repeats, warmup=20, log=lambda _: None)
+    us = {key: float(np.median(values)) / 1e3 for key, values in samples.items()}
     print(f"| op ({SIZE}x{SIZE}x{CHANNELS}) | float32 us | int8 us | float32 / int8 |")
     print("|---|---:|---:|---:|")
-    for name, (function, shapes) in _ops().items():
-        f32, i8 = (median_us(convert(function, shapes, q), args.threads, args.repeats) for q in (False, True))
+    for name in _ops():
+        f32, i8 = us[name, False], us[name, True]
         print(f"| {name} | {f32:.1f} | {i8:.1f} | {f32 / i8:.2f} |")
     return 0
 

@@ -118,9 +118,7 @@ def _replace(graph, old: list, new: list) -> None:
 def _input_affine(graph):
     """(mul, add, scale, shift) when the graph input feeds only ``Mul(input, scale)``
     whose only consumer is ``Add(., shift)``, both (1, C, 1, 1) constants; else None."""
-    from onnx import numpy_helper
-
-    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    constants = {t.name: t for t in graph.initializer}  # converted to arrays only when a candidate
     name = graph.input[0].name
     users = [n for n in graph.node if name in n.input]
     if len(users) != 1 or users[0].op_type != "Mul":
@@ -138,9 +136,11 @@ def _input_affine(graph):
 
 def _per_channel(constants: dict, names: list[str]) -> np.ndarray | None:
     """The one float constant among ``names`` if it has shape (1, C, 1, 1)."""
+    from onnx import numpy_helper
+
     if len(names) != 1 or names[0] not in constants:
         return None
-    value = constants[names[0]]
+    value = numpy_helper.to_array(constants[names[0]])
     ok = value.ndim == 4 and value.shape[0] == 1 and value.shape[2:] == (1, 1) and value.dtype == np.float32
     return value if ok else None
 

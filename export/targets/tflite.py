@@ -27,10 +27,10 @@ from ..calibration import DEFAULT_COUNT, check_calibration_folder, image_count, 
 from ..errors import ExportError
 from ..fsutil import atomic_write
 from ..limits import CALIBRATION_BYTES, MIB, calibration_images
+from ..nhwc_rewrites import rewrite
 from ..spec import Artifact
 from ..tflite_meta import (LABELS_FILE, METADATA_NAME, labels_text, metadata_buffer, with_associated_files,
                            write_companions)
-from ..nhwc_rewrites import rewrite
 from ..tflite_quant import QUANTIZED
 from ..verify_arm.runner import dequantize, quantize
 from . import onnx, runtimes
