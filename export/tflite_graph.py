@@ -1,5 +1,6 @@
-"""Graph rewrites of quantized TFLite models (TFLite schema object API): XNNPACK
-takes the whole graph as one partition, and the residual stream stays float.
+"""Graph rewrites of TFLite models (TFLite schema object API): quantized models run
+as one XNNPACK partition with a float residual stream, and every model's input
+normalization runs on a wide view.
 Written by hand: the TFLite converter keeps chosen ops in float only through its
 quantization debugger (``denylisted_ops``), a second quantization pass, and has
 no such option for dynamic-range weights.
@@ -16,7 +17,13 @@ no such option for dynamic-range weights.
   (``benchmarks.tflite_ab``, quality on the parity photos and the digits checkpoint).
 - ``float_depthwise_weights``: XNNPACK has no dynamic-range (hybrid) depthwise
   convolution; its int8 weights become the float32 values they stand for
-  (scale * q), so the layer runs in float with the same weights."""
+  (scale * q), so the layer runs in float with the same weights.
+- ``wide_input_normalization`` (every precision): the input normalization, a 1x1
+  depthwise conv over 3 channels, runs on a reshaped view of the same memory
+  ([1, H, 1, W*3]) with its per-channel weights and bias tiled W times: the same
+  multiply-add per element, but XNNPACK's depthwise kernel then works along a row of
+  W*3 channels instead of pixel by pixel over 3 (README: xs int8 1.9 %, fp32 1.2 %
+  faster, outputs bit-identical)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -159,6 +166,106 @@ def float_depthwise_weights(model) -> int:
             weights.buffer, weights.type, weights.quantization = len(model.buffers) - 1, schema.TensorType.FLOAT32, None
             changed += 1
     return changed
+
+
+def wide_input_normalization(model) -> int:
+    """Run each 1x1 DEPTHWISE_CONV_2D over a 3-channel NHWC tensor on a [1, H, 1, W*3]
+    view (RESHAPE -> wider depthwise -> RESHAPE, in place); returns how many. Its
+    weights and bias may be constants or (float16) DEQUANTIZE outputs of constants."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = op_names(model)
+    reshape = _opcode_index(model, schema, schema.BuiltinOperator.RESHAPE, 1)
+    changed = 0
+    for graph in model.subgraphs:
+        producer = {int(t): op for op in graph.operators or [] for t in op.outputs}
+        rewritten = []
+        for op in graph.operators or []:
+            if not _three_channel_scale_shift(names, graph, op):
+                rewritten.append(op)
+                continue
+            x, y = int(op.inputs[0]), int(op.outputs[0])
+            shape = [int(d) for d in graph.tensors[x].shape]
+            wide = [1, shape[1], 1, shape[2] * 3]
+            tiled = [_tiled_constant(model, schema, graph, producer, int(t), shape[2]) for t in op.inputs[1:]]
+            x_wide, y_wide = (_like(schema, graph, t, wide, "_wide") for t in (x, y))
+            rewritten.append(_reshape(model, schema, graph, reshape, x, x_wide))
+            op.inputs, op.outputs = np.array([x_wide, *tiled], np.int32), np.array([y_wide], np.int32)
+            op.builtinOptions.depthMultiplier = 1
+            rewritten += [op, _reshape(model, schema, graph, reshape, y_wide, y)]
+            changed += 1
+        graph.operators = rewritten
+    return changed
+
+
+def _three_channel_scale_shift(names: list[str], graph, op) -> bool:
+    """``op`` is a stride-1 1x1 DEPTHWISE_CONV_2D (multiplier 1) on a batch-1 NHWC tensor of 3 channels."""
+    if names[op.opcodeIndex] != "DEPTHWISE_CONV_2D":
+        return False
+    options = op.builtinOptions
+    shape = [int(d) for d in graph.tensors[int(op.inputs[0])].shape]
+    return (len(shape) == 4 and shape[0] == 1 and shape[3] == 3 and options.strideH == options.strideW == 1
+            and [int(d) for d in graph.tensors[int(op.inputs[1])].shape] == [1, 1, 1, 3])
+
+
+def _like(schema, graph, index: int, shape: list[int], suffix: str) -> int:
+    """A new activation tensor with the type and quantization of tensor ``index`` and ``shape``."""
+    source = graph.tensors[index]
+    tensor = schema.TensorT()
+    tensor.name = bytes(source.name or b"") + suffix.encode()
+    tensor.shape, tensor.type, tensor.quantization = np.array(shape, np.int32), source.type, source.quantization
+    tensor.buffer = 0
+    graph.tensors.append(tensor)
+    return len(graph.tensors) - 1
+
+
+def _constant(model, schema, graph, name: bytes, values: np.ndarray, tensor_type: int, quantization=None) -> int:
+    """A new constant tensor holding ``values``."""
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(np.ascontiguousarray(values).tobytes(), np.uint8)
+    model.buffers.append(buffer)
+    tensor = schema.TensorT()
+    tensor.name, tensor.shape, tensor.type = name, np.array(values.shape, np.int32), tensor_type
+    tensor.buffer, tensor.quantization = len(model.buffers) - 1, quantization
+    graph.tensors.append(tensor)
+    return len(graph.tensors) - 1
+
+
+_NUMPY_TYPE = {0: np.float32, 1: np.float16, 2: np.int32, 9: np.int8}  # TensorType -> dtype
+
+
+def _tiled_constant(model, schema, graph, producer: dict, index: int, reps: int) -> int:
+    """Constant tensor ``index`` repeated ``reps`` times along its last axis (per-channel
+    quantization included) as a new tensor. A DEQUANTIZE output (float16 weights) is
+    widened where it is: its DEQUANTIZE reads the tiled constant instead."""
+    if index in producer:
+        dequantize = producer[index]
+        dequantize.inputs = np.array([_tiled_constant(model, schema, graph, producer, int(dequantize.inputs[0]), reps)],
+                                     np.int32)
+        graph.tensors[index].shape = np.array(graph.tensors[int(dequantize.inputs[0])].shape, np.int32)
+        return index
+    source = graph.tensors[index]
+    values = np.frombuffer(bytes(model.buffers[source.buffer].data), _NUMPY_TYPE[source.type]).reshape(source.shape)
+    quantization = source.quantization
+    if quantization is not None and quantization.scale is not None and len(quantization.scale) > 1:
+        tiled = schema.QuantizationParametersT()
+        tiled.scale = np.tile(np.asarray(quantization.scale, np.float32), reps)
+        tiled.zeroPoint = np.tile(np.asarray(quantization.zeroPoint, np.int64), reps)
+        tiled.quantizedDimension = quantization.quantizedDimension
+        quantization = tiled
+    repeats = [1] * (values.ndim - 1) + [reps]
+    return _constant(model, schema, graph, bytes(source.name or b"") + b"_tiled", np.tile(values, repeats),
+                     source.type, quantization)
+
+
+def _reshape(model, schema, graph, opcode: int, source: int, target: int):
+    """RESHAPE ``source`` into ``target``'s shape (shape given as options and as a tensor)."""
+    shape = np.array(graph.tensors[target].shape, np.int32)
+    options = schema.ReshapeOptionsT()
+    options.newShape = [int(d) for d in shape]
+    new_shape = _constant(model, schema, graph, bytes(graph.tensors[target].name or b"") + b"_shape", shape,
+                          schema.TensorType.INT32)
+    return _operator(schema, opcode, [source, new_shape], [target], options, schema.BuiltinOptions.ReshapeOptions)
 
 
 def census(model) -> Counter:

@@ -73,21 +73,26 @@ def test_model_without_the_patterns_is_copied_unchanged(tmp_path):
     assert _ops(tmp_path / "dst.onnx") == _ops(src)
 
 
-def _input_consumer(path) -> str:
-    """The op that first computes on the input (past the int8 model's QUANTIZE)."""
+def _input_chain(path, length: int) -> list[str]:
+    """The first ``length`` ops computing on the input (past the int8 model's QUANTIZE),
+    each the first reader of the one before."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(path))
     ops = interpreter._get_ops_details()
-    tensor = interpreter.get_input_details()[0]["index"]
-    while True:
+    tensor, chain = interpreter.get_input_details()[0]["index"], []
+    while len(chain) < length:
         op = next(o for o in ops if tensor in o["inputs"])
-        if op["op_name"] != "QUANTIZE":
-            return op["op_name"]
+        if op["op_name"] != "QUANTIZE" or chain:
+            chain.append(op["op_name"])
         tensor = op["outputs"][0]
+    return chain
 
 
-def test_tflite_artifacts_have_the_depthwise_normalization_and_no_split(tiny_tflite_export):
+def test_tflite_artifacts_have_the_wide_depthwise_normalization_and_no_split(tiny_tflite_export):
+    """The normalization is one depthwise op (ONNX rewrite) on a [1, H, 1, W*3] view
+    (export.tflite_graph.wide_input_normalization) in every precision."""
     for entry in tiny_tflite_export["report"]["artifacts"]:
         assert "SPLIT" not in entry["audit"]["census"], entry["name"]
-        assert _input_consumer(tiny_tflite_export["out"] / entry["file"]) == "DEPTHWISE_CONV_2D", entry["name"]
+        chain = _input_chain(tiny_tflite_export["out"] / entry["file"], 3)
+        assert chain == ["RESHAPE", "DEPTHWISE_CONV_2D", "RESHAPE"], entry["name"]

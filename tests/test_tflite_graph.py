@@ -11,7 +11,8 @@ pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
 from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
 from ai_edge_litert.tools import flatbuffer_utils  # noqa: E402
 
-from export.tflite_graph import census, float_depthwise_weights, float_gelu_and_residuals  # noqa: E402
+from export.tflite_graph import (census, float_depthwise_weights, float_gelu_and_residuals,  # noqa: E402
+                                 wide_input_normalization)
 from export.xnnpack_partitions import summary  # noqa: E402
 
 SHAPE = (1, 8, 8, 128)  # 3x3x128 depthwise weights: over the 1024 elements the converter quantizes
@@ -179,3 +180,41 @@ def test_histogram_ranges_clip_an_outlier_and_stay_inside_min_max():
         assert low <= 0.0 <= high and lo - step <= low and high <= hi + step, index
         widths.append((high - low) / (hi - lo))
     assert min(widths) < 0.9, widths
+
+
+def _normalized_rgb_model():
+    """Per-channel scale and shift of a 3-channel image (a 1x1 depthwise conv), then a
+    padded stride-2 3x3 conv, as a CAS-ViT .tflite begins."""
+    tf.keras.utils.set_random_seed(0)
+    inputs = tf.keras.Input((12, 10, 3), batch_size=1)
+    x = tf.keras.layers.DepthwiseConv2D(1, bias_initializer="random_normal")(inputs)
+    return tf.keras.Model(inputs, tf.keras.layers.Conv2D(8, 3, strides=2, padding="same")(x))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_wide_input_normalization_gives_bit_identical_outputs(tmp_path, precision):
+    keras_model = _normalized_rgb_model()
+    x = np.random.default_rng(1).uniform(0, 1, (4, 12, 10, 3)).astype(np.float32)
+    if precision == "int8":
+        converter = _full_integer_converter(keras_model, x)
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+        if precision == "fp16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+    before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
+    before.write_bytes(converter.convert())
+    rewritten, count = _rewrite(before.read_bytes(), wide_input_normalization)
+    after.write_bytes(rewritten)
+    assert count == 1
+    interpreter = Interpreter(model_path=str(after))
+    depthwise = next(o for o in interpreter._get_ops_details() if o["op_name"] == "DEPTHWISE_CONV_2D")
+    assert list(interpreter._get_tensor_details(depthwise["inputs"][0], 0)["shape"]) == [1, 12, 1, 30]
+    assert summary(str(after)) == {"partitions": 1, "outside": {}}
+    for sample in x:
+        np.testing.assert_array_equal(_run(after, sample[None]), _run(before, sample[None]))
+
+
+def test_wide_input_normalization_leaves_other_depthwise_convs_alone():
+    body = _convert([tf.keras.layers.DepthwiseConv2D(1), tf.keras.layers.DepthwiseConv2D(3, padding="same")])
+    assert _rewrite(body, wide_input_normalization)[1] == 0  # 128 channels, not 3

@@ -31,6 +31,7 @@ from ..nhwc_rewrites import rewrite
 from ..spec import Artifact
 from ..tflite_meta import (LABELS_FILE, METADATA_NAME, labels_text, metadata_buffer, with_associated_files,
                            write_companions)
+from ..tflite_graph import wide_input_normalization
 from ..tflite_quant import QUANTIZED
 from ..verify_arm.runner import dequantize, quantize
 from . import onnx, runtimes
@@ -157,13 +158,16 @@ def _step_seconds(files: dict[str, Path], start_mtime: float) -> dict[str, float
 
 
 def _finalize(ctx, src: Path, dst: Path, precision: str) -> None:
-    """Rename the I/O tensors to image/logits, add a serving_default signature, the
+    """Run the input normalization on a wide view (``tflite_graph.wide_input_normalization``),
+    rename the I/O tensors to image/logits, add a serving_default signature, the
     export metadata ("casvit", JSON) and the TFLite standard metadata with the labels
     file appended, and write ``dst`` atomically (TFLite schema object API)."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model(str(src))
+    if not wide_input_normalization(model):
+        raise ExportError(f"{src.name}: no 3-channel 1x1 depthwise input normalization to run on a wide view")
     graph = model.subgraphs[0]
     if len(model.subgraphs) != 1 or len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise ExportError(f"{src.name}: expected one subgraph with one input and one output")
