@@ -4,8 +4,8 @@ writes int8-I/O and int16-activation models we never ship, about 40 % of its run
 
 - ``int8``: full integer inside (per-channel weights, per-tensor activations with
   ``HistogramObserver`` ranges over the calibration images, ``export.tflite_ranges``),
-  float32 input and output; then every GELU and every residual ADD goes to float
-  between int8 tensors (``tflite_graph.float_gelu_and_residuals``).
+  float32 input and output; then every GELU, sigmoid gate and residual ADD after the
+  first stage goes to float between int8 tensors (``tflite_graph.float_islands``).
 - ``int8-dynamic``: dynamic-range weights; depthwise weights then go back to
   float (``tflite_graph.float_depthwise_weights``).
 
@@ -56,8 +56,8 @@ def _one_partition(body: bytes, precision: str) -> bytes:
     """The rewrites that make ``precision``'s model a single XNNPACK partition."""
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from .tflite_graph import float_depthwise_weights, float_gelu_and_residuals
+    from .tflite_graph import float_depthwise_weights, float_islands
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(body))
-    (float_gelu_and_residuals if precision == "int8" else float_depthwise_weights)(model)
+    (float_islands if precision == "int8" else float_depthwise_weights)(model)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))

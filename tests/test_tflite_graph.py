@@ -11,7 +11,7 @@ pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
 from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
 from ai_edge_litert.tools import flatbuffer_utils  # noqa: E402
 
-from export.tflite_graph import (census, float_depthwise_weights, float_gelu_and_residuals,  # noqa: E402
+from export.tflite_graph import (census, float_depthwise_weights, float_islands,  # noqa: E402
                                  wide_input_normalization)
 from export.xnnpack_partitions import summary  # noqa: E402
 
@@ -71,7 +71,7 @@ def test_float_gelu_makes_a_full_integer_model_one_partition_with_the_same_outpu
                      tf.keras.layers.Conv2D(8, 1)], calibration)
     before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
     before.write_bytes(body)
-    rewritten, count = _rewrite(body, float_gelu_and_residuals)  # no ADD here: the GELUs alone
+    rewritten, count = _rewrite(body, float_islands)  # no ADD here: the GELUs alone
     after.write_bytes(rewritten)
     assert count == 2
     assert summary(str(before)) == {"partitions": 3, "outside": {"GELU": 2}}
@@ -141,7 +141,7 @@ def test_residual_adds_below_the_highest_resolution_run_in_float(tmp_path):
     keras_model = _residual_model()
     before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
     before.write_bytes(_full_integer_converter(keras_model, _inputs(8)).convert())
-    rewritten, count = _rewrite(before.read_bytes(), float_gelu_and_residuals)
+    rewritten, count = _rewrite(before.read_bytes(), float_islands)
     after.write_bytes(rewritten)
     assert count == 1
     interpreter = Interpreter(model_path=str(after))
@@ -218,3 +218,28 @@ def test_wide_input_normalization_gives_bit_identical_outputs(tmp_path, precisio
 def test_wide_input_normalization_leaves_other_depthwise_convs_alone():
     body = _convert([tf.keras.layers.DepthwiseConv2D(1), tf.keras.layers.DepthwiseConv2D(3, padding="same")])
     assert _rewrite(body, wide_input_normalization)[1] == 0  # 128 channels, not 3
+
+
+def test_float_islands_run_the_sigmoid_gates_in_float_and_leave_other_products_int8(tmp_path):
+    """A spatial gate (x * sigmoid(1-channel conv)) and a channel gate (x * sigmoid(conv of
+    the mean)): both LOGISTICs and both gate MULs go to float; the product of two
+    activations that are no gate stays int8; one partition, error no worse."""
+    inputs = tf.keras.Input(SHAPE[1:], batch_size=1)
+    x = tf.keras.layers.Conv2D(16, 1)(inputs)
+    x = tf.keras.layers.Multiply()([x, tf.keras.layers.Conv2D(1, 1, activation="sigmoid")(x)])
+    pooled = tf.keras.layers.GlobalAveragePooling2D(keepdims=True)(x)
+    x = tf.keras.layers.Multiply()([x, tf.keras.layers.Conv2D(16, 1, activation="sigmoid")(pooled)])
+    x = tf.keras.layers.Multiply()([x, tf.keras.layers.Conv2D(16, 1)(inputs)])
+    tf.keras.utils.set_random_seed(0)
+    keras_model = tf.keras.Model(inputs, tf.keras.layers.Conv2D(8, 1)(x))
+    before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
+    before.write_bytes(_full_integer_converter(keras_model, _inputs(8)).convert())
+    rewritten, count = _rewrite(before.read_bytes(), float_islands)
+    after.write_bytes(rewritten)
+    assert count == 4
+    interpreter = Interpreter(model_path=str(after))
+    multiply_types = sorted(str(interpreter._get_tensor_details(o["inputs"][0], 0)["dtype"].__name__)
+                            for o in interpreter._get_ops_details() if o["op_name"] == "MUL")
+    assert multiply_types == ["float32", "float32", "int8"]
+    assert summary(str(after)) == {"partitions": 1, "outside": {}}
+    _assert_no_worse_than_before(keras_model, before, after)
