@@ -1,6 +1,7 @@
 """The measuring tools behind the README's int8 figures: benchmarks.int8_quality
-reproduces the export's own parity metric from its own path, and benchmarks.single_ops
-times the one kernel (its int8 models have int8 I/O: no QUANTIZE/DEQUANTIZE)."""
+reproduces the export's own parity metric from its own path; benchmarks.single_ops
+times the one kernel (its int8 models have int8 I/O: no QUANTIZE/DEQUANTIZE);
+benchmarks.tflite_ablation takes out what it names and what only that fed."""
 import numpy as np
 import pytest
 
@@ -43,3 +44,44 @@ def test_single_op_int8_model_is_the_op_alone():
     interpreter = Interpreter(model_content=convert(function, shapes, int8=True))
     assert [op["op_name"] for op in interpreter._get_ops_details()] == ["MUL"]
     assert interpreter.get_input_details()[0]["dtype"] == np.int8
+
+
+def _bypassed(path, name: str) -> tuple[int, list[str], bytes]:
+    """(ops picked, op names left, model bytes) after taking class ``name`` out of ``path``."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from benchmarks.tflite_ablation import _classes, bypass
+    from export.tflite_graph import op_names
+
+    model = flatbuffer_utils.read_model(str(path))
+    names = op_names(model)
+    count = bypass(model, names, _classes(names)[name])
+    left = [names[op.opcodeIndex] for op in model.subgraphs[0].operators]
+    return count, left, bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def test_ablation_takes_out_each_class_and_what_only_it_fed(tiny_tflite_export):
+    """On the tiny model's real artifacts: each class's ops are gone, so are the gates'
+    sigmoids (nothing else reads them), the other ops stay, and every copy still runs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from benchmarks.tflite_ablation import CLASSES
+
+    for entry in tiny_tflite_export["report"]["artifacts"]:
+        census, path = entry["audit"]["census"], tiny_tflite_export["out"] / entry["file"]
+        left = {}
+        for name in CLASSES:
+            count, ops, body = _bypassed(path, name)
+            left[name] = (count, ops)
+            interpreter = Interpreter(model_content=body)
+            interpreter.allocate_tensors()
+            interpreter.invoke()
+        depthwise = census["DEPTHWISE_CONV_2D"]
+        assert left["input normalization"][0] == 1
+        assert left["input normalization"][1].count("DEPTHWISE_CONV_2D") == depthwise - 1
+        assert left["depthwise 3x3"][0] == depthwise - 1
+        assert left["depthwise 3x3"][1].count("DEPTHWISE_CONV_2D") == 1
+        gates, after = left["sigmoid gates"]
+        assert gates == census["LOGISTIC"] and "LOGISTIC" not in after
+        assert after.count("MUL") == census["MUL"] - gates  # the `* v` products stay
+        assert left["GELU"][0] == census["GELU"] and "GELU" not in left["GELU"][1]
