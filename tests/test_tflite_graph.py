@@ -52,6 +52,16 @@ def _full_integer_converter(keras_model, calibration: np.ndarray):
     return converter
 
 
+def _full_integer_and_rewritten(tmp_path, keras_model, rewrite):
+    """(before.tflite, after.tflite, rewrite's count): ``keras_model`` in full int8
+    (calibrated on 8 inputs) and that model after ``rewrite``."""
+    before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
+    before.write_bytes(_full_integer_converter(keras_model, _inputs(8)).convert())
+    rewritten, count = _rewrite(before.read_bytes(), rewrite)
+    after.write_bytes(rewritten)
+    return before, after, count
+
+
 def _assert_no_worse_than_before(keras_model, before, after) -> None:
     """The rewritten model (delegated) is within 1.5x of the original's error against Keras."""
     x = _inputs(1)
@@ -112,13 +122,10 @@ def test_in_float_keeps_a_chain_in_float_with_one_dequantize_per_entering_tensor
     y = tf.keras.layers.Conv2D(8, 1)(tf.keras.layers.Multiply()([x, tf.keras.layers.Activation("sigmoid")(x)]))
     tf.keras.utils.set_random_seed(0)
     keras_model = tf.keras.Model(inputs, y)
-    before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
-    before.write_bytes(_full_integer_converter(keras_model, _inputs(8)).convert())
-    rewritten, count = _rewrite(before.read_bytes(), lambda m: in_float(
+    before, after, count = _full_integer_and_rewritten(tmp_path, keras_model, lambda m: in_float(
         m, lambda names, graph, op: names[op.opcodeIndex] in ("LOGISTIC", "MUL")))
-    after.write_bytes(rewritten)
     assert count == 2
-    ops = census(flatbuffer_utils.convert_bytearray_to_object(bytearray(rewritten)))
+    ops = census(flatbuffer_utils.read_model(str(after)))
     assert ops["DEQUANTIZE"] == 2 and ops["QUANTIZE"] == 2  # + the model's own input/output pair
     assert summary(str(after)) == {"partitions": 1, "outside": {}}
     _assert_no_worse_than_before(keras_model, before, after)
@@ -139,10 +146,7 @@ def test_residual_adds_below_the_highest_resolution_run_in_float(tmp_path):
     stream's own int8 input, one QUANTIZE for the next conv); still one partition."""
     tf.keras.utils.set_random_seed(0)
     keras_model = _residual_model()
-    before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
-    before.write_bytes(_full_integer_converter(keras_model, _inputs(8)).convert())
-    rewritten, count = _rewrite(before.read_bytes(), float_islands)
-    after.write_bytes(rewritten)
+    before, after, count = _full_integer_and_rewritten(tmp_path, keras_model, float_islands)
     assert count == 1
     interpreter = Interpreter(model_path=str(after))
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
@@ -232,10 +236,7 @@ def test_float_islands_run_the_sigmoid_gates_in_float_and_leave_other_products_i
     x = tf.keras.layers.Multiply()([x, tf.keras.layers.Conv2D(16, 1)(inputs)])
     tf.keras.utils.set_random_seed(0)
     keras_model = tf.keras.Model(inputs, tf.keras.layers.Conv2D(8, 1)(x))
-    before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
-    before.write_bytes(_full_integer_converter(keras_model, _inputs(8)).convert())
-    rewritten, count = _rewrite(before.read_bytes(), float_islands)
-    after.write_bytes(rewritten)
+    before, after, count = _full_integer_and_rewritten(tmp_path, keras_model, float_islands)
     assert count == 4
     interpreter = Interpreter(model_path=str(after))
     multiply_types = sorted(str(interpreter._get_tensor_details(o["inputs"][0], 0)["dtype"].__name__)
