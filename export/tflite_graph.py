@@ -26,8 +26,8 @@ no such option for dynamic-range weights.
   depthwise conv over 3 channels, runs on a reshaped view of the same memory
   ([1, H, 1, W*3]) with its per-channel weights and bias tiled W times: the same
   multiply-add per element, but XNNPACK's depthwise kernel then works along a row of
-  W*3 channels instead of pixel by pixel over 3 (README: xs int8 1.9 %, fp32 1.2 %
-  faster, outputs bit-identical)."""
+  W*3 channels instead of pixel by pixel over 3 (README: outputs bit-identical; in one
+  A/B xs int8 6.26 -> 6.06 ms, fp32 13.36 -> 13.22 ms)."""
 from __future__ import annotations
 
 from collections import Counter
