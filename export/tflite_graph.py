@@ -201,7 +201,8 @@ def wide_input_normalization(model) -> int:
             x, y = int(op.inputs[0]), int(op.outputs[0])
             shape = [int(d) for d in graph.tensors[x].shape]
             wide = [1, shape[1], 1, shape[2] * 3]
-            tiled = [_tiled_constant(model, schema, graph, producer, int(t), shape[2]) for t in op.inputs[1:]]
+            tiled = [_tiled_constant(model, schema, graph, producer, int(t), shape[2]) if t >= 0 else -1
+                     for t in op.inputs[1:]]  # -1: no bias
             x_wide, y_wide = (_like(schema, graph, t, wide, "_wide") for t in (x, y))
             rewritten.append(_reshape(model, schema, graph, reshape, x, x_wide))
             op.inputs, op.outputs = np.array([x_wide, *tiled], np.int32), np.array([y_wide], np.int32)
