@@ -13,12 +13,14 @@ no such option for dynamic-range weights.
   of whose inputs has another user: the skip connection) after the first stage go
   to float the same way: the residual stream then runs from block to block in
   float, as in the peers' PT2E int8; each branch reads an int8 copy, but the sum
-  is not rounded to int8 after every block. The sigmoid gates (each LOGISTIC and
-  each MUL by a LOGISTIC's output, CASAtt's spatial and channel gates) run in float
-  too: the gate is not rounded to int8 before it scales its input, and XNNPACK's
-  float multiply is faster than its int8 one on x86 without AVX2. Measured in the
-  README (``benchmarks.tflite_ab``, quality on the parity photos and the digits
-  checkpoint).
+  is not rounded to int8 after every block. The gate products (each MUL by a
+  LOGISTIC's output: CASAtt's spatial and channel gates) run in float too: XNNPACK's
+  float multiply is faster than its int8 one on x86 without AVX2. The sigmoid itself
+  stays int8, a lookup table that gives the same bits on every CPU: with it in float
+  the int8 model's outputs differed between ARM64 and x86 (4.7e-3 for xs), with it in
+  int8 they are bit-identical. Measured in the README (``benchmarks.tflite_ab``,
+  ``benchmarks.tflite_ablation``, quality on the parity photos and the digits
+  checkpoint, ``export.verify_arm``).
 - ``float_depthwise_weights``: XNNPACK has no dynamic-range (hybrid) depthwise
   convolution; its int8 weights become the float32 values they stand for
   (scale * q), so the layer runs in float with the same weights.
@@ -75,7 +77,7 @@ def _operator(schema, opcode: int, inputs: list[int], outputs: list[int], option
 
 
 def float_islands(model) -> int:
-    """Run every int8 GELU of ``model``, every sigmoid gate and every residual ADD below
+    """Run every int8 GELU of ``model``, every gate product and every residual ADD below
     the highest resolution in float32 (in place). At the highest resolution (the first
     stage) the stream holds most of the elements a DEQUANTIZE/QUANTIZE pair would convert
     and the rounding error is still small, so those ADDs stay int8 (README: 0.5 % of the
@@ -84,17 +86,15 @@ def float_islands(model) -> int:
     pixels = {id(op): _pixels(graph, op) for graph in model.subgraphs for op in residual_adds(names, graph)}
     largest = max(pixels.values(), default=0)
     floated = {i for i, n in pixels.items() if n < largest}
-    floated |= {id(op) for graph in model.subgraphs for op in sigmoid_gates(names, graph)}
+    floated |= {id(op) for graph in model.subgraphs for op in gate_products(names, graph)}
     return in_float(model, lambda names, graph, op: names[op.opcodeIndex] == "GELU" or id(op) in floated)
 
 
-def sigmoid_gates(names: list[str], graph) -> list:
-    """Each LOGISTIC of ``graph`` and each MUL reading a LOGISTIC's output (``x * sigmoid(...)``)."""
+def gate_products(names: list[str], graph) -> list:
+    """Each MUL of ``graph`` reading a LOGISTIC's output (``x * sigmoid(...)``)."""
     operators = graph.operators or []
-    sigmoids = [op for op in operators if names[op.opcodeIndex] == "LOGISTIC"]
-    gates = {int(op.outputs[0]) for op in sigmoids}
-    return sigmoids + [op for op in operators
-                       if names[op.opcodeIndex] == "MUL" and any(int(t) in gates for t in op.inputs)]
+    gates = {int(op.outputs[0]) for op in operators if names[op.opcodeIndex] == "LOGISTIC"}
+    return [op for op in operators if names[op.opcodeIndex] == "MUL" and any(int(t) in gates for t in op.inputs)]
 
 
 def _pixels(graph, op) -> int:

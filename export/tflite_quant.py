@@ -4,7 +4,7 @@ writes int8-I/O and int16-activation models we never ship, about 40 % of its run
 
 - ``int8``: full integer inside (per-channel weights, per-tensor activations with
   ``HistogramObserver`` ranges over the calibration images, ``export.tflite_ranges``),
-  float32 input and output; then every GELU, sigmoid gate and residual ADD after the
+  float32 input and output; then every GELU, gate product and residual ADD after the
   first stage goes to float between int8 tensors (``tflite_graph.float_islands``).
 - ``int8-dynamic``: dynamic-range weights; depthwise weights then go back to
   float (``tflite_graph.float_depthwise_weights``).
