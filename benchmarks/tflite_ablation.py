@@ -11,7 +11,8 @@ and convs). Classes:
 
 - ``input normalization``: the 3-channel 1x1 depthwise conv at the input;
 - ``depthwise 3x3``: every other stride-1 depthwise conv;
-- ``sigmoid gates``: each MUL by a LOGISTIC output, with what computes the gate;
+- ``sigmoid gates``: each MUL by a LOGISTIC output (or its DEQUANTIZE), with what
+  computes the gate;
 - ``other products``: the remaining MULs (CASAtt's ``* v``);
 - ``GELU``: each GELU, with its DEQUANTIZE/QUANTIZE pair in a full-int8 model."""
 from __future__ import annotations
@@ -51,9 +52,15 @@ def _classes(names: list[str]) -> dict:
     def product(graph, op, gate: bool):
         if names[op.opcodeIndex] != "MUL":
             return None
-        producers = _producers(graph)
-        gates = {int(t) for t in op.inputs if int(t) in producers and names[producers[int(t)].opcodeIndex] == "LOGISTIC"}
+        gates = {int(t) for t in op.inputs if _is_sigmoid(graph, int(t))}
         return _same_shape_input(graph, op, skip=gates) if bool(gates) == gate else None
+
+    def _is_sigmoid(graph, tensor: int) -> bool:
+        """``tensor`` is a LOGISTIC's output, or its DEQUANTIZE (int8 sigmoid, float product)."""
+        source = _producers(graph).get(tensor)
+        if source is not None and names[source.opcodeIndex] == "DEQUANTIZE":
+            source = _producers(graph).get(int(source.inputs[0]))
+        return source is not None and names[source.opcodeIndex] == "LOGISTIC"
 
     def gelu(graph, op):
         """A GELU, or in a full-int8 model the QUANTIZE ending DEQUANTIZE -> GELU -> QUANTIZE."""
