@@ -27,10 +27,6 @@ from .latency import interleaved
 from .tflite_ab import _invoker
 
 
-def _producers(graph) -> dict[int, object]:
-    return {int(t): op for op in graph.operators or [] for t in op.outputs}
-
-
 CLASSES = ("input normalization", "depthwise 3x3", "sigmoid gates", "other products", "GELU")
 
 
@@ -42,29 +38,29 @@ def _same_shape_input(graph, op, skip=()) -> int | None:
 
 
 def _classes(names: list[str]) -> dict:
-    """Class name -> pick(graph, op): the tensor to read instead of ``op``'s output, or None."""
+    """Class name -> pick(graph, op, producers): the tensor to read instead of ``op``'s
+    output, or None; ``producers`` maps each tensor of ``graph`` to the op writing it."""
     def depthwise(graph, op, kernel: list[int]):
         if names[op.opcodeIndex] != "DEPTHWISE_CONV_2D":
             return None
         shape = [int(d) for d in graph.tensors[int(op.inputs[1])].shape[1:3]]
         return _same_shape_input(graph, op) if shape == kernel else None
 
-    def product(graph, op, gate: bool):
-        if names[op.opcodeIndex] != "MUL":
-            return None
-        gates = {int(t) for t in op.inputs if _is_sigmoid(graph, int(t))}
-        return _same_shape_input(graph, op, skip=gates) if bool(gates) == gate else None
-
-    def _is_sigmoid(graph, tensor: int) -> bool:
+    def is_sigmoid(producers, tensor: int) -> bool:
         """``tensor`` is a LOGISTIC's output, or its DEQUANTIZE (int8 sigmoid, float product)."""
-        source = _producers(graph).get(tensor)
+        source = producers.get(tensor)
         if source is not None and names[source.opcodeIndex] == "DEQUANTIZE":
-            source = _producers(graph).get(int(source.inputs[0]))
+            source = producers.get(int(source.inputs[0]))
         return source is not None and names[source.opcodeIndex] == "LOGISTIC"
 
-    def gelu(graph, op):
+    def product(graph, op, producers, gate: bool):
+        if names[op.opcodeIndex] != "MUL":
+            return None
+        gates = {int(t) for t in op.inputs if is_sigmoid(producers, int(t))}
+        return _same_shape_input(graph, op, skip=gates) if bool(gates) == gate else None
+
+    def gelu(graph, op, producers):
         """A GELU, or in a full-int8 model the QUANTIZE ending DEQUANTIZE -> GELU -> QUANTIZE."""
-        producers = _producers(graph)
         chain = [op]
         while len(chain) < 3 and int(chain[-1].inputs[0]) in producers:
             chain.append(producers[int(chain[-1].inputs[0])])
@@ -75,8 +71,20 @@ def _classes(names: list[str]) -> dict:
             return int(op.inputs[0])
         return None
 
-    return dict(zip(CLASSES, (lambda g, op: depthwise(g, op, [1, 1]), lambda g, op: depthwise(g, op, [3, 3]),
-                              lambda g, op: product(g, op, True), lambda g, op: product(g, op, False), gelu)))
+    return dict(zip(CLASSES, (lambda g, op, p: depthwise(g, op, [1, 1]), lambda g, op, p: depthwise(g, op, [3, 3]),
+                              lambda g, op, p: product(g, op, p, True), lambda g, op, p: product(g, op, p, False),
+                              gelu)))
+
+
+def take_out(path: Path, name: str):
+    """(how many ops were picked, the model of ``path`` without class ``name``)."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from export.tflite_graph import op_names
+
+    model = flatbuffer_utils.read_model(str(path))
+    names = op_names(model)
+    return bypass(model, names, _classes(names)[name]), model
 
 
 def bypass(model, names, pick) -> int:
@@ -84,10 +92,11 @@ def bypass(model, names, pick) -> int:
     without a reader; returns how many ops were picked."""
     picked = 0
     for graph in model.subgraphs:
+        producers = {int(t): op for op in graph.operators or [] for t in op.outputs}
         remap, kept = {}, []
         for op in graph.operators or []:
             op.inputs = np.array([remap.get(int(t), int(t)) for t in op.inputs], np.int32)
-            source = pick(graph, op)
+            source = pick(graph, op, producers)
             if source is None:
                 kept.append(op)
                 continue
@@ -120,14 +129,10 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from export.tflite_graph import op_names
-
     with tempfile.TemporaryDirectory() as tmp:
         files, counts = {"model": str(args.model)}, {}
         for name in CLASSES:
-            model = flatbuffer_utils.read_model(str(args.model))
-            names = op_names(model)
-            counts[name] = bypass(model, names, _classes(names)[name])
+            counts[name], model = take_out(args.model, name)
             if counts[name]:
                 files[name] = str(Path(tmp) / f"{len(files)}.tflite")
                 Path(files[name]).write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))

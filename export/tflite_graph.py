@@ -56,13 +56,17 @@ def _opcode_index(model, schema, builtin: int, version: int) -> int:
     return len(model.operatorCodes) - 1
 
 
-def _float_twin(schema, graph, index: int, suffix: str) -> int:
-    """A new float32 tensor shaped like tensor ``index``; returns its index."""
+def _like(schema, graph, index: int, suffix: str, shape=None, float32: bool = False) -> int:
+    """A new activation tensor like tensor ``index`` (its shape unless ``shape`` is given;
+    its type and quantization, or float32 without quantization); returns its index."""
     source = graph.tensors[index]
     tensor = schema.TensorT()
     tensor.name = bytes(source.name or b"") + suffix.encode()
-    tensor.shape = np.array(source.shape, np.int32)
-    tensor.type = schema.TensorType.FLOAT32
+    tensor.shape = np.array(source.shape if shape is None else shape, np.int32)
+    if float32:
+        tensor.type, tensor.quantization = schema.TensorType.FLOAT32, None
+    else:
+        tensor.type, tensor.quantization = source.type, source.quantization
     tensor.buffer = 0
     graph.tensors.append(tensor)
     return len(graph.tensors) - 1
@@ -134,11 +138,11 @@ def in_float(model, chosen) -> int:
                 continue
             for t in (int(t) for t in op.inputs if t >= 0):
                 if t not in twin:
-                    twin[t] = _float_twin(schema, graph, t, "_float")
+                    twin[t] = _like(schema, graph, t, "_float", float32=True)
                     rewritten.append(_operator(schema, dequantize, [t], [twin[t]]))
             outputs = [int(t) for t in op.outputs]
             for t in outputs:
-                twin[t] = _float_twin(schema, graph, t, "_float")
+                twin[t] = _like(schema, graph, t, "_float", float32=True)
             op.inputs = np.array([twin[int(t)] if t >= 0 else -1 for t in op.inputs], np.int32)
             op.outputs = np.array([twin[t] for t in outputs], np.int32)
             rewritten.append(op)
@@ -203,7 +207,7 @@ def wide_input_normalization(model) -> int:
             wide = [1, shape[1], 1, shape[2] * 3]
             tiled = [_tiled_constant(model, schema, graph, producer, int(t), shape[2]) if t >= 0 else -1
                      for t in op.inputs[1:]]  # -1: no bias
-            x_wide, y_wide = (_like(schema, graph, t, wide, "_wide") for t in (x, y))
+            x_wide, y_wide = (_like(schema, graph, t, "_wide", shape=wide) for t in (x, y))
             rewritten.append(_reshape(model, schema, graph, reshape, x, x_wide))
             op.inputs, op.outputs = np.array([x_wide, *tiled], np.int32), np.array([y_wide], np.int32)
             op.builtinOptions.depthMultiplier = 1
@@ -221,17 +225,6 @@ def _three_channel_scale_shift(names: list[str], graph, op) -> bool:
     shape = [int(d) for d in graph.tensors[int(op.inputs[0])].shape]
     return (len(shape) == 4 and shape[0] == 1 and shape[3] == 3 and options.strideH == options.strideW == 1
             and [int(d) for d in graph.tensors[int(op.inputs[1])].shape] == [1, 1, 1, 3])
-
-
-def _like(schema, graph, index: int, shape: list[int], suffix: str) -> int:
-    """A new activation tensor with the type and quantization of tensor ``index`` and ``shape``."""
-    source = graph.tensors[index]
-    tensor = schema.TensorT()
-    tensor.name = bytes(source.name or b"") + suffix.encode()
-    tensor.shape, tensor.type, tensor.quantization = np.array(shape, np.int32), source.type, source.quantization
-    tensor.buffer = 0
-    graph.tensors.append(tensor)
-    return len(graph.tensors) - 1
 
 
 def _constant(model, schema, graph, name: bytes, values: np.ndarray, tensor_type: int, quantization=None) -> int:

@@ -50,12 +50,11 @@ def _bypassed(path, name: str) -> tuple[int, list[str], bytes]:
     """(ops picked, op names left, model bytes) after taking class ``name`` out of ``path``."""
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from benchmarks.tflite_ablation import _classes, bypass
+    from benchmarks.tflite_ablation import take_out
     from export.tflite_graph import op_names
 
-    model = flatbuffer_utils.read_model(str(path))
+    count, model = take_out(path, name)
     names = op_names(model)
-    count = bypass(model, names, _classes(names)[name])
     left = [names[op.opcodeIndex] for op in model.subgraphs[0].operators]
     return count, left, bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
