@@ -148,6 +148,44 @@ def _exchange(a: Path, b: Path) -> None:
         raise OSError(code, os.strerror(code), str(a), None, str(b))
 
 
+class OutputLock:
+    """``flock()`` on OUT's lock file, held by every run that writes into OUT: an
+    export for its whole transaction, ``make verify-arm`` while it checks a set and
+    writes its reports beside it. A second run is refused at once, naming the holder."""
+
+    def __init__(self, out_dir: Path, advice: str):
+        self.out_dir, self.advice = Path(out_dir), advice
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> None:
+        fd = os.open(lock_path(self.out_dir), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ExportError(f"{self.out_dir} is in use by another run (PID {holder}){self.advice}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing releases the flock; the file stays (deleting it would race)
+            self._fd = None
+
+    def __enter__(self) -> OutputLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 class Transaction:
     """``with Transaction(out_dir, force) as txn``: lock, clean-up of stale
     transactions, the foreign-entry check; then ``txn.workdir`` for converters,
@@ -161,7 +199,7 @@ class Transaction:
         self.new_dir, self.workdir = self.root / "new", self.root / "work"
         self.records: list[dict] = []
         self.foreign: list[str] = []
-        self._lock_fd: int | None = None
+        self._lock = OutputLock(self.out_dir, "; wait for it to finish or choose another --out")
 
     def __enter__(self) -> Transaction:
         out = self.out_dir
@@ -170,7 +208,7 @@ class Transaction:
                               f"filesystem, so use a folder inside it (e.g. {out / 'export'})")
         try:
             self.out_dir.parent.mkdir(parents=True, exist_ok=True)
-            self._lock()
+            self._lock.acquire()
         except OSError as e:
             raise ExportError(f"output folder {self.out_dir} is not writable (its lock and staging folder live "
                               f"beside it, in {self.out_dir.parent}): {e.strerror or e}") from None
@@ -180,7 +218,7 @@ class Transaction:
             self.new_dir.mkdir(parents=True)
             self.workdir.mkdir()
         except BaseException:
-            self._unlock()
+            self._lock.release()
             raise
         return self
 
@@ -190,30 +228,12 @@ class Transaction:
     def close(self) -> None:
         """Remove the transaction folder (undoing a swap interrupted between its two
         renames) and release the lock; a second call does nothing."""
-        if self._lock_fd is None:
+        if not self._lock.held:
             return
         try:
             _finish(self.root, self.out_dir)
         finally:
-            self._unlock()
-
-    def _lock(self) -> None:
-        fd = os.open(lock_path(self.out_dir), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise ExportError(f"{self.out_dir} is in use by another export (PID {holder}); "
-                              "wait for it to finish or choose another --out") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._lock_fd = fd
-
-    def _unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing releases the flock; the file stays (deleting it would race)
-            self._lock_fd = None
+            self._lock.release()
 
     def _inspect(self) -> list[str]:
         """Names in OUT this tool did not write; refused unless --force."""

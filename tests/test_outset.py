@@ -148,7 +148,7 @@ def test_second_concurrent_run_is_refused_at_once_naming_the_holder(tmp_path):
         holder.kill()
         holder.wait()
     assert second.returncode == 2
-    assert err.strip().splitlines() == [f"error: {out} is in use by another export (PID {holder.pid}); "
+    assert err.strip().splitlines() == [f"error: {out} is in use by another run (PID {holder.pid}); "
                                         "wait for it to finish or choose another --out"]
 
 

@@ -6,6 +6,7 @@ missing golden file is bad input (exit 2) and leaves no report behind.
 The first run builds the toolchain into the project's .cache/arm64 (apt-installs
 qemu-user-static and mmdebstrap when missing, downloads the pinned wheels)."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -201,3 +202,40 @@ def test_verified_set_stays_consistent_and_a_new_export_replaces_the_reports(ver
                            "--out", str(exported)], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert not (exported / JSON_NAME).exists() and outset.problems(exported) == []
+
+
+def test_a_set_in_use_by_an_export_is_refused_at_once_and_left_alone(tmp_path):
+    """verify-arm takes OUT's lock before reading the set: an export holding it (here its
+    transaction, as the exporter opens it) makes verify-arm exit 2 naming the holder,
+    before any toolchain work and without writing a report."""
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom export.outset import Transaction\n"
+         "with Transaction(Path(sys.argv[1])):\n    print('locked', flush=True)\n    time.sleep(120)\n", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        done = _verify(out, "--cache", str(tmp_path / "no-cache"))
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [f"error: {out} is in use by another run (PID {holder.pid}); "
+                                                "wait for it to finish"]
+    assert os.listdir(out) == [] and not (tmp_path / "no-cache").exists()
+
+
+def test_verify_arm_finishes_a_killed_exports_swap_before_reading(tmp_path):
+    """A transaction folder left by a SIGKILLed export is cleaned up under the lock (as the
+    next export would); an empty folder is then bad input (no manifest), exit 2."""
+    from export import outset
+
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = tmp_path / ".out.txn-999999"
+    (stale / "new").mkdir(parents=True)
+    assert outset.problems(out) == [f"leftover transaction folder {stale}"]
+    done = _verify(out, "--cache", str(tmp_path / "no-cache"))
+    assert done.returncode == 2 and "no manifest.json" in done.stderr, done.stderr
+    assert not stale.exists() and outset.problems(out) == []

@@ -1,5 +1,8 @@
 """``python -m export.verify_arm OUT``. Exit codes: 0 every gate passed, 1 a model
-missed a gate (or LiteRT could not run it), 2 bad input or no toolchain."""
+missed a gate (or LiteRT could not run it), 2 bad input, OUT in use or no toolchain.
+
+OUT's lock is held from reading the set to writing the reports, so an export cannot
+swap a new set in between (the reports would then describe files no longer there)."""
 from __future__ import annotations
 
 import argparse
@@ -7,9 +10,9 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import OneLineParser
+from ..errors import ExportError, OneLineParser
 from ..fsutil import atomic_write
-from ..outset import CHECK_REPORTS
+from ..outset import CHECK_REPORTS, OutputLock, recover_stale
 from .evaluate import verify
 from .outputset import BadInput, load
 from .render import render_markdown
@@ -34,12 +37,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    lock = OutputLock(args.out, "; wait for it to finish")
     try:
-        output_set = load(args.out)
-        arm, x86 = prepare(args.cache, args.qemu_cpu)
-    except (BadInput, SetupFailed) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        if not args.out.is_dir():
+            raise BadInput(f"{args.out}: not a folder")
+        lock.acquire()
+    except OSError as e:
+        return _error(f"{args.out}: its lock file cannot be written beside it: {e.strerror or e}")
+    except (BadInput, ExportError) as e:
+        return _error(e)
+    try:
+        recover_stale(args.out)  # an export killed mid-swap: its set is finished or put back first
+        return _verify_locked(args)
+    except (BadInput, SetupFailed, ExportError) as e:
+        return _error(e)
+    finally:
+        lock.release()
+
+
+def _error(message) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _verify_locked(args) -> int:
+    output_set = load(args.out)
+    arm, x86 = prepare(args.cache, args.qemu_cpu)
     report = verify(output_set, arm, x86, args.fp16_arithmetic, args.gate_fp16_arithmetic)
     atomic_write(args.out / JSON_NAME, json.dumps(report, indent=2) + "\n")
     atomic_write(args.out / MD_NAME, render_markdown(report))
