@@ -4,8 +4,9 @@ writes int8-I/O and int16-activation models we never ship, about 40 % of its run
 
 - ``int8``: full integer inside (per-channel weights, per-tensor activations with
   ``HistogramObserver`` ranges over the calibration images, ``export.tflite_ranges``),
-  float32 input and output; then every GELU, gate product and residual ADD after the
-  first stage goes to float between int8 tensors (``tflite_graph.float_islands``).
+  float32 input and output; each bias then takes back the mean error of its int8
+  weights (``export.tflite_bias``), and every GELU, gate product and residual ADD
+  after the first stage goes to float between int8 tensors (``tflite_graph.float_islands``).
 - ``int8-dynamic``: dynamic-range weights; depthwise weights then go back to
   float (``tflite_graph.float_depthwise_weights``).
 
@@ -30,8 +31,9 @@ def quantize(saved_model: Path, calibration: np.ndarray, outputs: dict[str, Path
 
 
 def _convert(saved_model: Path, calibration: np.ndarray | None) -> bytes:
-    """TFLite converter: dynamic-range quantization, or full-integer with ``calibration``
-    and HistogramObserver activation ranges (``export.tflite_ranges``)."""
+    """TFLite converter: dynamic-range quantization, or full-integer with ``calibration``,
+    HistogramObserver activation ranges (``export.tflite_ranges``) and corrected biases
+    (``export.tflite_bias``)."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
@@ -44,12 +46,14 @@ def _convert(saved_model: Path, calibration: np.ndarray | None) -> bytes:
     # its MLIR quantizer, with our ranges in between; float32 input and output as before.
     from tensorflow.lite.python.convert import mlir_quantize
 
+    from .tflite_bias import correct_biases
     from .tflite_ranges import histogram_ranges, with_ranges
 
     converter._experimental_calibrate_only = True
     calibrated = converter.convert()
     ranged = with_ranges(calibrated, histogram_ranges(calibrated, calibration))
-    return mlir_quantize(ranged, False, input_data_type=tf.float32, output_data_type=tf.float32)
+    quantized = mlir_quantize(ranged, False, input_data_type=tf.float32, output_data_type=tf.float32)
+    return correct_biases(quantized, calibrated, calibration)[0]
 
 
 def _one_partition(body: bytes, precision: str) -> bytes:
