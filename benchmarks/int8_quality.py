@@ -8,7 +8,8 @@ Seeded weights (the exporter's): the parity photos plus ``--noise`` seeded noise
 images. With ``--checkpoint`` (the digits-trained one): its 360 held-out digits.
 Per file: the worst and mean centered cosine (each output centered by the
 reference's mean over all inputs, as ``export.parity.compare``), the worst over the
-photos alone, the centered mean squared error and top-1 agreement with eager.
+photos alone, the centered mean squared error, top-1 agreement with eager and, on
+the digits, top-1 accuracy against their labels (eager's is printed first).
 Takes our files (NHWC RGB in [0, 1]) and litert-torch's (NCHW normalized, int8 or
 float I/O), so the peers' files of ``make bench PEERS=1`` can be compared too."""
 from __future__ import annotations
@@ -21,8 +22,9 @@ import numpy as np
 
 
 def inputs(variant: str, res: int, checkpoint: Path | None, noise: int):
-    """(model, RGB uint8 batch, photo mask): the seeded model on the parity photos and
-    noise, or the checkpoint on its held-out digits (no photos among them)."""
+    """(model, RGB uint8 batch, photo mask, labels or None): the seeded model on the
+    parity photos and noise, or the checkpoint on its held-out digits (no photos among
+    them) with their labels."""
     from casvit import model_from_checkpoint
     from casvit.preprocess import official_default
     from export.inputs import parity_images, photo_mask
@@ -31,10 +33,11 @@ def inputs(variant: str, res: int, checkpoint: Path | None, noise: int):
     from .peers.convert import seeded_model
 
     if checkpoint is not None:
-        rgb = digits_split(res)["test_rgb"]
-        return model_from_checkpoint(checkpoint), rgb, np.zeros(len(rgb), bool)
+        split = digits_split(res)
+        rgb = split["test_rgb"]
+        return model_from_checkpoint(checkpoint), rgb, np.zeros(len(rgb), bool), split["test_y"]
     names, rgb = parity_images(official_default(res, res), noise=noise)
-    return seeded_model(variant, "eval"), rgb, photo_mask(names)
+    return seeded_model(variant, "eval"), rgb, photo_mask(names), None
 
 
 def run_tflite(path: Path, rgb: np.ndarray) -> np.ndarray:
@@ -50,7 +53,7 @@ def run_tflite(path: Path, rgb: np.ndarray) -> np.ndarray:
     return tflite_predict(path, to_convention(rgb, "normalized" if nchw else "unit"))
 
 
-def quality(reference: np.ndarray, output: np.ndarray, photos: np.ndarray) -> dict:
+def quality(reference: np.ndarray, output: np.ndarray, photos: np.ndarray, labels: np.ndarray | None = None) -> dict:
     from export.parity import centered_cosines
 
     ref, out = np.asarray(reference, np.float64), np.asarray(output, np.float64)
@@ -58,7 +61,8 @@ def quality(reference: np.ndarray, output: np.ndarray, photos: np.ndarray) -> di
     return {"min_centered_cosine": float(cosine.min()), "mean_centered_cosine": float(cosine.mean()),
             "photos_min_centered_cosine": float(cosine[photos].min()) if photos.any() else None,
             "centered_mse": float(np.mean((out - ref) ** 2)),
-            "top1_agreement": float(np.mean(ref.argmax(1) == out.argmax(1))), "inputs": len(ref)}
+            "top1_agreement": float(np.mean(ref.argmax(1) == out.argmax(1))), "inputs": len(ref),
+            "top1": None if labels is None else float(np.mean(out.argmax(1) == labels))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,15 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     from export.inputs import to_convention
     from export.pipeline import reference_logits
 
-    model, rgb, photos = inputs(args.variant, args.res, args.checkpoint, args.noise)
+    model, rgb, photos, labels = inputs(args.variant, args.res, args.checkpoint, args.noise)
     reference = reference_logits(model, to_convention(rgb, "normalized"))
-    print("| file | inputs | worst centered cosine | mean | worst on photos | centered MSE | top-1 agreement |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    if labels is not None:
+        print(f"eager top-1 {100 * np.mean(reference.argmax(1) == labels):.2f} % on {len(labels)} labelled inputs")
+    print("| file | inputs | worst centered cosine | mean | worst on photos | centered MSE | top-1 agreement "
+          "| top-1 % |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for path in args.files:
-        q = quality(reference, run_tflite(path, rgb), photos)
+        q = quality(reference, run_tflite(path, rgb), photos, labels)
         photo = "" if q["photos_min_centered_cosine"] is None else f"{q['photos_min_centered_cosine']:.4f}"
+        top1 = "" if q["top1"] is None else f"{100 * q['top1']:.2f}"
         print(f"| {path} | {q['inputs']} | {q['min_centered_cosine']:.4f} | {q['mean_centered_cosine']:.4f} | "
-              f"{photo} | {q['centered_mse']:.3e} | {q['top1_agreement']:.3f} |")
+              f"{photo} | {q['centered_mse']:.3e} | {q['top1_agreement']:.3f} | {top1} |")
     return 0
 
 

@@ -15,7 +15,8 @@ def test_int8_quality_reproduces_the_export_parity_metric(tiny_tflite_export):
     from export.inputs import to_convention
     from export.pipeline import reference_logits
 
-    model, rgb, photos = inputs("tiny", 64, None, noise=2)
+    model, rgb, photos, labels = inputs("tiny", 64, None, noise=2)
+    assert labels is None
     assert photos.tolist() == [True] * 4 + [False] * 2
     reference = reference_logits(model, to_convention(rgb, "normalized"))
     for entry in tiny_tflite_export["report"]["artifacts"]:
@@ -32,6 +33,10 @@ def test_quality_of_an_exact_copy():
     reference = np.random.default_rng(0).normal(size=(5, 10))
     q = quality(reference, reference.copy(), np.ones(5, bool))
     assert q["min_centered_cosine"] == pytest.approx(1.0) and q["centered_mse"] == 0 and q["top1_agreement"] == 1
+    assert q["top1"] is None
+    labels = np.array([reference[0].argmax(), reference[1].argmax(), 0, 0, 0])
+    labels[2:] = (reference[2:].argmax(1) + 1) % 10  # three wrong labels
+    assert quality(reference, reference.copy(), np.ones(5, bool), labels)["top1"] == pytest.approx(0.4)
 
 
 def test_single_op_int8_model_is_the_op_alone():
