@@ -1,6 +1,9 @@
 """Paths and small helpers shared by the tests (fixtures live in conftest.py)."""
 from __future__ import annotations
 
+import contextlib
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -10,6 +13,22 @@ REFERENCE = ROOT / "tests" / "data" / "casvit_reference"  # official-format fixt
 DIGITS_CHECKPOINT = ROOT / "tests" / "data" / "casvit_tiny_digits.pth"  # trained on sklearn digits, see tests/data
 DIGITS_TEST_IMAGES = 120
 DIGIT_NAMES = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+@contextlib.contextmanager
+def output_lock_held(out: Path):
+    """A child process that holds ``out``'s export transaction (so its lock) until the
+    block ends; yields the process."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom export.outset import Transaction\n"
+         "with Transaction(Path(sys.argv[1])):\n    print('locked', flush=True)\n    time.sleep(120)\n", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def photo_batch(height: int, width: int, normalize: bool = True) -> torch.Tensor:

@@ -22,7 +22,7 @@ from export.cli import main
 from export.errors import EnvironmentFailure, ExportError, GateFailure, Terminated, outcome
 from export.outset import Transaction, problems, transaction_folders
 
-from .helpers import ROOT
+from .helpers import ROOT, output_lock_held
 
 TINY = ["--variant", "tiny", "--res", "64"]
 
@@ -134,19 +134,11 @@ def test_full_tmpfs_gives_exit_3_one_line_and_a_consistent_out(onnx_set, tmp_pat
 
 def test_second_concurrent_run_is_refused_at_once_naming_the_holder(tmp_path):
     out = tmp_path / "out"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom export.outset import Transaction\n"
-         "with Transaction(Path(sys.argv[1])):\n    print('locked', flush=True)\n    time.sleep(120)\n", str(out)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with output_lock_held(out) as holder:
         start = time.monotonic()
         second = _cli("--target", "onnx", *TINY, "--out", str(out))
         _, err = second.communicate(timeout=120)
         print(f"\nsecond run refused after {time.monotonic() - start:.1f} s (interpreter start and imports included)")
-    finally:
-        holder.kill()
-        holder.wait()
     assert second.returncode == 2
     assert err.strip().splitlines() == [f"error: {out} is in use by another run (PID {holder.pid}); "
                                         "wait for it to finish or choose another --out"]

@@ -21,7 +21,7 @@ from export.fsutil import sha256_of
 from export.verify_arm import LITERT_VERSION
 from export.verify_arm.__main__ import JSON_NAME, MD_NAME
 
-from .helpers import ROOT
+from .helpers import ROOT, output_lock_held
 
 
 def test_app_and_verify_arm_use_one_litert_version():
@@ -210,16 +210,8 @@ def test_a_set_in_use_by_an_export_is_refused_at_once_and_left_alone(tmp_path):
     before any toolchain work and without writing a report."""
     out = tmp_path / "out"
     out.mkdir()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom export.outset import Transaction\n"
-         "with Transaction(Path(sys.argv[1])):\n    print('locked', flush=True)\n    time.sleep(120)\n", str(out)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with output_lock_held(out) as holder:
         done = _verify(out, "--cache", str(tmp_path / "no-cache"))
-    finally:
-        holder.kill()
-        holder.wait()
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [f"error: {out} is in use by another run (PID {holder.pid}); "
                                                 "wait for it to finish"]
