@@ -87,7 +87,7 @@ def _tap_means(x: np.ndarray, weight_shape, options) -> np.ndarray:
     included, as TFLite's SAME padding places it)."""
     kh, kw = int(weight_shape[1]), int(weight_shape[2])
     if (getattr(options, "dilationHFactor", 1), getattr(options, "dilationWFactor", 1)) != (1, 1):
-        raise ValueError("bias correction: dilated convolutions are not supported")
+        raise ExportError("bias correction: dilated convolutions are not supported")
     sh, sw = options.strideH, options.strideW
     padded, (oh, ow) = x, ((x.shape[0] - kh) // sh + 1, (x.shape[1] - kw) // sw + 1)
     if options.padding == 0:  # SAME
