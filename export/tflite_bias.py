@@ -32,7 +32,7 @@ def correct_biases(quantized: bytes, calibrated: bytes, calibration: np.ndarray)
     model and how many biases were corrected."""
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from .tflite_graph import op_names
+    from .tflite_graph import constant_values, dequantized, op_names
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(quantized))
     float_model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
@@ -47,9 +47,9 @@ def correct_biases(quantized: bytes, calibrated: bytes, calibration: np.ndarray)
         raise ExportError("bias correction: the int8 model's weighted ops do not match its float model's")
     means = _input_tap_means(calibrated, float_graph, [(names[op.opcodeIndex], f) for op, f in pairs], calibration)
     for (op, float_op), tap_means in zip(pairs, means):
-        error = _weight_error(names[op.opcodeIndex], _dequantized(model, graph.tensors[int(op.inputs[1])]),
-                              _values(float_model, float_graph.tensors[int(float_op.inputs[1])]), tap_means)
-        bias = _values(float_model, float_graph.tensors[int(float_op.inputs[2])]).astype(np.float64)
+        error = _weight_error(names[op.opcodeIndex], dequantized(model, graph.tensors[int(op.inputs[1])]),
+                              constant_values(float_model, float_graph.tensors[int(float_op.inputs[1])]), tap_means)
+        bias = constant_values(float_model, float_graph.tensors[int(float_op.inputs[2])]).astype(np.float64)
         _set_bias(model, graph, int(op.inputs[2]), bias - error)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), len(pairs)
 
@@ -65,15 +65,10 @@ def _weighted_ops(graph, names: list[str]) -> list:
 def _input_tap_means(calibrated: bytes, float_graph, ops: list, calibration: np.ndarray) -> list[np.ndarray]:
     """Per op: the mean over the calibration images of what each kernel tap reads,
     ``(kh, kw, C)`` for a convolution, ``(C,)`` for a fully connected layer."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from .tflite_ranges import calibration_runs
 
-    interpreter = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True,
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interpreter.allocate_tensors()
     sums = [0.0] * len(ops)
-    for sample in calibration:
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], sample[None])
-        interpreter.invoke()
+    for interpreter in calibration_runs(calibrated, calibration):
         for k, (kind, op) in enumerate(ops):
             x = np.asarray(interpreter.get_tensor(int(op.inputs[0])), np.float64)
             sums[k] = sums[k] + (x.reshape(-1, x.shape[-1]).mean(0) if kind == "FULLY_CONNECTED"
@@ -107,21 +102,6 @@ def _weight_error(kind: str, quantized: np.ndarray, weights: np.ndarray, tap_mea
         return np.einsum("oijc,ijc->o", delta, tap_means)
     multiplier = delta.shape[-1] // tap_means.shape[-1]  # depthwise: weights (1, kh, kw, C * multiplier)
     return np.einsum("ijc,ijc->c", delta[0], np.repeat(tap_means, multiplier, axis=-1))
-
-
-def _values(model, tensor) -> np.ndarray:
-    """A constant tensor's values in its own type and shape."""
-    dtype = {0: np.float32, 2: np.int32, 9: np.int8}[tensor.type]
-    return np.frombuffer(bytes(model.buffers[tensor.buffer].data), dtype).reshape(tensor.shape)
-
-
-def _dequantized(model, tensor) -> np.ndarray:
-    """The real values an int8 weight tensor stands for (per-channel scale and zero point)."""
-    q = tensor.quantization
-    shape = [1] * len(tensor.shape)
-    shape[q.quantizedDimension] = -1
-    zero = np.asarray(q.zeroPoint, np.float64).reshape(shape)
-    return (_values(model, tensor).astype(np.float64) - zero) * np.asarray(q.scale, np.float64).reshape(shape)
 
 
 def _set_bias(model, graph, index: int, real: np.ndarray) -> None:

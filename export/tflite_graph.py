@@ -172,14 +172,8 @@ def float_depthwise_weights(model) -> int:
             weights = graph.tensors[op.inputs[1]]
             if weights.type != schema.TensorType.INT8 or graph.tensors[op.inputs[0]].type != schema.TensorType.FLOAT32:
                 continue
-            q = weights.quantization
-            values = np.frombuffer(bytes(model.buffers[weights.buffer].data), np.int8).reshape(weights.shape)
-            shape = [1] * values.ndim
-            shape[q.quantizedDimension] = -1
-            scale = np.asarray(q.scale, np.float32).reshape(shape)
-            zero_point = np.asarray(q.zeroPoint, np.float32).reshape(shape)
             buffer = schema.BufferT()
-            buffer.data = np.frombuffer(((values - zero_point) * scale).astype("<f4").tobytes(), np.uint8)
+            buffer.data = np.frombuffer(dequantized(model, weights).astype("<f4").tobytes(), np.uint8)
             model.buffers.append(buffer)
             weights.buffer, weights.type, weights.quantization = len(model.buffers) - 1, schema.TensorType.FLOAT32, None
             changed += 1
@@ -242,6 +236,20 @@ def _constant(model, schema, graph, name: bytes, values: np.ndarray, tensor_type
 _NUMPY_TYPE = {0: np.float32, 1: np.float16, 2: np.int32, 9: np.int8}  # TensorType -> dtype
 
 
+def constant_values(model, tensor) -> np.ndarray:
+    """A constant tensor's values in its own type and shape."""
+    return np.frombuffer(bytes(model.buffers[tensor.buffer].data), _NUMPY_TYPE[tensor.type]).reshape(tensor.shape)
+
+
+def dequantized(model, tensor) -> np.ndarray:
+    """The real values (float64) a quantized constant stands for, per-channel scale and zero point included."""
+    q = tensor.quantization
+    shape = [1] * len(tensor.shape)
+    shape[q.quantizedDimension] = -1
+    zero_point = np.asarray(q.zeroPoint, np.float64).reshape(shape)
+    return (constant_values(model, tensor).astype(np.float64) - zero_point) * np.asarray(q.scale, np.float64).reshape(shape)
+
+
 def _tiled_constant(model, schema, graph, producer: dict, index: int, reps: int) -> int:
     """Constant tensor ``index`` repeated ``reps`` times along its last axis (per-channel
     quantization included) as a new tensor. A DEQUANTIZE output (float16 weights) is
@@ -253,7 +261,7 @@ def _tiled_constant(model, schema, graph, producer: dict, index: int, reps: int)
         graph.tensors[index].shape = np.array(graph.tensors[int(dequantize.inputs[0])].shape, np.int32)
         return index
     source = graph.tensors[index]
-    values = np.frombuffer(bytes(model.buffers[source.buffer].data), _NUMPY_TYPE[source.type]).reshape(source.shape)
+    values = constant_values(model, source)
     quantization = source.quantization
     if quantization is not None and quantization.scale is not None and len(quantization.scale) > 1:
         tiled = schema.QuantizationParametersT()

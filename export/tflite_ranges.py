@@ -33,23 +33,31 @@ def ranged_tensors(model) -> list[int]:
             and t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1]
 
 
+def calibration_runs(calibrated: bytes, calibration: np.ndarray):
+    """The calibrated float model run on each calibration image in turn (LiteRT's
+    reference kernels, every tensor kept): yields the interpreter after each run."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interpreter = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True,
+                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter.allocate_tensors()
+    for sample in calibration:
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], sample[None])
+        interpreter.invoke()
+        yield interpreter
+
+
 def histogram_ranges(calibrated: bytes, calibration: np.ndarray) -> dict[int, tuple[float, float]]:
     """Tensor index -> (min, max) that ``HistogramObserver`` chooses from the tensor's
     values over the calibration images (run through the calibrated float model)."""
     import torch
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
     from ai_edge_litert.tools import flatbuffer_utils
     from torch.ao.quantization.observer import HistogramObserver
 
     tensors = ranged_tensors(flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated)))
-    interpreter = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True,
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interpreter.allocate_tensors()
     observers = {i: HistogramObserver(dtype=torch.qint8, qscheme=torch.per_tensor_affine,
                                       quant_min=INT8[0], quant_max=INT8[1]) for i in tensors}
-    for sample in calibration:
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], sample[None])
-        interpreter.invoke()
+    for interpreter in calibration_runs(calibrated, calibration):
         for i, observer in observers.items():
             observer(torch.from_numpy(np.array(interpreter.get_tensor(i), np.float32)))
     return {i: _range(*observer.calculate_qparams()) for i, observer in observers.items()}
