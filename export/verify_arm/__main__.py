@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     lock = OutputLock(args.out, "; wait for it to finish")
     try:
-        if not args.out.is_dir():
+        if not args.out.is_dir():  # before locking: the lock file lives beside OUT, a mistyped path gets none
             raise BadInput(f"{args.out}: not a folder")
         lock.acquire()
     except OSError as e:
