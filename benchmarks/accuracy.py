@@ -5,6 +5,7 @@ exported with ``python -m export --checkpoint``; int8 is calibrated on training
 images (never test images). Every artifact gets the same test pixels in its own
 input convention through ``export.inputs.to_convention``.
 """
+
 from __future__ import annotations
 
 import time
@@ -14,7 +15,7 @@ import numpy as np
 
 from export import targets as export_targets
 from export.inputs import to_convention
-from export.targets.coreml import COMPRESSIONS
+from export.targets.coreml.target import COMPRESSIONS
 
 from . import artifacts
 from .digits import digits_split
@@ -36,8 +37,9 @@ def write_calibration_folder(rgb: np.ndarray, folder: Path) -> Path:
     return folder
 
 
-def ensure_checkpoint(variant: str, res: int, checkpoint: Path | None, epochs: int, train_limit: int | None,
-                      threads: int, log) -> Path:
+def ensure_checkpoint(
+    variant: str, res: int, checkpoint: Path | None, epochs: int, train_limit: int | None, threads: int, log
+) -> Path:
     """The given checkpoint, the default one if it exists, or a freshly trained one."""
     path = Path(checkpoint) if checkpoint else default_checkpoint(variant)
     if not path.is_file():
@@ -53,22 +55,42 @@ def top1(logits: np.ndarray, labels: np.ndarray) -> float:
 
 def evaluate_entry(entry: dict, out_dir: str, x_by_convention, labels: np.ndarray, eager_pred: np.ndarray) -> dict:
     """Accuracy row of one exported artifact, run through its target's own ``load()``."""
-    row = {"name": entry["name"], "format": entry["format"], "precision": entry["precision"],
-           "size_bytes": entry["size_bytes"], "status": entry["status"]}
+    row = {
+        "name": entry["name"],
+        "format": entry["format"],
+        "precision": entry["precision"],
+        "size_bytes": entry["size_bytes"],
+        "status": entry["status"],
+    }
     try:
         art = artifacts.artifact_from_entry(entry, out_dir)
         start = time.perf_counter()
         logits = export_targets.get(art.format).load(art)(x_by_convention(art.input_convention))
-        row.update(top1=top1(logits, labels), agreement_with_eager=float(np.mean(logits.argmax(1) == eager_pred)),
-                   runtime=entry.get("runtime"), eval_seconds=round(time.perf_counter() - start, 1))
+        row.update(
+            top1=top1(logits, labels),
+            agreement_with_eager=float(np.mean(logits.argmax(1) == eager_pred)),
+            runtime=entry.get("runtime"),
+            eval_seconds=round(time.perf_counter() - start, 1),
+        )
     except Exception as e:  # noqa: BLE001 -- recorded as data
         row.update(status="does not run", error=f"{type(e).__name__}: {str(e)[-400:]}")
     return row
 
 
-def run(variant: str, res: int, work: Path, checkpoint: Path | None = None, epochs: int = 12,
-        targets: tuple[str, ...] = ACCURACY_TARGETS, calib_count: int = 100, train_limit: int | None = None,
-        test_limit: int | None = None, train_threads: int = 1, extra_args: list[str] = (), log=print) -> dict:
+def run(
+    variant: str,
+    res: int,
+    work: Path,
+    checkpoint: Path | None = None,
+    epochs: int = 12,
+    targets: tuple[str, ...] = ACCURACY_TARGETS,
+    calib_count: int = 100,
+    train_limit: int | None = None,
+    test_limit: int | None = None,
+    train_threads: int = 1,
+    extra_args: list[str] = (),
+    log=print,
+) -> dict:
     """The accuracy record of one variant: checkpoint facts and one row per artifact."""
     import torch
 
@@ -82,9 +104,17 @@ def run(variant: str, res: int, work: Path, checkpoint: Path | None = None, epoc
     model = model_from_checkpoint(ckpt).eval()
     with torch.no_grad():
         eager_pred = model(torch.from_numpy(to_convention(test_rgb, "normalized"))).argmax(1).numpy()
-    rows = [{"name": "torch-eager", "format": "torch", "precision": "fp32", "status": "reference",
-             "top1": evaluate(model, test_rgb, labels), "agreement_with_eager": 1.0,
-             "size_bytes": Path(ckpt).stat().st_size}]
+    rows = [
+        {
+            "name": "torch-eager",
+            "format": "torch",
+            "precision": "fp32",
+            "status": "reference",
+            "top1": evaluate(model, test_rgb, labels),
+            "agreement_with_eager": 1.0,
+            "size_bytes": Path(ckpt).stat().st_size,
+        }
+    ]
     calib = write_calibration_folder(data["train_rgb"][:calib_count], work / variant / "calib")
     cache: dict[str, np.ndarray] = {}
 
@@ -101,10 +131,18 @@ def run(variant: str, res: int, work: Path, checkpoint: Path | None = None, epoc
         result = artifacts.export(target, variant, res, work / variant / target, args)
         for entry in artifacts.entries(result):
             if "file" not in entry:
-                rows.append({"name": entry["name"], "format": target, "status": entry["status"],
-                             "error": entry["error"]})
+                rows.append(
+                    {"name": entry["name"], "format": target, "status": entry["status"], "error": entry["error"]}
+                )
                 continue
             log(f"{variant}: top-1 of {entry['name']} on {len(labels)} test images")
             rows.append(evaluate_entry(entry, result["out_dir"], x_by_convention, labels, eager_pred))
-    return {"variant": variant, "resolution": res, "checkpoint": str(ckpt), "training": meta,
-            "test_images": int(len(labels)), "calibration_images": calib_count, "rows": rows}
+    return {
+        "variant": variant,
+        "resolution": res,
+        "checkpoint": str(ckpt),
+        "training": meta,
+        "test_images": int(len(labels)),
+        "calibration_images": calib_count,
+        "rows": rows,
+    }

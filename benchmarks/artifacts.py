@@ -3,6 +3,7 @@
 A target whose export fails is recorded in the results (one row per artifact it
 would have produced, from its record's ``artifact_names``) instead of being dropped.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,15 +32,32 @@ def expected_names(target: str, extra_args: list[str] = ()) -> tuple[str, ...]:
         return (target,)
 
 
-def export(target: str, variant: str, res: int, out: Path, extra_args: list[str] = (),
-           timeout: float = 3600) -> dict:
+def export(target: str, variant: str, res: int, out: Path, extra_args: list[str] = (), timeout: float = 3600) -> dict:
     """Export one target into ``out`` (its own folder, so one failing target cannot
     take the others down); returns {"target", "status", "out_dir", "report", "error", "seconds"}."""
-    result = {"target": target, "status": "export failed", "out_dir": str(out), "report": None, "error": None,
-              "expected": expected_names(target, list(extra_args))}
+    result = {
+        "target": target,
+        "status": "export failed",
+        "out_dir": str(out),
+        "report": None,
+        "error": None,
+        "expected": expected_names(target, list(extra_args)),
+    }
     # absolute: the export runs with the repository root as its working folder, not ours
-    cmd = [sys.executable, "-m", "export", "--target", target, "--variant", variant,
-           "--res", str(res), "--out", str(Path(out).resolve()), *extra_args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "export",
+        "--target",
+        target,
+        "--variant",
+        variant,
+        "--res",
+        str(res),
+        "--out",
+        str(Path(out).resolve()),
+        *extra_args,
+    ]
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
@@ -71,12 +89,20 @@ def entries(result: dict) -> list[dict]:
     failed") per expected artifact so nothing is silently dropped."""
     if result["report"]:
         return result["report"]["artifacts"]
-    return [{"name": n, "format": result["target"], "status": result["status"], "error": result["error"]}
-            for n in result["expected"]]
+    return [
+        {"name": n, "format": result["target"], "status": result["status"], "error": result["error"]}
+        for n in result["expected"]
+    ]
 
 
 def artifact_from_entry(entry: dict, out_dir: Path) -> Artifact:
     """Rebuild the Artifact of a report entry (promoted or rejected file)."""
     rel = entry["files"][0]["path"] if entry.get("files") else entry["file"]
-    return Artifact(entry["name"], entry["format"], entry["precision"], Path(out_dir) / rel,
-                    entry["input_convention"], details=entry.get("details", {}))
+    return Artifact(
+        entry["name"],
+        entry["format"],
+        entry["precision"],
+        Path(out_dir) / rel,
+        entry["input_convention"],
+        details=entry.get("details", {}),
+    )

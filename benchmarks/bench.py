@@ -3,6 +3,7 @@
 Every row of the result is one (variant, format, threads) configuration; a format
 that could not be exported or loaded is a row with a status, not a gap.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,44 +26,91 @@ def _state_bytes(variant: str, deploy_form: bool) -> int:
     return sum(t.numel() * t.element_size() for t in model.state_dict().values())
 
 
-def _variant_configs(variant: str, res: int, threads: list[int], work: Path, targets: list[str],
-                     export_args: list[str], with_naive: bool, log) -> tuple[list[tuple[Config, dict]], dict, list[dict]]:
+def _variant_configs(
+    variant: str,
+    res: int,
+    threads: list[int],
+    work: Path,
+    targets: list[str],
+    export_args: list[str],
+    with_naive: bool,
+    log,
+) -> tuple[list[tuple[Config, dict]], dict, list[dict]]:
     """(config, row facts) pairs, the naive-path record and rows for formats that cannot run."""
     onnx_runtime, tflite_runtime = (export_targets.get(name).bench for name in ("onnx", "tflite"))  # naive rows
-    base = [(dict(name="torch-eager", runtime="torch", deploy_form=False),
-             {"family": "torch", "precision": "fp32", "size_bytes": _state_bytes(variant, False), "status": "eager"}),
-            (dict(name="torch-deploy", runtime="torch", deploy_form=True),
-             {"family": "torch", "precision": "fp32", "size_bytes": _state_bytes(variant, True), "status": "eager"})]
+    base = [
+        (
+            dict(name="torch-eager", runtime="torch", deploy_form=False),
+            {"family": "torch", "precision": "fp32", "size_bytes": _state_bytes(variant, False), "status": "eager"},
+        ),
+        (
+            dict(name="torch-deploy", runtime="torch", deploy_form=True),
+            {"family": "torch", "precision": "fp32", "size_bytes": _state_bytes(variant, True), "status": "eager"},
+        ),
+    ]
     missing = []
     for target in targets:
         log(f"{variant}: exporting {target}")
         result = artifacts.export(target, variant, res, work / variant / target, export_args)
         for entry in artifacts.entries(result):
             if "file" not in entry:
-                missing.append({"variant": variant, "format": entry["name"], **{k: entry[k] for k in ("status", "error")}})
+                missing.append(
+                    {"variant": variant, "format": entry["name"], **{k: entry[k] for k in ("status", "error")}}
+                )
                 continue
             art = artifacts.artifact_from_entry(entry, result["out_dir"])
-            base.append((dict(name=entry["name"], runtime=export_targets.get(target).bench, path=str(art.path),
-                              input_convention=art.input_convention),
-                         {"family": target, "precision": entry["precision"], "size_bytes": entry["size_bytes"],
-                          "status": entry["status"], "nodes": sum(entry["audit"]["census"].values())}))
+            base.append(
+                (
+                    dict(
+                        name=entry["name"],
+                        runtime=export_targets.get(target).bench,
+                        path=str(art.path),
+                        input_convention=art.input_convention,
+                    ),
+                    {
+                        "family": target,
+                        "precision": entry["precision"],
+                        "size_bytes": entry["size_bytes"],
+                        "status": entry["status"],
+                        "nodes": sum(entry["audit"]["census"].values()),
+                    },
+                )
+            )
     naive_record = None
     if with_naive:
         log(f"{variant}: naive export (torch.onnx.export + onnx2tf defaults)")
         naive_record = naive.run_in_subprocess(variant, res, work / variant / "naive")
         if naive_record.get("onnx", {}).get("ok"):
-            base.append((dict(name="naive-onnx", runtime=onnx_runtime, path=naive_record["onnx"]["file"]),
-                         {"family": "onnx", "precision": "fp32", "status": "naive",
-                          "nodes": naive_record["onnx"]["nodes"]}))
+            base.append(
+                (
+                    dict(name="naive-onnx", runtime=onnx_runtime, path=naive_record["onnx"]["file"]),
+                    {"family": "onnx", "precision": "fp32", "status": "naive", "nodes": naive_record["onnx"]["nodes"]},
+                )
+            )
         for entry in naive_record.get("litert", []):
             precision = "fp16" if "float16" in entry["file"] else "fp32"
             if entry.get("runs"):
-                base.append((dict(name=f"naive-tflite-{precision}", runtime=tflite_runtime, path=entry["file"]),
-                             {"family": "tflite", "precision": precision, "size_bytes": entry["size_bytes"],
-                              "status": "naive", "nodes": entry.get("nodes")}))
+                base.append(
+                    (
+                        dict(name=f"naive-tflite-{precision}", runtime=tflite_runtime, path=entry["file"]),
+                        {
+                            "family": "tflite",
+                            "precision": precision,
+                            "size_bytes": entry["size_bytes"],
+                            "status": "naive",
+                            "nodes": entry.get("nodes"),
+                        },
+                    )
+                )
             else:
-                missing.append({"variant": variant, "format": f"naive-tflite-{precision}",
-                                "status": "does not run in stock LiteRT", "error": entry.get("error")})
+                missing.append(
+                    {
+                        "variant": variant,
+                        "format": f"naive-tflite-{precision}",
+                        "status": "does not run in stock LiteRT",
+                        "error": entry.get("error"),
+                    }
+                )
     configs = [(_config(variant=variant, res=res, threads=t, **cfg), facts) for cfg, facts in base for t in threads]
     return configs, naive_record, missing
 
@@ -76,17 +124,29 @@ def _file_size(path: str) -> int | None:
     return Path(path).stat().st_size if path and Path(path).is_file() else None
 
 
-def run(variants: list[str], res: int, threads: list[int], repeats: int, warmup: int, round_size: int,
-        work: Path, targets: list[str] = LATENCY_TARGETS, export_args: list[str] = (), with_naive: bool = True,
-        with_memory: bool = True, log=print) -> dict:
+def run(
+    variants: list[str],
+    res: int,
+    threads: list[int],
+    repeats: int,
+    warmup: int,
+    round_size: int,
+    work: Path,
+    targets: list[str] = LATENCY_TARGETS,
+    export_args: list[str] = (),
+    with_naive: bool = True,
+    with_memory: bool = True,
+    log=print,
+) -> dict:
     """The latency result: machine peak, per-variant GMACs, rows, naive-path records."""
     log("measuring the float32 matmul peak")
     peak = {str(t): flops.matmul_peak_gflops(t) for t in sorted({1, *threads})}
     gmacs = {v: round(flops.variant_gmacs(v, res, res), 4) for v in variants}
     configs, naive_records, rows = [], {}, []
     for v in variants:
-        cfgs, naive_records[v], missing = _variant_configs(v, res, threads, work, list(targets), list(export_args),
-                                                     with_naive, log)
+        cfgs, naive_records[v], missing = _variant_configs(
+            v, res, threads, work, list(targets), list(export_args), with_naive, log
+        )
         configs += cfgs
         rows += missing
     runners, errors = load_runners([c for c, _ in configs], log)
@@ -102,8 +162,14 @@ def run(variants: list[str], res: int, threads: list[int], repeats: int, warmup:
                 log(f"memory: {cfg.key} in a fresh process")
                 memory[(cfg.variant, cfg.name)] = memory_in_subprocess(cfg)
     for cfg, facts in configs:
-        row = {"variant": cfg.variant, "format": cfg.name, "runtime": cfg.runtime, "threads": cfg.threads, **facts,
-               "gmacs": gmacs[cfg.variant]}
+        row = {
+            "variant": cfg.variant,
+            "format": cfg.name,
+            "runtime": cfg.runtime,
+            "threads": cfg.threads,
+            **facts,
+            "gmacs": gmacs[cfg.variant],
+        }
         row.setdefault("size_bytes", _file_size(cfg.path))
         if cfg.key in errors:
             row.update(status="does not load/run", error=errors[cfg.key])
@@ -111,17 +177,32 @@ def run(variants: list[str], res: int, threads: list[int], repeats: int, warmup:
             row.update(summarize(samples[cfg.key], gmacs[cfg.variant], peak["1"]["best"], cfg.threads))
             row.update(memory.get((cfg.variant, cfg.name), {}))
         rows.append(row)
-    return {"resolution": res, "threads": threads, "repeats": repeats, "warmup": warmup, "round_size": round_size,
-            "matmul_peak_gflops": peak, "gmacs": gmacs,
-            "published_gmacs": {v: flops.PUBLISHED_GMACS.get(v) for v in variants} if res == 224 else {},
-            "rows": rows, "naive": naive_summary(naive_records, rows) if with_naive else {}}
+    return {
+        "resolution": res,
+        "threads": threads,
+        "repeats": repeats,
+        "warmup": warmup,
+        "round_size": round_size,
+        "matmul_peak_gflops": peak,
+        "gmacs": gmacs,
+        "published_gmacs": {v: flops.PUBLISHED_GMACS.get(v) for v in variants} if res == 224 else {},
+        "rows": rows,
+        "naive": naive_summary(naive_records, rows) if with_naive else {},
+    }
 
 
 def naive_summary(records: dict, rows: list[dict]) -> dict:
     """Per variant: what the naive path produced and its latency relative to ours."""
+
     def median(variant, name, threads):
-        return next((r.get("median_ms") for r in rows if r["variant"] == variant and r["format"] == name
-                     and r.get("threads") == threads), None)
+        return next(
+            (
+                r.get("median_ms")
+                for r in rows
+                if r["variant"] == variant and r["format"] == name and r.get("threads") == threads
+            ),
+            None,
+        )
 
     out = {}
     for v, rec in records.items():

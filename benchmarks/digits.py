@@ -7,6 +7,7 @@ to a multiple of 32: CAS-ViT has an output stride of 32, so 64x64 leaves a 2x2
 map in the last stage (32x32 would leave one pixel) while keeping training cheap.
 Every runtime then sees the same pixels through ``export.inputs.to_convention``.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,9 @@ NUM_CLASSES = 10
 def to_rgb(images: np.ndarray, size: int) -> np.ndarray:
     """(N, 8, 8) digits in 0..16 -> (N, size, size, 3) uint8 RGB."""
     gray = np.clip(np.rint(images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
-    return np.stack([np.asarray(resize(Image.fromarray(np.repeat(g[:, :, None], 3, axis=2), "RGB"), size, size))
-                     for g in gray])
+    return np.stack(
+        [np.asarray(resize(Image.fromarray(np.repeat(g[:, :, None], 3, axis=2), "RGB"), size, size)) for g in gray]
+    )
 
 
 def digits_split(size: int = 64) -> dict[str, np.ndarray]:
@@ -33,9 +35,14 @@ def digits_split(size: int = 64) -> dict[str, np.ndarray]:
 
     data = load_digits()
     x_train, x_test, y_train, y_test = train_test_split(
-        data.images, data.target, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=data.target)
-    return {"train_rgb": to_rgb(x_train, size), "train_y": y_train.astype(np.int64),
-            "test_rgb": to_rgb(x_test, size), "test_y": y_test.astype(np.int64)}
+        data.images, data.target, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=data.target
+    )
+    return {
+        "train_rgb": to_rgb(x_train, size),
+        "train_y": y_train.astype(np.int64),
+        "test_rgb": to_rgb(x_test, size),
+        "test_y": y_test.astype(np.int64),
+    }
 
 
 def write_image_folder(folder, rgb: np.ndarray, labels: np.ndarray) -> None:
@@ -56,8 +63,10 @@ def write_image_folder(folder, rgb: np.ndarray, labels: np.ndarray) -> None:
 if __name__ == "__main__":
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.digits",
-                                     description="write the digits (held-out by default) as an ImageFolder for --val-dir")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.digits",
+        description="write the digits (held-out by default) as an ImageFolder for --val-dir",
+    )
     parser.add_argument("folder")
     parser.add_argument("--size", type=int, default=64, help="image side in pixels (multiple of 32)")
     parser.add_argument("--split", default="test", choices=["test", "train"], help="which part of the split")

@@ -5,6 +5,7 @@ model (no FLOP-counting library is installed): output elements x input channels
 per group x kernel area. Elementwise ops, sigmoid, GELU and pooling are not
 counted, as in the published figures.
 """
+
 from __future__ import annotations
 
 import time
@@ -48,7 +49,7 @@ def _best_gflops(run, n: int, repeats: int) -> float:
         start = time.perf_counter_ns()
         run()
         best = min(best, time.perf_counter_ns() - start)
-    return 2 * n ** 3 / best
+    return 2 * n**3 / best
 
 
 def matmul_peak_gflops(threads: int = 1, n: int = 2048, repeats: int = 5) -> dict[str, float]:
@@ -71,8 +72,11 @@ def matmul_peak_gflops(threads: int = 1, n: int = 2048, repeats: int = 5) -> dic
     graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul", spec[:2], spec[2:])
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
-    session = ort.InferenceSession(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-                                   .SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString(),
+        opts,
+        providers=["CPUExecutionProvider"],
+    )
     feed = {"a": np.ascontiguousarray(a.numpy()), "b": np.ascontiguousarray(b.numpy())}
     out["onnxruntime"] = _best_gflops(lambda: session.run(None, feed), n, repeats)
     out["best"] = max(out.values())

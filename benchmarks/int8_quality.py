@@ -12,6 +12,7 @@ photos alone, the centered mean squared error, top-1 agreement with eager and, o
 the digits, top-1 accuracy against their labels (eager's is printed first).
 Takes our files (NHWC RGB in [0, 1]) and litert-torch's (NCHW normalized, int8 or
 float I/O), so the peers' files of ``make bench PEERS=1`` can be compared too."""
+
 from __future__ import annotations
 
 import argparse
@@ -58,16 +59,23 @@ def quality(reference: np.ndarray, output: np.ndarray, photos: np.ndarray, label
 
     ref, out = np.asarray(reference, np.float64), np.asarray(output, np.float64)
     cosine = centered_cosines(ref, out)
-    return {"min_centered_cosine": float(cosine.min()), "mean_centered_cosine": float(cosine.mean()),
-            "photos_min_centered_cosine": float(cosine[photos].min()) if photos.any() else None,
-            "centered_mse": float(np.mean((out - ref) ** 2)),
-            "top1_agreement": float(np.mean(ref.argmax(1) == out.argmax(1))), "inputs": len(ref),
-            "top1": None if labels is None else float(np.mean(out.argmax(1) == labels))}
+    return {
+        "min_centered_cosine": float(cosine.min()),
+        "mean_centered_cosine": float(cosine.mean()),
+        "photos_min_centered_cosine": float(cosine[photos].min()) if photos.any() else None,
+        "centered_mse": float(np.mean((out - ref) ** 2)),
+        "top1_agreement": float(np.mean(ref.argmax(1) == out.argmax(1))),
+        "inputs": len(ref),
+        "top1": None if labels is None else float(np.mean(out.argmax(1) == labels)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.int8_quality", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.int8_quality",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--variant", default="xs")
     p.add_argument("--res", type=int, default=224)
@@ -81,15 +89,18 @@ def main(argv: list[str] | None = None) -> int:
     reference = reference_logits(model, to_convention(rgb, "normalized"))
     if labels is not None:
         print(f"eager top-1 {100 * np.mean(reference.argmax(1) == labels):.2f} % on {len(labels)} labelled inputs")
-    print("| file | inputs | worst centered cosine | mean | worst on photos | centered MSE | top-1 agreement "
-          "| top-1 % |")
+    print(
+        "| file | inputs | worst centered cosine | mean | worst on photos | centered MSE | top-1 agreement | top-1 % |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for path in args.files:
         q = quality(reference, run_tflite(path, rgb), photos, labels)
         photo = "" if q["photos_min_centered_cosine"] is None else f"{q['photos_min_centered_cosine']:.4f}"
         top1 = "" if q["top1"] is None else f"{100 * q['top1']:.2f}"
-        print(f"| {path} | {q['inputs']} | {q['min_centered_cosine']:.4f} | {q['mean_centered_cosine']:.4f} | "
-              f"{photo} | {q['centered_mse']:.3e} | {q['top1_agreement']:.3f} | {top1} |")
+        print(
+            f"| {path} | {q['inputs']} | {q['min_centered_cosine']:.4f} | {q['mean_centered_cosine']:.4f} | "
+            f"{photo} | {q['centered_mse']:.3e} | {q['top1_agreement']:.3f} | {top1} |"
+        )
     return 0
 
 

@@ -5,18 +5,20 @@ every configuration in turn (the order rotates each round) and times
 ``round_size`` consecutive inferences after one untimed re-warm call, so machine
 noise and thermal drift hit all configurations alike.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
 from .runners import Config, make_runner
 
 
-def interleaved(runners: dict[str, Callable[[], object]], repeats: int, warmup: int,
-                round_size: int = 5, log=print) -> dict[str, list[int]]:
+def interleaved(
+    runners: dict[str, Callable[[], object]], repeats: int, warmup: int, round_size: int = 5, log=print
+) -> dict[str, list[int]]:
     """Nanosecond samples per runner key: ``repeats`` timed calls each, round-robin."""
     keys = list(runners)
     for _ in range(warmup):
@@ -25,7 +27,7 @@ def interleaved(runners: dict[str, Callable[[], object]], repeats: int, warmup: 
     samples: dict[str, list[int]] = {k: [] for k in keys}
     rounds = -(-repeats // round_size)
     for r in range(rounds):
-        order = keys[r % len(keys):] + keys[:r % len(keys)]
+        order = keys[r % len(keys) :] + keys[: r % len(keys)]
         for k in order:
             run = runners[k]
             run()  # re-warm after the previous configuration touched the caches
@@ -41,8 +43,12 @@ def summarize(samples_ns: list[int], gmacs: float | None, core_peak_gflops: floa
     """Median/p90/min in ms, achieved GFLOP/s (2 FLOPs per MAC at the median) and
     its fraction of ``threads`` x the measured single-core peak."""
     ms = np.asarray(samples_ns, np.float64) / 1e6
-    out = {"median_ms": round(float(np.median(ms)), 3), "p90_ms": round(float(np.percentile(ms, 90)), 3),
-           "min_ms": round(float(ms.min()), 3), "samples": int(len(ms))}
+    out = {
+        "median_ms": round(float(np.median(ms)), 3),
+        "p90_ms": round(float(np.percentile(ms, 90)), 3),
+        "min_ms": round(float(ms.min()), 3),
+        "samples": int(len(ms)),
+    }
     if gmacs:
         gflops = 2 * gmacs / (out["median_ms"] / 1e3)
         out["gflops"] = round(gflops, 2)

@@ -4,6 +4,7 @@ eval model at its defaults, then ``onnx2tf`` at its defaults, then stock LiteRT.
 Run as a subprocess (``python -m benchmarks.naive``) so a crash or a hang in a
 converter is captured as data; every stage records ``ok`` or its error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export.targets.tflite import ONNX2TF_SAMPLE_FILE
+from export.targets.tflite.target import ONNX2TF_SAMPLE_FILE
 
 STAGE_TIMEOUT = 900
 
@@ -32,7 +33,7 @@ def onnx_stage(variant: str, res: int, out: Path, seed: int = 0) -> dict:
     import torch
 
     from casvit import create_model
-    from casvit.init import randomize_batchnorm
+    from casvit.seeding import randomize_batchnorm
 
     torch.manual_seed(seed)
     model = randomize_batchnorm(create_model(variant), seed).eval()
@@ -41,14 +42,20 @@ def onnx_stage(variant: str, res: int, out: Path, seed: int = 0) -> dict:
     torch.onnx.export(model, (torch.zeros(1, 3, res, res),), str(path))
     graph = onnx.load(str(path))
     ops = Counter(n.op_type for n in graph.graph.node)
-    return {"ok": True, "file": str(path), "seconds": round(time.perf_counter() - start, 1),
-            "opset": graph.opset_import[0].version, "nodes": sum(ops.values()), "ops": dict(sorted(ops.items()))}
+    return {
+        "ok": True,
+        "file": str(path),
+        "seconds": round(time.perf_counter() - start, 1),
+        "opset": graph.opset_import[0].version,
+        "nodes": sum(ops.values()),
+        "ops": dict(sorted(ops.items())),
+    }
 
 
 def tflite_ops(path: Path) -> dict[str, int]:
     """Op census of a .tflite file from its flatbuffer (works even when LiteRT cannot run it)."""
     from export.spec import Artifact
-    from export.targets import tflite
+    from export.targets.tflite import target as tflite
 
     return dict(sorted(tflite.census(Artifact(path.name, "tflite", "fp32", path, "normalized")).items()))
 
@@ -65,17 +72,29 @@ def onnx2tf_stage(onnx_path: Path, out: Path, timeout: float, stand_in: bool) ->
     exe = Path(sys.executable).with_name("onnx2tf")
     start = time.perf_counter()
     try:
-        proc = subprocess.run([str(exe), "-i", str(onnx_path.resolve()), "-o", "saved_model"], cwd=work,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [str(exe), "-i", str(onnx_path.resolve()), "-o", "saved_model"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         return {"ok": False, "stand_in_sample": stand_in, "error": f"timed out after {timeout:.0f}s"}
     files = sorted((work / "saved_model").glob("*.tflite"))
-    result = {"ok": proc.returncode == 0 and bool(files), "stand_in_sample": stand_in, "returncode": proc.returncode,
-              "seconds": round(time.perf_counter() - start, 1), "files": [str(f) for f in files]}
+    result = {
+        "ok": proc.returncode == 0 and bool(files),
+        "stand_in_sample": stand_in,
+        "returncode": proc.returncode,
+        "seconds": round(time.perf_counter() - start, 1),
+        "files": [str(f) for f in files],
+    }
     if not result["ok"]:
         tail = " | ".join([ln.strip() for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()][-3:])[-600:]
         result["needs_network"] = "github.com" in tail or "ConnectionError" in tail
-        result["error"] = f"needs network: downloads {ONNX2TF_SAMPLE_FILE} from github.com" if result["needs_network"] else tail
+        result["error"] = (
+            f"needs network: downloads {ONNX2TF_SAMPLE_FILE} from github.com" if result["needs_network"] else tail
+        )
         result["log_tail"] = tail
     return result
 
@@ -125,15 +144,19 @@ def run_in_subprocess(variant: str, res: int, out: Path, timeout: float = STAGE_
     """:func:`build` in a fresh interpreter with a timeout; a crash is recorded too."""
     cmd = [sys.executable, "-m", "benchmarks.naive", "--variant", variant, "--res", str(res), "--out", str(out)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=2 * timeout + 120,
-                              cwd=Path(__file__).resolve().parents[1])
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=2 * timeout + 120, cwd=Path(__file__).resolve().parents[1]
+        )
     except subprocess.TimeoutExpired:
         return {"variant": variant, "resolution": res, "error": "naive build timed out"}
     try:
         return json.loads(proc.stdout.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError):
-        return {"variant": variant, "resolution": res,
-                "error": f"naive build crashed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}"}
+        return {
+            "variant": variant,
+            "resolution": res,
+            "error": f"naive build crashed (exit {proc.returncode}): {proc.stderr.strip()[-500:]}",
+        }
 
 
 def main(argv: list[str] | None = None) -> int:

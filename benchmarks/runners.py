@@ -4,15 +4,16 @@
 inference on a fixed real photo. ``python -m benchmarks.runners CONFIG_JSON``
 measures the peak memory of one configuration in a fresh process.
 """
+
 from __future__ import annotations
 
 import importlib
 import json
 import resource
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -37,11 +38,15 @@ class Config:
     runtime_module: str = "torch"  # imported before the memory baseline
 
     @classmethod
-    def for_runtime(cls, runtime: BenchRuntime, **fields) -> "Config":
+    def for_runtime(cls, runtime: BenchRuntime, **fields) -> Config:
         """A configuration timed in a target's benchmark runtime."""
         fn = runtime.runner
-        return cls(runtime=runtime.name, runner=f"{fn.__module__}:{fn.__qualname__}",
-                   runtime_module=runtime.import_name, **fields)
+        return cls(
+            runtime=runtime.name,
+            runner=f"{fn.__module__}:{fn.__qualname__}",
+            runtime_module=runtime.import_name,
+            **fields,
+        )
 
     @property
     def key(self) -> str:
@@ -61,7 +66,7 @@ def _torch_runner(cfg: Config, x: np.ndarray) -> Callable[[], object]:
     import torch
 
     from casvit import create_model, deploy
-    from casvit.init import randomize_batchnorm
+    from casvit.seeding import randomize_batchnorm
 
     torch.manual_seed(0)
     model = randomize_batchnorm(create_model(cfg.variant), 0).eval()
@@ -112,7 +117,7 @@ def measure_memory(cfg: Config, input_path: Path, runs: int = 3) -> dict:
     for _ in range(runs):
         run()
     after = peak_rss_bytes()
-    return {"peak_rss_mib": round(after / 2 ** 20, 1), "model_rss_mib": round(max(0, after - before) / 2 ** 20, 1)}
+    return {"peak_rss_mib": round(after / 2**20, 1), "model_rss_mib": round(max(0, after - before) / 2**20, 1)}
 
 
 def memory_in_subprocess(cfg: Config, timeout: float = 600) -> dict:

@@ -6,6 +6,7 @@ conversion is timed), at the size of CAS-ViT-xs's first stage (56x56x48):
 Shows which XNNPACK kernels int8 speeds up on this CPU and which it does not:
 the ratio between the two columns bounds what full int8 can gain over float32
 for a graph made of these ops."""
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,9 @@ def convert(function, shapes, int8: bool) -> bytes:
     if int8:
         rng = np.random.default_rng(1)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([rng.normal(size=s).astype(np.float32) for s in shapes]
-                                                    for _ in range(8))
+        converter.representative_dataset = lambda: (
+            [rng.normal(size=s).astype(np.float32) for s in shapes] for _ in range(8)
+        )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = converter.inference_output_type = tf.int8
     return converter.convert()
@@ -67,15 +69,21 @@ def invoker(model: bytes, threads: int):
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.single_ops", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.single_ops",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=300)
     args = p.parse_args(argv)
     from .latency import interleaved
 
-    runners = {(name, int8): invoker(convert(function, shapes, int8), args.threads)
-               for name, (function, shapes) in _ops().items() for int8 in (False, True)}
+    runners = {
+        (name, int8): invoker(convert(function, shapes, int8), args.threads)
+        for name, (function, shapes) in _ops().items()
+        for int8 in (False, True)
+    }
     samples = interleaved(runners, args.repeats, warmup=20, log=lambda _: None)
     us = {key: float(np.median(values)) / 1e3 for key, values in samples.items()}
     print(f"| op ({SIZE}x{SIZE}x{CHANNELS}) | float32 us | int8 us | float32 / int8 |")

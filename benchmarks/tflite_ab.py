@@ -4,14 +4,15 @@ after a graph change, with each file's XNNPACK partitions:
     python -m benchmarks.tflite_ab NAME=model.tflite NAME=model.tflite ... [--threads 1]
 
 Prints one line per file: median ms, its ratio to the first file, partitions and
-the ops left outside XNNPACK (``export.xnnpack_partitions``)."""
+the ops left outside XNNPACK (``export.targets.tflite.partitions``)."""
+
 from __future__ import annotations
 
 import argparse
 
 import numpy as np
 
-from export.xnnpack_partitions import summary
+from export.targets.tflite.partitions import summary
 
 from .latency import interleaved
 
@@ -35,14 +36,17 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=50)
     args = parser.parse_args(argv)
     models = dict(m.split("=", 1) for m in args.models)
-    samples = interleaved({k: _invoker(p, args.threads) for k, p in models.items()}, args.repeats, warmup=3,
-                          log=lambda _: None)
+    samples = interleaved(
+        {k: _invoker(p, args.threads) for k, p in models.items()}, args.repeats, warmup=3, log=lambda _: None
+    )
     medians = {k: float(np.median(v)) / 1e6 for k, v in samples.items()}
     first = medians[next(iter(models))]
     for name, path in models.items():
         split = summary(path)
-        print(f"{name:24s} {medians[name]:8.2f} ms  x{medians[name] / first:.3f}  partitions {split['partitions']}"
-              f"  outside {split['outside'] or '-'}")
+        print(
+            f"{name:24s} {medians[name]:8.2f} ms  x{medians[name] / first:.3f}  partitions {split['partitions']}"
+            f"  outside {split['outside'] or '-'}"
+        )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ and convs). Classes:
   computes the gate;
 - ``other products``: the remaining MULs (CASAtt's ``* v``);
 - ``GELU``: each GELU, with its DEQUANTIZE/QUANTIZE pair in a full-int8 model."""
+
 from __future__ import annotations
 
 import argparse
@@ -26,20 +27,21 @@ import numpy as np
 from .latency import interleaved
 from .tflite_ab import _invoker
 
-
 CLASSES = ("input normalization", "depthwise 3x3", "sigmoid gates", "other products", "GELU")
 
 
 def _same_shape_input(graph, op, skip=()) -> int | None:
     """The first input of ``op`` shaped like its output (and not in ``skip``)."""
     out = list(graph.tensors[int(op.outputs[0])].shape)
-    return next((int(t) for t in op.inputs if t >= 0 and int(t) not in skip
-                 and list(graph.tensors[int(t)].shape) == out), None)
+    return next(
+        (int(t) for t in op.inputs if t >= 0 and int(t) not in skip and list(graph.tensors[int(t)].shape) == out), None
+    )
 
 
 def _classes(names: list[str]) -> dict:
     """Class name -> pick(graph, op, producers): the tensor to read instead of ``op``'s
     output, or None; ``producers`` maps each tensor of ``graph`` to the op writing it."""
+
     def depthwise(graph, op, kernel: list[int]):
         if names[op.opcodeIndex] != "DEPTHWISE_CONV_2D":
             return None
@@ -71,16 +73,25 @@ def _classes(names: list[str]) -> dict:
             return int(op.inputs[0])
         return None
 
-    return dict(zip(CLASSES, (lambda g, op, p: depthwise(g, op, [1, 1]), lambda g, op, p: depthwise(g, op, [3, 3]),
-                              lambda g, op, p: product(g, op, p, True), lambda g, op, p: product(g, op, p, False),
-                              gelu)))
+    return dict(
+        zip(
+            CLASSES,
+            (
+                lambda g, op, p: depthwise(g, op, [1, 1]),
+                lambda g, op, p: depthwise(g, op, [3, 3]),
+                lambda g, op, p: product(g, op, p, True),
+                lambda g, op, p: product(g, op, p, False),
+                gelu,
+            ),
+        )
+    )
 
 
 def take_out(path: Path, name: str):
     """(how many ops were picked, the model of ``path`` without class ``name``)."""
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from export.tflite_graph import op_names
+    from export.targets.tflite.graph import op_names
 
     model = flatbuffer_utils.read_model(str(path))
     names = op_names(model)
@@ -121,8 +132,11 @@ def _live(graph, operators: list) -> list:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.tflite_ablation", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.tflite_ablation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("model", type=Path)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=100)
@@ -136,8 +150,9 @@ def main(argv=None) -> None:
             if counts[name]:
                 files[name] = str(Path(tmp) / f"{len(files)}.tflite")
                 Path(files[name]).write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
-        samples = interleaved({k: _invoker(p, args.threads) for k, p in files.items()}, args.repeats, warmup=3,
-                              log=lambda _: None)
+        samples = interleaved(
+            {k: _invoker(p, args.threads) for k, p in files.items()}, args.repeats, warmup=3, log=lambda _: None
+        )
     medians = {k: float(np.median(v)) / 1e6 for k, v in samples.items()}
     full = medians["model"]
     print(f"{args.model.name}: {full:.2f} ms, {args.threads} thread(s), medians of {args.repeats}")

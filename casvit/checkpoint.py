@@ -1,4 +1,5 @@
 """Loading official-format checkpoints safely and strictly."""
+
 from __future__ import annotations
 
 import argparse
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from .model import BACKBONE_OUT_INDICES, CASViT, VARIANTS, create_model, variant_of
+from .model import BACKBONE_OUT_INDICES, VARIANTS, CASViT, create_model, variant_of
 
 PREFIXES = ("module.", "backbone.")
 WRAPPER_KEYS = ("model", "state_dict")
@@ -44,14 +45,17 @@ def read_checkpoint(path: str | Path) -> dict:
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"{path}: refused to unpickle: {_refusal(e)}") from None
     except Exception as e:  # torch raises many types for garbage bytes (RuntimeError, IndexError, EOFError...)
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): "
-                              f"{type(e).__name__}: {_first_line(e)}") from None
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {type(e).__name__}: {_first_line(e)}"
+        ) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors, found {type(obj).__name__}")
     foreign = _foreign_type(obj)
     if foreign:
-        raise CheckpointError(f"{path}: refused: it holds a {foreign}; a checkpoint may hold only tensors, "
-                              "plain containers and argparse.Namespace")
+        raise CheckpointError(
+            f"{path}: refused: it holds a {foreign}; a checkpoint may hold only tensors, "
+            "plain containers and argparse.Namespace"
+        )
     return obj
 
 
@@ -62,8 +66,11 @@ def _refusal(exc: pickle.UnpicklingError) -> str:
     found = _REFUSED_GLOBAL.search(text)
     if found:
         return f"it needs the Python global {found.group(1)}, which a weights file never needs"
-    lines = [line.strip() for line in text.splitlines()
-             if line.strip() and "weights_only" not in line and "Weights only load failed" not in line]
+    lines = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and "weights_only" not in line and "Weights only load failed" not in line
+    ]
     return (lines[0] if lines else type(exc).__name__) + " (not a plain weights file)"
 
 
@@ -95,8 +102,9 @@ def extract_state_dict(obj: dict, use_ema: bool = False) -> dict[str, torch.Tens
     """The model state dict inside a checkpoint dict, with ``module.``/``backbone.`` stripped."""
     if use_ema:
         if "model_ema" not in obj:
-            raise CheckpointError(f"EMA weights requested but the checkpoint has no 'model_ema' "
-                                  f"(top-level keys: {sorted(obj)[:8]})")
+            raise CheckpointError(
+                f"EMA weights requested but the checkpoint has no 'model_ema' (top-level keys: {sorted(obj)[:8]})"
+            )
         sd = obj["model_ema"]
     else:
         sd = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), obj)
@@ -112,7 +120,7 @@ def _strip(key: str) -> str:
         changed = False
         for p in PREFIXES:
             if key.startswith(p):
-                key, changed = key[len(p):], True
+                key, changed = key[len(p) :], True
     return key
 
 
@@ -148,8 +156,10 @@ def _mismatch_message(model, sd, source, missing, unexpected, shapes) -> str:
         items = [str(i) for i in items]
         return ", ".join(items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")
 
-    parts = [f"{source} does not fit the model "
-             f"(layers={list(model.layers)}, embed_dims={list(model.embed_dims)}, classes={model.num_classes})"]
+    parts = [
+        f"{source} does not fit the model "
+        f"(layers={list(model.layers)}, embed_dims={list(model.embed_dims)}, classes={model.num_classes})"
+    ]
     if missing:
         parts.append(f"{len(missing)} missing keys: {few(missing)}")
     if unexpected:
@@ -172,8 +182,9 @@ def load_checkpoint(model: CASViT, path: str | Path, use_ema: bool = False) -> C
     return model
 
 
-def model_from_checkpoint(path: str | Path, use_ema: bool = False, variant: str | None = None,
-                          num_classes: int | None = None) -> CASViT:
+def model_from_checkpoint(
+    path: str | Path, use_ema: bool = False, variant: str | None = None, num_classes: int | None = None
+) -> CASViT:
     """Build the model a checkpoint describes and load it. A given ``variant`` or
     ``num_classes`` must agree with the file, or a CheckpointError explains the mismatch."""
     sd = extract_state_dict(read_checkpoint(path), use_ema)

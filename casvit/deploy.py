@@ -1,6 +1,7 @@
 """The deploy form: every BatchNorm folded, both heads merged into one 1x1 conv,
 optional input normalization in front. Only conv, ReLU, GELU, sigmoid, pooling
 and elementwise ops remain."""
+
 from __future__ import annotations
 
 import copy
@@ -76,8 +77,9 @@ def _merged_classifier(model: CASViT) -> nn.Conv2d:
 
 
 @torch.no_grad()
-def deploy(model: CASViT, normalize_input: bool = False, input_range: float = 1.0,
-           mean=IMAGENET_MEAN, std=IMAGENET_STD) -> DeployCASViT:
+def deploy(
+    model: CASViT, normalize_input: bool = False, input_range: float = 1.0, mean=IMAGENET_MEAN, std=IMAGENET_STD
+) -> DeployCASViT:
     """A new eval-only module computing ``model.eval()(x)`` with no BatchNorm and no Linear.
 
     With ``normalize_input`` the module takes RGB in ``[0, input_range]`` (1 or 255)

@@ -4,6 +4,7 @@ A BatchNorm in eval mode is the per-channel affine map ``x * scale + shift``;
 torch's ``fuse_conv_bn_eval`` folds it into the conv *before* it, and
 :func:`fold_bn_into_next_conv` (written here, torch has none) into the 1x1 conv
 *after* it."""
+
 from __future__ import annotations
 
 import torch

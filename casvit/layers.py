@@ -4,6 +4,7 @@ official state dicts load with ``strict=True``.
 Each layer holding a BatchNorm knows how to fold it for inference, as timm's
 layers do: ``reparameterize()`` folds in place, ``fuse()`` returns the module to
 use instead. Both expect eval mode and are meant for a copy (see ``casvit.deploy``)."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """CAS-ViT classifier / backbone and the registry of variants."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -24,6 +24,7 @@ PIL images exactly (written here because torchvision is not a dependency):
 new long side = ``int(size * long / short)``; crop offsets
 ``int(round((h - th) / 2.0))`` (Python's round, half to even).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
@@ -111,30 +112,42 @@ class Preprocessing:
         return {"schema": SCHEMA, **{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Preprocessing":
+    def from_dict(cls, data: dict) -> Preprocessing:
         fields = {k: data[k] for k in ("height", "width", "crop_pct", "crop_mode", "interpolation", "mean", "std")}
         return cls(**{**fields, "mean": tuple(fields["mean"]), "std": tuple(fields["std"])})
 
-    def with_overrides(self, crop_pct: float | None = None, interpolation: str | None = None,
-                       mean=None, std=None) -> "Preprocessing":
+    def with_overrides(
+        self, crop_pct: float | None = None, interpolation: str | None = None, mean=None, std=None
+    ) -> Preprocessing:
         """A copy with the given (non-None) values replaced; a crop_pct turns on the center crop."""
-        changes = {k: v for k, v in dict(crop_pct=crop_pct, interpolation=interpolation,
-                                        mean=None if mean is None else tuple(mean),
-                                        std=None if std is None else tuple(std)).items() if v is not None}
+        changes = {
+            k: v
+            for k, v in dict(
+                crop_pct=crop_pct,
+                interpolation=interpolation,
+                mean=None if mean is None else tuple(mean),
+                std=None if std is None else tuple(std),
+            ).items()
+            if v is not None
+        }
         if crop_pct is not None:
             changes["crop_mode"] = "center"
         return replace(self, **changes)
 
 
-def official_default(height: int, width: int, imagenet_mean_std: bool = True,
-                     crop_pct: float | None = None) -> Preprocessing:
+def official_default(
+    height: int, width: int, imagenet_mean_std: bool = True, crop_pct: float | None = None
+) -> Preprocessing:
     """The official evaluation transform for an input size (see the module docstring)."""
     squash = min(height, width) >= SQUASH_FROM
     return Preprocessing(
-        height, width, crop_pct=DEFAULT_CROP_PCT if crop_pct is None else float(crop_pct),
+        height,
+        width,
+        crop_pct=DEFAULT_CROP_PCT if crop_pct is None else float(crop_pct),
         crop_mode="squash" if squash else "center",
         mean=IMAGENET_MEAN if imagenet_mean_std else INCEPTION_MEAN,
-        std=IMAGENET_STD if imagenet_mean_std else INCEPTION_STD)
+        std=IMAGENET_STD if imagenet_mean_std else INCEPTION_STD,
+    )
 
 
 def from_training_args(args, height: int, width: int) -> Preprocessing:
@@ -142,8 +155,9 @@ def from_training_args(args, height: int, width: int) -> Preprocessing:
     or dict) give ``crop_pct`` and ``imagenet_default_mean_and_std``; missing ones take the
     official defaults. The export size wins over ``args.input_size``."""
     values = vars(args) if not isinstance(args, dict) else args
-    return official_default(height, width, bool(values.get("imagenet_default_mean_and_std", True)),
-                            values.get("crop_pct"))
+    return official_default(
+        height, width, bool(values.get("imagenet_default_mean_and_std", True)), values.get("crop_pct")
+    )
 
 
 def resize(image, width: int, height: int, interpolation: str = "bilinear"):
@@ -162,5 +176,7 @@ def _as_rgb_image(image):
             raise ValueError(f"expected an HxWx3 uint8 RGB array, got shape {image.shape} dtype {image.dtype}")
         return Image.fromarray(image, "RGB")
     if image.mode != "RGB":
-        raise ValueError(f"expected an RGB image, got mode {image.mode!r} (grayscale/alpha/palette images are not accepted)")
+        raise ValueError(
+            f"expected an RGB image, got mode {image.mode!r} (grayscale/alpha/palette images are not accepted)"
+        )
     return image

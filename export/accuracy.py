@@ -9,6 +9,7 @@ losing a single image always passes ("within one image"): one image whose two be
 scores are closer than the runtime's rounding may flip in any precision, fp32
 included, and on a small set one image is worth more than the whole budget.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,10 +20,11 @@ import torch
 
 from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
+from . import targets
 from .context import log
 from .inputs import to_convention
+from .labelled_images import ValidationSet, load_validation
 from .parity import topk
-from .validation import ValidationSet, load_validation
 
 # Points of top-1 an artifact may lose against eager, by precision family.
 DEFAULT_MAX_DROP = {"fp32": 0.0, "fp16": 0.1, "quantized": 1.0}
@@ -52,16 +54,21 @@ def scores(logits: np.ndarray, targets: np.ndarray, classes: list[int], eager: n
     k = min(5, logits.shape[1])
     top = topk(logits, k)
     hit1 = top[:, 0] == targets
-    out = {"images": int(len(targets)), "correct": int(hit1.sum()), "top1": 100.0 * float(hit1.mean()),
-           "top5": 100.0 * float((top == targets[:, None]).any(1).mean()),
-           "per_class": {str(c): round(100.0 * float(hit1[targets == c].mean()), 4) for c in classes}}
+    out = {
+        "images": int(len(targets)),
+        "correct": int(hit1.sum()),
+        "top1": 100.0 * float(hit1.mean()),
+        "top5": 100.0 * float((top == targets[:, None]).any(1).mean()),
+        "per_class": {str(c): round(100.0 * float(hit1[targets == c].mean()), 4) for c in classes},
+    }
     if eager is not None:
         out["agreement"] = 100.0 * float(np.mean(top[:, 0] == topk(eager, 1)[:, 0]))
     return out
 
 
-def predict(runner, rgb: np.ndarray, convention: str, what: str, mean=IMAGENET_MEAN,
-            std=IMAGENET_STD) -> tuple[np.ndarray, float]:
+def predict(
+    runner, rgb: np.ndarray, convention: str, what: str, mean=IMAGENET_MEAN, std=IMAGENET_STD
+) -> tuple[np.ndarray, float]:
     """Logits of ``runner`` on every image (normalized with ``mean``/``std``, the
     record's, where the convention asks), in chunks sized so a progress line comes
     at least every PROGRESS_SECONDS; returns (logits, seconds)."""
@@ -69,7 +76,7 @@ def predict(runner, rgb: np.ndarray, convention: str, what: str, mean=IMAGENET_M
     outs, done, chunk = [], 0, 2
     while done < len(rgb):
         t = time.perf_counter()
-        outs.append(np.asarray(runner(to_convention(rgb[done:done + chunk], convention, mean, std)), np.float32))
+        outs.append(np.asarray(runner(to_convention(rgb[done : done + chunk], convention, mean, std)), np.float32))
         per_image = (time.perf_counter() - t) / len(outs[-1])
         done += len(outs[-1])
         chunk = int(np.clip(CHUNK_SECONDS / max(per_image, 1e-6), 1, 64))
@@ -91,8 +98,10 @@ def prepare(ctx) -> dict:
     ctx._cache[_STATE] = validation
     if validation is None:
         return {"warnings": warnings, "accuracy": None}
-    log(f"accuracy: {len(validation.files)} images in {len(validation.classes)} classes from {validation.root}"
-        + (f" ({len(validation.calibration.names)} more for int8 calibration)" if validation.calibration else ""))
+    log(
+        f"accuracy: {len(validation.files)} images in {len(validation.classes)} classes from {validation.root}"
+        + (f" ({len(validation.calibration.names)} more for int8 calibration)" if validation.calibration else "")
+    )
 
     @torch.no_grad()
     def eager(x: np.ndarray) -> np.ndarray:
@@ -102,14 +111,22 @@ def prepare(ctx) -> dict:
     torch.set_num_threads(1)  # like every artifact's runtime here; on a loaded machine more threads wait
     try:
         record = ctx.preprocessing
-        validation.eager_logits, seconds = predict(eager, validation.rgb, "normalized", "eager", record.mean, record.std)
+        validation.eager_logits, seconds = predict(
+            eager, validation.rgb, "normalized", "eager", record.mean, record.std
+        )
     finally:
         torch.set_num_threads(threads)
     row = scores(validation.eager_logits, validation.targets, validation.class_ids)
     log(f"eager: top-1 {row['top1']:.2f}% top-5 {row['top5']:.2f}% on {row['images']} images")
-    return {"warnings": warnings, "accuracy": {
-        **validation.describe(), "eager": {**row, "seconds": round(seconds, 2)},
-        "max_top1_drop": s.options.get("max_top1_drop"), "default_max_top1_drop": DEFAULT_MAX_DROP}}
+    return {
+        "warnings": warnings,
+        "accuracy": {
+            **validation.describe(),
+            "eager": {**row, "seconds": round(seconds, 2)},
+            "max_top1_drop": s.options.get("max_top1_drop"),
+            "default_max_top1_drop": DEFAULT_MAX_DROP,
+        },
+    }
 
 
 def calibration_set(ctx):
@@ -132,11 +149,17 @@ def check(artifact, runner, ctx) -> CheckResult | None:
     lost = eager["correct"] - row["correct"]
     passed = drop <= allowed + 1e-9 or lost <= 1
     net = f"{abs(lost)} image{'s' if abs(lost) != 1 else ''} {'lost' if lost >= 0 else 'gained'}"
-    summary = (f"top-1 {row['top1']:.2f}% (eager {eager['top1']:.2f}%, drop {drop:.2f} points, {net}; "
-               f"allowed {allowed:g} points or one image)")
+    summary = (
+        f"top-1 {row['top1']:.2f}% (eager {eager['top1']:.2f}%, drop {drop:.2f} points, {net}; "
+        f"allowed {allowed:g} points or one image)"
+    )
     log(f"{artifact.name}: accuracy {'ok' if passed else 'FAILED'}: {summary}, {seconds:.1f} s")
-    return CheckResult("accuracy", passed, summary, {**row, "seconds": round(seconds, 2), "top1_drop": drop,
-                                                     "images_lost": lost, "max_top1_drop": allowed})
+    return CheckResult(
+        "accuracy",
+        passed,
+        summary,
+        {**row, "seconds": round(seconds, 2), "top1_drop": drop, "images_lost": lost, "max_top1_drop": allowed},
+    )
 
 
 def as_entry(result: CheckResult | None) -> dict | None:
@@ -152,15 +175,13 @@ def calibration_warning(spec, weights: dict) -> str | None:
     """A loud note when a user checkpoint goes to full-integer int8 calibrated on the
     bundled photos, which have nothing to do with the user's classes."""
     o = spec.options
-    precisions = o.get("tflite_precisions") or ("int8",)
-    if isinstance(precisions, str):
-        precisions = [t.strip() for t in precisions.split(",")]
-    int8 = "tflite" in spec.targets and "int8" in precisions
-    if not (int8 and weights.get("for_deployment")) or o.get("calib") or o.get("calib_from_val"):
+    if not (targets.calibrating(spec) and weights.get("for_deployment")) or o.get("calib") or o.get("calib_from_val"):
         return None
-    return ("int8 of a user checkpoint is calibrated on the bundled scikit-image photos, not on your images: "
-            "its accuracy may suffer. Pass --calib FOLDER (images like the ones the model will see) or "
-            "--calib-from-val N with --val-dir, and check the accuracy table.")
+    return (
+        "int8 of a user checkpoint is calibrated on the bundled scikit-image photos, not on your images: "
+        "its accuracy may suffer. Pass --calib FOLDER (images like the ones the model will see) or "
+        "--calib-from-val N with --val-dir, and check the accuracy table."
+    )
 
 
 MAX_CLASS_ROWS = 100  # per-class rows in report.md (report.json has every class)
@@ -174,12 +195,23 @@ def markdown(report: dict) -> list[str]:
         return lines + ([""] if lines else [])
     measured = [a for a in report["artifacts"] if a.get("accuracy")]
     e = acc["eager"]
-    lines += [*([""] if lines else []), f"## Accuracy on `{acc['folder']}`", "",
+    lines += [
+        *([""] if lines else []),
+        f"## Accuracy on `{acc['folder']}`",
+        "",
         f"- {acc['images_measured']} images in {len(acc['classes'])} classes ({acc['images_found']} found"
-        + (f", {acc['calibration_images']} taken for int8 calibration and left out, listed in report.json"
-           if acc["calibration_images"] else "") + ")",
-        "- gate: top-1 drop vs eager at most " + (f"{acc['max_top1_drop']:g} points" if acc["max_top1_drop"] is not None
-                                                   else "fp32 0, fp16 0.1, int8 and compressed weights 1.0 points")
+        + (
+            f", {acc['calibration_images']} taken for int8 calibration and left out, listed in report.json"
+            if acc["calibration_images"]
+            else ""
+        )
+        + ")",
+        "- gate: top-1 drop vs eager at most "
+        + (
+            f"{acc['max_top1_drop']:g} points"
+            if acc["max_top1_drop"] is not None
+            else "fp32 0, fp16 0.1, int8 and compressed weights 1.0 points"
+        )
         + ", or one image",
         "",
         "| model | top-1 % | top-5 % | agrees with eager % | images | seconds | top-1 drop (points) | gate |",
@@ -188,16 +220,25 @@ def markdown(report: dict) -> list[str]:
     ]
     for a in measured:
         d = a["accuracy"]["details"]
-        lines.append(f"| {a['file']} | {d['top1']:.2f} | {d['top5']:.2f} | {d['agreement']:.2f} | {d['images']} | "
-                     f"{d['seconds']:.1f} | {d['top1_drop']:.2f} | {'ok' if a['accuracy']['passed'] else 'FAIL'} |")
+        lines.append(
+            f"| {a['file']} | {d['top1']:.2f} | {d['top5']:.2f} | {d['agreement']:.2f} | {d['images']} | "
+            f"{d['seconds']:.1f} | {d['top1_drop']:.2f} | {'ok' if a['accuracy']['passed'] else 'FAIL'} |"
+        )
     classes = list(e["per_class"])
-    lines += ["", "Per class (top-1 %):", "",
-              "| class | images | eager | " + " | ".join(a["name"] for a in measured) + " |",
-              "|---|---:|---:|" + "---:|" * len(measured)]
+    lines += [
+        "",
+        "Per class (top-1 %):",
+        "",
+        "| class | images | eager | " + " | ".join(a["name"] for a in measured) + " |",
+        "|---|---:|---:|" + "---:|" * len(measured),
+    ]
     counts = acc.get("class_counts", {})
     for cid, name in list(zip(classes, acc["classes"]))[:MAX_CLASS_ROWS]:
-        lines.append(f"| {name} | {counts.get(name, '')} | {e['per_class'][cid]:.1f} | "
-                     + " | ".join(f"{a['accuracy']['details']['per_class'][cid]:.1f}" for a in measured) + " |")
+        lines.append(
+            f"| {name} | {counts.get(name, '')} | {e['per_class'][cid]:.1f} | "
+            + " | ".join(f"{a['accuracy']['details']['per_class'][cid]:.1f}" for a in measured)
+            + " |"
+        )
     if len(classes) > MAX_CLASS_ROWS:
         lines.append(f"\n(first {MAX_CLASS_ROWS} of {len(classes)} classes; report.json has all)")
     return lines + [""]
@@ -210,12 +251,16 @@ def console_lines(report: dict) -> list[str]:
     if not acc:
         return lines
     e = acc["eager"]
-    lines += [f"accuracy on {acc['images_measured']} images of {acc['folder']}:",
-              f"  {'eager PyTorch':<44} top-1 {e['top1']:6.2f}%  top-5 {e['top5']:6.2f}%"]
+    lines += [
+        f"accuracy on {acc['images_measured']} images of {acc['folder']}:",
+        f"  {'eager PyTorch':<44} top-1 {e['top1']:6.2f}%  top-5 {e['top5']:6.2f}%",
+    ]
     for a in report["artifacts"]:
         if a.get("accuracy"):
             d = a["accuracy"]["details"]
-            lines.append(f"  {a['file']:<44} top-1 {d['top1']:6.2f}%  top-5 {d['top5']:6.2f}%  "
-                         f"agrees {d['agreement']:6.2f}%  {d['seconds']:6.1f} s  "
-                         f"{'ok' if a['accuracy']['passed'] else 'FAIL: ' + a['accuracy']['summary']}")
+            lines.append(
+                f"  {a['file']:<44} top-1 {d['top1']:6.2f}%  top-5 {d['top5']:6.2f}%  "
+                f"agrees {d['agreement']:6.2f}%  {d['seconds']:6.1f} s  "
+                f"{'ok' if a['accuracy']['passed'] else 'FAIL: ' + a['accuracy']['summary']}"
+            )
     return lines

@@ -2,6 +2,7 @@
 exported ``.tflite``, its model JSON and ``labels.txt`` into the Android app's
 assets as ``model.tflite``, ``model.json`` and ``labels.txt``. Only files that
 ``OUT/manifest.json`` lists, with a matching sha256, are copied."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from pathlib import Path
 from .errors import ExportError, OneLineParser
 from .fsutil import atomic_copy, atomic_write, sha256_of
 from .outset import read_manifest
-from .tflite_meta import SCHEMA
+from .targets.tflite.metadata import SCHEMA
 
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "android_app" / "app" / "src" / "main" / "assets"
 MODEL_NAME, JSON_NAME = "model.tflite", "model.json"
@@ -38,10 +39,14 @@ def choose_model(out_dir: Path, model: str | None = None) -> Path:
     listing = ", ".join(found) or "none"
     if model is not None:
         name = Path(model).name
-        if name not in found or not (out_dir / name).is_file() or (
-                Path(model).is_file() and Path(model).resolve() != (out_dir / name).resolve()):
-            raise ExportError(f"model {model} is not a .tflite listed in {out_dir / 'manifest.json'}; "
-                              f"choose one of: {listing}")
+        if (
+            name not in found
+            or not (out_dir / name).is_file()
+            or (Path(model).is_file() and Path(model).resolve() != (out_dir / name).resolve())
+        ):
+            raise ExportError(
+                f"model {model} is not a .tflite listed in {out_dir / 'manifest.json'}; choose one of: {listing}"
+            )
         return out_dir / name
     if not found:
         raise ExportError(f"no .tflite in {out_dir}; run make export TARGET=tflite first")
@@ -61,8 +66,10 @@ def check_listed(out_dir: Path, names: list[str]) -> None:
         if name not in listed:
             raise ExportError(f"{name} is not listed in {out_dir / 'manifest.json'}; re-run the export")
         if not (out_dir / name).is_file() or sha256_of(out_dir / name) != listed[name]:
-            raise ExportError(f"{out_dir / name} differs from its manifest entry (sha256); "
-                              "the output set was changed after the export: re-run it")
+            raise ExportError(
+                f"{out_dir / name} differs from its manifest entry (sha256); "
+                "the output set was changed after the export: re-run it"
+            )
 
 
 def read_model_json(model: Path) -> dict:

@@ -1,6 +1,7 @@
 """Op audit shared by every format: an artifact's op census against its target's
 allow list and deny list (``Target.allow``/``deny``/``deny_prefixes``). A denied
 or unknown op fails the export."""
+
 from __future__ import annotations
 
 from collections import Counter

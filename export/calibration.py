@@ -2,6 +2,7 @@
 by default, the real photos bundled with scikit-image. Every image goes through
 the export's preprocessing record (``Preprocessing.resize_rgb``), exactly like
 the parity inputs."""
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,9 @@ def image_files(folder: Path, what: str = "calibration folder") -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ExportError(f"{what} not found: {folder}")
-    files = sorted(p for p in folder.iterdir()
-                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(
+        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
     if not files:
         raise ExportError(f"{what} {folder} has no images (expected {', '.join(IMAGE_SUFFIXES)} files)")
     return files
@@ -69,12 +71,15 @@ def _open_rgb(path: Path, what: str = "calibration image"):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 if image.mode != "RGB":
-                    raise ExportError(f"{what} {path} is {_mode_name(image.mode)}, not RGB; "
-                                      "convert it to RGB or remove it")
+                    raise ExportError(
+                        f"{what} {path} is {_mode_name(image.mode)}, not RGB; convert it to RGB or remove it"
+                    )
                 yield image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ExportError(f"{what} {path} is over Pillow's decompression-bomb limit of "
-                          f"{Image.MAX_IMAGE_PIXELS} pixels; downscale it or remove it") from None
+        raise ExportError(
+            f"{what} {path} is over Pillow's decompression-bomb limit of "
+            f"{Image.MAX_IMAGE_PIXELS} pixels; downscale it or remove it"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ExportError(f"{what} {path} cannot be read: {first_line(e)}") from None
 
@@ -100,8 +105,16 @@ def check_calibration_folder(folder: Path, count: int = DEFAULT_COUNT) -> None:
 
 
 def _mode_name(mode: str) -> str:
-    names = {"L": "grayscale", "LA": "grayscale with alpha", "I;16": "16-bit grayscale", "I": "32-bit grayscale",
-             "1": "black-and-white", "P": "a palette image", "RGBA": "RGB with alpha", "CMYK": "CMYK"}
+    names = {
+        "L": "grayscale",
+        "LA": "grayscale with alpha",
+        "I;16": "16-bit grayscale",
+        "I": "32-bit grayscale",
+        "1": "black-and-white",
+        "P": "a palette image",
+        "RGBA": "RGB with alpha",
+        "CMYK": "CMYK",
+    }
     return names.get(mode, f"mode {mode!r}")
 
 
@@ -112,11 +125,12 @@ def load_calibration(record: Preprocessing, folder: Path | None = None, count: i
     if folder is None:
         images = calibration_images()
         chosen = images[:count]
-        return CalibrationSet(f"scikit-image bundled photos disjoint from the parity inputs "
-                              f"({len(images)} available: {len(CALIBRATION_PHOTOS)} photos and their quadrants)",
-                              [f"skimage.data.{n}" for n, _ in chosen],
-                              np.stack([record.resize_rgb(img) for _, img in chosen]))
+        return CalibrationSet(
+            f"scikit-image bundled photos disjoint from the parity inputs "
+            f"({len(images)} available: {len(CALIBRATION_PHOTOS)} photos and their quadrants)",
+            [f"skimage.data.{n}" for n, _ in chosen],
+            np.stack([record.resize_rgb(img) for _, img in chosen]),
+        )
     files = image_files(folder)[:count]
     rgb = [read_rgb(f, record) for f in files]
     return CalibrationSet(f"folder {Path(folder).resolve()}", [f.name for f in files], np.stack(rgb))
-

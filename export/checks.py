@@ -5,10 +5,12 @@ returning a dict with ``passed`` (or None when it does not apply to this run), t
 one wording of a result (``summary``) and the checks it needs to have passed.
 ``failure_summary`` joins the failed checks' summaries for the report, the console
 table and the exit line."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +78,9 @@ def _audit_summary(result: dict) -> str:
 
 def _parity(artifact: Artifact, evidence: Evidence) -> dict:
     log(f"{artifact.name}: parity on {len(evidence.rgb)} inputs")
-    output = evidence.runner(artifact)(to_convention(evidence.rgb, artifact.input_convention, evidence.mean, evidence.std))
+    output = evidence.runner(artifact)(
+        to_convention(evidence.rgb, artifact.input_convention, evidence.mean, evidence.std)
+    )
     return parity.check(evidence.reference, output, artifact.precision)
 
 
@@ -89,9 +93,11 @@ def _accuracy(artifact: Artifact, evidence: Evidence) -> dict | None:
 
 
 # Accuracy runs after a parity miss too (only the audit must pass): its numbers say what the miss costs.
-CHECKS: list[Check] = [Check("audit", _audit, _audit_summary),
-                       Check("parity", _parity, _parity_summary, ("audit",)),
-                       Check("accuracy", _accuracy, lambda result: result["summary"], ("audit",))]
+CHECKS: list[Check] = [
+    Check("audit", _audit, _audit_summary),
+    Check("parity", _parity, _parity_summary, ("audit",)),
+    Check("accuracy", _accuracy, lambda result: result["summary"], ("audit",)),
+]
 
 
 def by_name(name: str, checks: list[Check] = CHECKS) -> Check:
@@ -113,5 +119,8 @@ def run_checks(artifact: Artifact, evidence: Evidence, checks: list[Check] = CHE
 def failure_summary(entry: dict, checks: list[Check] = CHECKS) -> str:
     """'parity: top-1 agreement 0.50 < 0.99; accuracy: ...' for the failed checks of a
     report entry; '' when every check passed."""
-    return "; ".join(f"{check.name}: {check.summary(entry[check.name])}" for check in checks
-                     if entry.get(check.name) is not None and not entry[check.name]["passed"])
+    return "; ".join(
+        f"{check.name}: {check.summary(entry[check.name])}"
+        for check in checks
+        if entry.get(check.name) is not None and not entry[check.name]["passed"]
+    )

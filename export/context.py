@@ -1,14 +1,16 @@
 """Shared state of one export run: the eval model, its deploy forms, the artifacts
 converted so far, intermediate artifacts built once (e.g. the static ONNX TFLite
 converts from), metadata and progress output."""
+
 from __future__ import annotations
 
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from casvit import DeployCASViT, Preprocessing, deploy
 from casvit.model import CASViT
@@ -44,8 +46,10 @@ class ExportContext:
 
     def _input_choice(self, embed_normalization: bool | None, input_range: float | None) -> tuple[bool, float]:
         """(embed normalization?, input range), the spec's where not given."""
-        return (self.spec.embed_normalization if embed_normalization is None else embed_normalization,
-                self.spec.input_range if input_range is None else input_range)
+        return (
+            self.spec.embed_normalization if embed_normalization is None else embed_normalization,
+            self.spec.input_range if input_range is None else input_range,
+        )
 
     def deploy_model(self, embed_normalization: bool | None = None, input_range: float | None = None) -> DeployCASViT:
         """The deploy form (cached); defaults follow the spec."""

@@ -5,6 +5,7 @@ The mapping from an exception to (exit code, message) lives here and only here
 environment failed mid-run (disk full, quota, read-only or lost permission, out of
 memory), 130 interrupted (SIGINT), 143 terminated (SIGTERM), 4 an unexpected
 internal error (a bug: ``--debug`` shows its traceback)."""
+
 from __future__ import annotations
 
 import argparse
@@ -80,4 +81,7 @@ def outcome(exc: BaseException) -> tuple[int, str]:
         return EXIT_ENVIRONMENT, "out of memory; try a smaller --res or --batch, or free memory"
     if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
         return EXIT_ENVIRONMENT, f"the environment failed mid-run: {describe_os_error(exc)}"
-    return EXIT_INTERNAL, f"internal error ({type(exc).__name__}: {first_line(exc)}); rerun with --debug for the traceback"
+    return (
+        EXIT_INTERNAL,
+        f"internal error ({type(exc).__name__}: {first_line(exc)}); rerun with --debug for the traceback",
+    )

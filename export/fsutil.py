@@ -1,4 +1,5 @@
 """Atomic writes: a file or folder appears under its final name only when complete."""
+
 from __future__ import annotations
 
 import hashlib
@@ -7,7 +8,6 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -13,6 +13,7 @@ An artifact's own input is derived from ``rgb`` by its input convention (the
 report's ``input_convention``): ``byte`` = rgb as float32, ``unit`` = rgb / 255,
 ``normalized`` = (rgb / 255 - mean) / std; NCHW or NHWC as the format takes it.
 """
+
 from __future__ import annotations
 
 import io
@@ -28,9 +29,14 @@ KEYS = ("names", "rgb", "mean", "std", "logits")
 
 def write(path: Path, names: list[str], rgb: np.ndarray, mean, std, logits: np.ndarray) -> None:
     buffer = io.BytesIO()
-    np.savez(buffer, names=np.asarray(names, dtype=np.str_), rgb=np.asarray(rgb, np.uint8),
-             mean=np.asarray(mean, np.float32), std=np.asarray(std, np.float32),
-             logits=np.asarray(logits, np.float32))
+    np.savez(
+        buffer,
+        names=np.asarray(names, dtype=np.str_),
+        rgb=np.asarray(rgb, np.uint8),
+        mean=np.asarray(mean, np.float32),
+        std=np.asarray(std, np.float32),
+        logits=np.asarray(logits, np.float32),
+    )
     atomic_write(path, buffer.getvalue())
 
 

@@ -1,5 +1,6 @@
 """Parity and calibration inputs: real photos from scikit-image plus seeded noise,
 all as RGB uint8 so every input convention derives from the same pixels."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,7 @@ def calibration_images() -> list[tuple[str, np.ndarray]]:
         full = photo(name)
         h, w = full.shape[0] // 2, full.shape[1] // 2
         for i, (y, x) in enumerate(((0, 0), (0, w), (h, 0), (h, w))):
-            out.append((f"{name}[quadrant {i}]", np.ascontiguousarray(full[y:y + h, x:x + w])))
+            out.append((f"{name}[quadrant {i}]", np.ascontiguousarray(full[y : y + h, x : x + w])))
     return out
 
 

@@ -2,6 +2,7 @@
 thread (KeyboardInterrupt, Terminated), and a library that swallows that exception
 (onnx2tf and others have bare ``except:``) cannot turn the run into a success:
 ``raise_if_interrupted`` raises again before anything is promoted."""
+
 from __future__ import annotations
 
 import contextlib

@@ -11,6 +11,7 @@ the same way. The child's TMPDIR is a folder inside the run's transaction folder
 so nothing it leaves behind outlives the run (or the next run's clean-up). The
 child runs under the same Python-level network guard as the parent; its attempts
 are added to the parent's record."""
+
 from __future__ import annotations
 
 import ctypes
@@ -37,11 +38,23 @@ def call(func, args: tuple, *, workdir: Path, label: str, log_path: Path):
         pickle.dump((func, args), f)
     result.unlink(missing_ok=True)
     # PYTHONHASHSEED fixed: converters iterate over sets of names, and identical runs must give identical bytes
-    env = {**os.environ, "TMPDIR": str(tmp), "PYTHONPATH": _import_path(), "PYTHONHASHSEED": "0",
-           PARENT_ENV: str(os.getpid())}
+    env = {
+        **os.environ,
+        "TMPDIR": str(tmp),
+        "PYTHONPATH": _import_path(),
+        "PYTHONHASHSEED": "0",
+        PARENT_ENV: str(os.getpid()),
+    }
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "export.isolate", str(job), str(result)], cwd=workdir, env=env,
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "export.isolate", str(job), str(result)],
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
     try:
         code = proc.wait()
     except BaseException:  # Ctrl-C, SIGTERM: take the whole converter down, then go on unwinding
@@ -73,7 +86,11 @@ def _outcome(label: str, code: int, result: Path):
             status, value, attempts = pickle.load(f)
     except (OSError, EOFError, pickle.UnpicklingError):
         if code < 0:
-            how = "killed by the system (SIGKILL: out of memory?)" if -code == signal.SIGKILL else f"killed by signal {-code}"
+            how = (
+                "killed by the system (SIGKILL: out of memory?)"
+                if -code == signal.SIGKILL
+                else f"killed by signal {-code}"
+            )
             raise EnvironmentFailure(f"{label}: the converter process was {how}") from None
         raise ExportError(f"{label}: the converter process exited with status {code} without a result") from None
     offline.record(attempts)

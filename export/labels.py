@@ -6,6 +6,7 @@ categories), so names must be unique. The rule, applied once here so
 first occurrence of a name keeps it; the k-th repeat (k = 2, 3, ...) becomes
 ``"name (k)"``, skipping any k already taken (ImageNet-1K's clean names repeat
 twice: class 744 becomes ``missile (2)``, class 837 ``sunglasses (2)``)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -11,6 +11,7 @@
   once (eager PyTorch runs the parity inputs 8 at a time; ONNX traces and runs
   the full batch). A run estimated above the machine's physical memory is
   refused; above ``LARGE_RUN_BYTES`` the estimate is printed before the run."""
+
 from __future__ import annotations
 
 import os
@@ -85,11 +86,15 @@ def check(spec) -> None:
         raise ExportError(f"--batch {spec.batch} is over the limit of {MAX_BATCH} (the ONNX batch dimension's bound)")
     elements = largest_tensor_elements(spec)
     if elements > MAX_ELEMENTS:
-        raise ExportError(f"--res {spec.resolution} with batch {spec.batch} is too large: a tensor would hold "
-                          f"{elements:.3g} elements, over the 32-bit limit of TFLite and Pillow ({MAX_ELEMENTS})")
+        raise ExportError(
+            f"--res {spec.resolution} with batch {spec.batch} is too large: a tensor would hold "
+            f"{elements:.3g} elements, over the 32-bit limit of TFLite and Pillow ({MAX_ELEMENTS})"
+        )
     need, have = estimate_bytes(spec), physical_memory()
     if need > have:
-        raise ExportError(f"--res {spec.resolution} with batch {spec.batch} needs about {need / GIB:.1f} GiB of "
-                          f"memory (estimate), more than this machine's {have / GIB:.1f} GiB; lower --res or --batch")
+        raise ExportError(
+            f"--res {spec.resolution} with batch {spec.batch} needs about {need / GIB:.1f} GiB of "
+            f"memory (estimate), more than this machine's {have / GIB:.1f} GiB; lower --res or --batch"
+        )
     if need > LARGE_RUN_BYTES:
         log(f"large run: about {need / GIB:.1f} GiB of memory needed (estimate; this machine has {have / GIB:.1f} GiB)")

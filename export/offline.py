@@ -13,6 +13,7 @@
 The OS-level proof is tests/test_offline_trace.py: a real export traced with
 ``strace -f -e trace=connect,sendto,sendmsg`` must show no AF_INET/AF_INET6
 traffic and no DNS query."""
+
 from __future__ import annotations
 
 import contextlib
@@ -43,10 +44,11 @@ def offline_checks(attempts: list[str]) -> dict:
     """What was checked during this run, for the report."""
     return {
         "python_audit_hook": {"events": list(_EVENTS), "attempts": len(attempts)},
-        "telemetry_switched_off": {name: f"{os.environ.get(name)} ({what})"
-                                   for name, (_, what) in TELEMETRY_SWITCHES.items()},
+        "telemetry_switched_off": {
+            name: f"{os.environ.get(name)} ({what})" for name, (_, what) in TELEMETRY_SWITCHES.items()
+        },
         "os_level": "not traced in this run; tests/test_offline_trace.py traces a real export with strace "
-                    "(connect/sendto/sendmsg: no AF_INET/AF_INET6 traffic, no DNS query)",
+        "(connect/sendto/sendmsg: no AF_INET/AF_INET6 traffic, no DNS query)",
     }
 
 

@@ -35,6 +35,7 @@ Without RENAME_EXCHANGE (a filesystem refusing it) the swap is two renames,
 ``OUT -> old/`` then ``new/ -> OUT``; the next run renames ``old/`` back when a kill
 fell between them. Power loss is not covered (no directory fsync); kills are.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -46,13 +47,20 @@ import shutil
 import uuid
 from pathlib import Path
 
+from . import targets
 from .errors import ExportError
 from .fsutil import atomic_write, sha256_of, size_of
 
 MANIFEST, REPORT_JSON, REPORT_MD = "manifest.json", "report.json", "report.md"
 RECORDS = (MANIFEST, REPORT_JSON, REPORT_MD)
 REJECTED = "rejected"
-LOGS = ("tflite-onnx2tf.log",)  # kept in OUT when a converter fails (no set is swapped then)
+
+
+def converter_log(target: str) -> str:
+    """The name of a target's converter log, kept in OUT when its conversion fails (no set is swapped then)."""
+    return f"{target}-converter.log"
+
+
 # Reports that later checks write beside a set (``make verify-arm``): ours, replaced with the set.
 CHECK_REPORTS = ("verify-arm.json", "verify-arm.md")
 TOOL = "casvit-deploy"
@@ -77,14 +85,17 @@ def read_manifest(folder: Path) -> dict | None:
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    ours = isinstance(manifest, dict) and isinstance(manifest.get("files"), list) and (
-        manifest.get("tool") == TOOL or "versions" in manifest)  # "versions": manifests before "tool"
+    ours = (
+        isinstance(manifest, dict)
+        and isinstance(manifest.get("files"), list)
+        and (manifest.get("tool") == TOOL or "versions" in manifest)
+    )  # "versions": manifests before "tool"
     return manifest if ours else None
 
 
 def our_entries(folder: Path) -> set[str]:
     """Top-level names in ``folder`` this tool wrote: records, logs, listed files, our rejected/."""
-    names = set(LOGS)
+    names = {converter_log(name) for name in targets.names()}
     manifest = read_manifest(folder)
     if manifest is not None:
         names.update(RECORDS, CHECK_REPORTS)
@@ -106,7 +117,9 @@ def problems(out_dir: Path, foreign_ok: bool = False) -> list[str]:
     if (out_dir / REJECTED).exists():
         found += [f"{REJECTED}/{p}" for p in _set_problems(out_dir / REJECTED, rejected=True)]
     if not foreign_ok:
-        found += [f"{name}: not listed in the manifest" for name in sorted(set(os.listdir(out_dir)) - our_entries(out_dir))]
+        found += [
+            f"{name}: not listed in the manifest" for name in sorted(set(os.listdir(out_dir)) - our_entries(out_dir))
+        ]
     return found
 
 
@@ -204,14 +217,18 @@ class Transaction:
     def __enter__(self) -> Transaction:
         out = self.out_dir
         if out.is_dir() and (os.path.ismount(out) or out.stat().st_dev != out.parent.stat().st_dev):
-            raise ExportError(f"--out {out} is a mount point; the new set replaces it by a rename on one "
-                              f"filesystem, so use a folder inside it (e.g. {out / 'export'})")
+            raise ExportError(
+                f"--out {out} is a mount point; the new set replaces it by a rename on one "
+                f"filesystem, so use a folder inside it (e.g. {out / 'export'})"
+            )
         try:
             self.out_dir.parent.mkdir(parents=True, exist_ok=True)
             self._lock.acquire()
         except OSError as e:
-            raise ExportError(f"output folder {self.out_dir} is not writable (its lock and staging folder live "
-                              f"beside it, in {self.out_dir.parent}): {e.strerror or e}") from None
+            raise ExportError(
+                f"output folder {self.out_dir} is not writable (its lock and staging folder live "
+                f"beside it, in {self.out_dir.parent}): {e.strerror or e}"
+            ) from None
         try:
             recover_stale(self.out_dir)
             self.foreign = self._inspect()
@@ -245,8 +262,10 @@ class Transaction:
         foreign = sorted(set(os.listdir(out)) - our_entries(out))
         if foreign and not self.force:
             shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-            raise ExportError(f"{out} holds files this tool did not write ({shown}); use an empty or new folder, "
-                              "or --force to write beside them (they are kept)")
+            raise ExportError(
+                f"{out} holds files this tool did not write ({shown}); use an empty or new folder, "
+                "or --force to write beside them (they are kept)"
+            )
         return foreign
 
     def add(self, src: Path, name: str | None = None) -> dict:
@@ -272,19 +291,27 @@ class Transaction:
         """Write the manifest (last) and swap the set in: as OUT, or as OUT/rejected."""
         in_the_way = sorted(set(os.listdir(self.new_dir)) & set(self.foreign)) if not rejected else []
         if in_the_way:
-            raise ExportError(f"{self.out_dir / in_the_way[0]} is in the way and was not written by this tool; "
-                              "move it or choose another --out")
-        atomic_write(self.new_dir / MANIFEST, json.dumps(
-            {"tool": TOOL, "run_id": self.run_id, "rejected": rejected, **manifest, "files": self.records},
-            indent=2) + "\n")
+            raise ExportError(
+                f"{self.out_dir / in_the_way[0]} is in the way and was not written by this tool; "
+                "move it or choose another --out"
+            )
+        atomic_write(
+            self.new_dir / MANIFEST,
+            json.dumps(
+                {"tool": TOOL, "run_id": self.run_id, "rejected": rejected, **manifest, "files": self.records}, indent=2
+            )
+            + "\n",
+        )
         target = self.out_dir / REJECTED if rejected else self.out_dir
         if rejected:
             self.out_dir.mkdir(exist_ok=True)
             if os.path.lexists(target) and REJECTED in self.foreign:
-                raise ExportError(f"{target} is in the way and was not written by this tool; "
-                                  "move it or choose another --out")
-        atomic_write(self.root / "journal.json", json.dumps(
-            {"target": str(target), "foreign": [] if rejected else self.foreign}))
+                raise ExportError(
+                    f"{target} is in the way and was not written by this tool; move it or choose another --out"
+                )
+        atomic_write(
+            self.root / "journal.json", json.dumps({"target": str(target), "foreign": [] if rejected else self.foreign})
+        )
         _swap_in(self.new_dir, target, self.root / "old")
         if not rejected:
             _put_back(self.foreign, [self.new_dir, self.root / "old"], self.out_dir)
@@ -331,9 +358,12 @@ def _finish(folder: Path, out_dir: Path) -> None:
         if old.is_dir() and not os.path.lexists(target):
             os.rename(old, target)
         _put_back(journal.get("foreign", []), [folder / "new", old], out_dir)
-        stranded = [n for n in journal.get("foreign", [])
-                    if os.path.lexists(folder / "new" / n) or os.path.lexists(old / n)]
+        stranded = [
+            n for n in journal.get("foreign", []) if os.path.lexists(folder / "new" / n) or os.path.lexists(old / n)
+        ]
         if stranded:
-            raise ExportError(f"{folder} holds files of yours ({', '.join(stranded)}) that could not be "
-                              f"moved back into {out_dir}; move them yourself, then remove {folder}")
+            raise ExportError(
+                f"{folder} holds files of yours ({', '.join(stranded)}) that could not be "
+                f"moved back into {out_dir}; move them yourself, then remove {folder}"
+            )
     shutil.rmtree(folder, ignore_errors=True)

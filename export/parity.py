@@ -1,4 +1,5 @@
 """Parity metrics and the gate: every artifact against eager PyTorch."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -86,8 +87,11 @@ def gate(metrics: dict[str, float], tol: Tolerance) -> list[str]:
         misses.append(f"max_rel {metrics['max_rel']:.3g} > {tol.max_rel:g}")
     if not metrics["min_cosine"] >= tol.min_cosine:
         misses.append(f"cosine {metrics['min_cosine']:.6f} < {tol.min_cosine:g}")
-    if tol.min_centered_cosine is not None and metrics["samples"] > 1 \
-            and not metrics["min_centered_cosine"] >= tol.min_centered_cosine:
+    if (
+        tol.min_centered_cosine is not None
+        and metrics["samples"] > 1
+        and not metrics["min_centered_cosine"] >= tol.min_centered_cosine
+    ):
         misses.append(f"centered cosine {metrics['min_centered_cosine']:.6f} < {tol.min_centered_cosine:g}")
     if not metrics["top1_agreement"] >= tol.min_top1:
         misses.append(f"top-1 agreement {metrics['top1_agreement']:.2f} < {tol.min_top1:g}")

@@ -1,6 +1,8 @@
-"""One export run: build the model, convert each target, verify each artifact
-(the checks of ``export.checks``: audit, parity against eager PyTorch, accuracy), then swap the complete set into the output
-folder as one transaction: OUT when every artifact passed, else OUT/rejected."""
+"""One export run: build the model, convert each target, verify each artifact (the
+checks of ``export.checks``: audit, parity against eager PyTorch, accuracy), then swap
+the complete set into the output folder as one transaction: OUT when every artifact
+passed, else OUT/rejected."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, replace
@@ -10,7 +12,7 @@ import numpy as np
 import torch
 
 from casvit import CheckpointError, create_model, model_from_checkpoint
-from casvit.init import randomize_batchnorm
+from casvit.seeding import randomize_batchnorm
 
 from . import accuracy, checks, golden, interrupts, outset, progress, targets
 from .context import ExportContext, log
@@ -19,9 +21,9 @@ from .fsutil import sha256_of, size_of
 from .inputs import parity_images, to_convention
 from .labels import resolve_labels
 from .offline import no_network, offline_checks
+from .preflight import validate
 from .report import write_reports
 from .spec import Artifact, ExportSpec
-from .validate import validate
 
 
 def build_model(spec: ExportSpec):
@@ -36,8 +38,12 @@ def build_model(spec: ExportSpec):
             raise ExportError(str(e)) from None
         if model.backbone:
             raise ExportError(f"{path} is a backbone (detection/segmentation) checkpoint; export needs a classifier")
-        return model, {"source": f"checkpoint {path.name}" + (" (EMA)" if spec.use_ema else ""),
-                       "path": str(path), "sha256": sha256_of(path), "for_deployment": True}
+        return model, {
+            "source": f"checkpoint {path.name}" + (" (EMA)" if spec.use_ema else ""),
+            "path": str(path),
+            "sha256": sha256_of(path),
+            "for_deployment": True,
+        }
     log(f"WARNING: no checkpoint given: seeded random weights (seed {spec.seed}). NOT FOR DEPLOYMENT.")
     torch.manual_seed(spec.seed)
     try:
@@ -50,7 +56,7 @@ def build_model(spec: ExportSpec):
 
 @torch.no_grad()
 def reference_logits(model: torch.nn.Module, x: np.ndarray, chunk: int = 8) -> np.ndarray:
-    return np.concatenate([model(torch.from_numpy(x[i:i + chunk])).numpy() for i in range(0, len(x), chunk)])
+    return np.concatenate([model(torch.from_numpy(x[i : i + chunk])).numpy() for i in range(0, len(x), chunk)])
 
 
 def verify(artifact: Artifact, evidence: checks.Evidence, check_list: list[checks.Check] = checks.CHECKS) -> dict:
@@ -58,9 +64,14 @@ def verify(artifact: Artifact, evidence: checks.Evidence, check_list: list[check
     in ``check_list`` (run in order), then what running it measured."""
     target = targets.get(artifact.format)
     entry = {
-        "name": artifact.name, "format": artifact.format, "precision": artifact.precision,
-        "file": artifact.path.name, "size_bytes": size_of(artifact.path), "sha256": sha256_of(artifact.path),
-        "convert_seconds": round(artifact.convert_seconds, 2), "input_convention": artifact.input_convention,
+        "name": artifact.name,
+        "format": artifact.format,
+        "precision": artifact.precision,
+        "file": artifact.path.name,
+        "size_bytes": size_of(artifact.path),
+        "sha256": sha256_of(artifact.path),
+        "convert_seconds": round(artifact.convert_seconds, 2),
+        "input_convention": artifact.input_convention,
         "runtime": target.runtime_note(artifact),
     }
     results = checks.run_checks(artifact, evidence, check_list)
@@ -85,8 +96,9 @@ def run(spec: ExportSpec) -> dict:
     if not report["passed"]:
         failed = "; ".join(f"{e['name']} ({checks.failure_summary(e)})" for e in report["artifacts"] if not e["passed"])
         kept = "the previous set in OUT is unchanged" if report["previous_set_kept"] else "nothing was promoted"
-        raise GateFailure(f"gate failed for {failed}; {kept}; this run's files and report: {where / 'report.md'}",
-                          report, where)
+        raise GateFailure(
+            f"gate failed for {failed}; {kept}; this run's files and report: {where / 'report.md'}", report, where
+        )
     return report
 
 
@@ -115,12 +127,23 @@ def _convert_and_verify(spec: ExportSpec, txn: outset.Transaction) -> tuple[dict
         raise ExportError(f"network access was attempted during the export: {attempts[0]}")
     passed = all(e["passed"] for e in entries)
     report = {
-        "tool": outset.TOOL, "run_id": txn.run_id, "passed": passed, "rejected": not passed,
-        "spec": _spec_dict(spec, model), "weights": weights,
-        "versions": targets.tool_versions(), "network_attempts": len(attempts), "offline": offline_checks(attempts),
+        "tool": outset.TOOL,
+        "run_id": txn.run_id,
+        "passed": passed,
+        "rejected": not passed,
+        "spec": _spec_dict(spec, model),
+        "weights": weights,
+        "versions": targets.tool_versions(),
+        "network_attempts": len(attempts),
+        "offline": offline_checks(attempts),
         "preprocessing": {**record.to_dict(), "source": ctx.preprocessing_source},
-        "parity_inputs": {"names": names, "resolution": spec.resolution, "source": "skimage.data photos + seeded noise"},
-        "artifacts": entries, **checked_inputs,
+        "parity_inputs": {
+            "names": names,
+            "resolution": spec.resolution,
+            "source": "skimage.data photos + seeded noise",
+        },
+        "artifacts": entries,
+        **checked_inputs,
     }
     return report, artifacts, evidence
 
@@ -130,8 +153,14 @@ def _write_set(txn: outset.Transaction, report: dict, artifacts: list[Artifact],
     passed = report["passed"]
     with progress.stage("writing the output set"):
         _assemble(txn, artifacts, report["artifacts"], passed)
-        golden.write(txn.new_dir / golden.FILE_NAME, evidence.names, evidence.rgb, evidence.mean, evidence.std,
-                     evidence.reference)
+        golden.write(
+            txn.new_dir / golden.FILE_NAME,
+            evidence.names,
+            evidence.rgb,
+            evidence.mean,
+            evidence.std,
+            evidence.reference,
+        )
         report["golden"] = {"file": golden.FILE_NAME, **txn.add_written(golden.FILE_NAME)}
         if not passed:
             report["previous_set_kept"] = outset.read_manifest(txn.out_dir) is not None
@@ -147,13 +176,19 @@ def _assemble(txn: outset.Transaction, artifacts: list[Artifact], entries: list[
     """Move every artifact and its companion files into the new set; status per entry."""
     for artifact, entry in zip(artifacts, entries):
         entry["files"] = [txn.add(path) for path in [artifact.path, *artifact.companions]]
-        entry["status"] = "promoted" if passed else ("rejected: another artifact failed" if entry["passed"] else "rejected")
+        entry["status"] = (
+            "promoted" if passed else ("rejected: another artifact failed" if entry["passed"] else "rejected")
+        )
 
 
 def manifest_fields(report: dict) -> dict:
     """What the manifest says about the set besides its files."""
-    return {"variant": report["spec"]["variant"], "resolution": report["spec"]["resolution"],
-            "weights": report["weights"], "versions": report["versions"]}
+    return {
+        "variant": report["spec"]["variant"],
+        "resolution": report["spec"]["resolution"],
+        "weights": report["weights"],
+        "versions": report["versions"],
+    }
 
 
 def _spec_dict(spec: ExportSpec, model) -> dict:

@@ -1,6 +1,7 @@
 """The export's preprocessing record (``casvit.preprocess.Preprocessing``): where its
 values come from (official defaults, the checkpoint's training ``args``, CLI
 overrides) and how one artifact's input convention extends it."""
+
 from __future__ import annotations
 
 import argparse
@@ -34,14 +35,26 @@ def _crop_pct(text: str) -> float:
 
 def add_arguments(group) -> None:
     """The record's CLI overrides (defaults: the checkpoint's training args, else the official transform)."""
-    group.add_argument("--crop-pct", type=_crop_pct, default=None,
-                       help="center crop fraction: resize the shorter side to size/crop_pct, crop size "
-                            "(default: checkpoint args, else 0.875; inputs >= 384 are resized whole)")
-    group.add_argument("--interpolation", choices=INTERPOLATIONS, default=None,
-                       help="resize filter (Pillow), default bicubic as in the official evaluation")
-    group.add_argument("--mean", type=_three_floats, default=None,
-                       help="per-channel mean R,G,B of RGB/255 (default: ImageNet, or 0.5 when the "
-                            "checkpoint args say imagenet_default_mean_and_std=False)")
+    group.add_argument(
+        "--crop-pct",
+        type=_crop_pct,
+        default=None,
+        help="center crop fraction: resize the shorter side to size/crop_pct, crop size "
+        "(default: checkpoint args, else 0.875; inputs >= 384 are resized whole)",
+    )
+    group.add_argument(
+        "--interpolation",
+        choices=INTERPOLATIONS,
+        default=None,
+        help="resize filter (Pillow), default bicubic as in the official evaluation",
+    )
+    group.add_argument(
+        "--mean",
+        type=_three_floats,
+        default=None,
+        help="per-channel mean R,G,B of RGB/255 (default: ImageNet, or 0.5 when the "
+        "checkpoint args say imagenet_default_mean_and_std=False)",
+    )
     group.add_argument("--std", type=_three_floats, default=None, help="per-channel std R,G,B (see --mean)")
 
 
@@ -83,6 +96,9 @@ def artifact_record(record: Preprocessing, convention: str) -> dict:
     normalization inside the model, or the normalized values."""
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown input convention {convention!r}")
-    return {**record.to_dict(), "input_convention": convention,
-            "normalization_embedded": convention != "normalized",
-            "input_range": [0.0, 255.0 if convention == "byte" else 1.0]}
+    return {
+        **record.to_dict(),
+        "input_convention": convention,
+        "normalization_embedded": convention != "normalized",
+        "input_range": [0.0, 255.0 if convention == "byte" else 1.0],
+    }

@@ -1,6 +1,7 @@
 """A progress line at least every 10 s during long stages: a daemon thread repeats
 the current stage with its elapsed time while the stage runs (converters in child
 processes write to their own logs, so the console would otherwise go silent)."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """report.json and report.md of a run, written atomically into its output set."""
+
 from __future__ import annotations
 
 import json
@@ -18,15 +19,23 @@ def _offline_note(report: dict) -> str:
     o = report.get("offline")
     if not o:
         return ""
-    return (f" (Python audit hook on {', '.join(o['python_audit_hook']['events'])}; telemetry switched off: "
-            + ", ".join(f"{k}={v}" for k, v in o["telemetry_switched_off"].items()) + f"; OS level: {o['os_level']})")
+    return (
+        f" (Python audit hook on {', '.join(o['python_audit_hook']['events'])}; telemetry switched off: "
+        + ", ".join(f"{k}={v}" for k, v in o["telemetry_switched_off"].items())
+        + f"; OS level: {o['os_level']})"
+    )
 
 
 def preprocessing_line(p: dict) -> str:
-    crop = (f"shorter side to size/{p['crop_pct']:g}, center crop" if p["crop_mode"] == "center"
-            else "whole image resized, no crop")
-    return (f"- preprocessing ({p['source']}): {p['height']}x{p['width']}, {crop}, {p['interpolation']}, "
-            f"mean {p['mean']}, std {p['std']}")
+    crop = (
+        f"shorter side to size/{p['crop_pct']:g}, center crop"
+        if p["crop_mode"] == "center"
+        else "whole image resized, no crop"
+    )
+    return (
+        f"- preprocessing ({p['source']}): {p['height']}x{p['width']}, {crop}, {p['interpolation']}, "
+        f"mean {p['mean']}, std {p['std']}"
+    )
 
 
 def render_markdown(report: dict) -> str:
@@ -35,19 +44,32 @@ def render_markdown(report: dict) -> str:
         f"# CAS-ViT-{s['variant']} export report",
         "",
         f"- resolution {s['resolution']}, batch {s['batch']}{' (dynamic in ONNX)' if s['dynamic_batch'] else ''}",
-        "- input of each artifact: " + ", ".join(f"{a['name']} {a['input_convention']}" for a in report["artifacts"])
+        "- input of each artifact: "
+        + ", ".join(f"{a['name']} {a['input_convention']}" for a in report["artifacts"])
         + " (normalized = the preprocessing mean/std applied by the caller; unit/byte = RGB in [0,1]/[0,255], "
         "normalization inside the model)",
-        f"- weights: {w['source']}" + ("" if w["for_deployment"] else " -- **NOT FOR DEPLOYMENT**")
+        f"- weights: {w['source']}"
+        + ("" if w["for_deployment"] else " -- **NOT FOR DEPLOYMENT**")
         + (f", sha256 `{w['sha256'][:16]}...`" if w.get("sha256") else ""),
         *([preprocessing_line(report["preprocessing"])] if report.get("preprocessing") else []),
         f"- parity inputs: {', '.join(report['parity_inputs']['names'])}",
         f"- network attempts during export: {report['network_attempts']}" + _offline_note(report),
-        f"- result: **{'PASSED' if report['passed'] else 'FAILED'}**" + ("" if report["passed"] else (
-            " -- this is a REJECTED run: nothing here is for deployment"
-            + ("; the previous set at the top of the output folder was kept" if report.get("previous_set_kept") else ""))),
+        f"- result: **{'PASSED' if report['passed'] else 'FAILED'}**"
+        + (
+            ""
+            if report["passed"]
+            else (
+                " -- this is a REJECTED run: nothing here is for deployment"
+                + (
+                    "; the previous set at the top of the output folder was kept"
+                    if report.get("previous_set_kept")
+                    else ""
+                )
+            )
+        ),
         "",
-        "| artifact | precision | size (KiB) | convert (s) | audit | max abs | max rel | min cosine | centered cosine | top-1 | top-5 | parity | status |",
+        "| artifact | precision | size (KiB) | convert (s) | audit | max abs | max rel | min cosine "
+        "| centered cosine | top-1 | top-5 | parity | status |",
         "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for a in report["artifacts"]:
@@ -55,7 +77,7 @@ def render_markdown(report: dict) -> str:
         lines.append(
             f"| {a['file']} | {a['precision']} | {a['size_bytes'] / 1024:.0f} | {a['convert_seconds']:.1f} | "
             f"{by_name('audit').status(a)} | "
-            + " | ".join(_fmt(m.get(k, float('nan'))) for k in ("max_abs", "max_rel"))
+            + " | ".join(_fmt(m.get(k, float("nan"))) for k in ("max_abs", "max_rel"))
             + f" | {m.get('min_cosine', float('nan')):.6f} | {m.get('min_centered_cosine', float('nan')):.4f}"
             f" | {_fmt(m.get('top1_agreement'))} | {_fmt(m.get('top5_agreement'))} | "
             f"{by_name('parity').status(a)} | "
@@ -63,7 +85,12 @@ def render_markdown(report: dict) -> str:
         )
     lines += ["", *accuracy.markdown(report), "## Per artifact", ""]
     for a in report["artifacts"]:
-        lines += [f"### {a['name']}", "", f"- file `{a['file']}`, sha256 `{a['sha256']}`", f"- verified with: {a['runtime']}"]
+        lines += [
+            f"### {a['name']}",
+            "",
+            f"- file `{a['file']}`, sha256 `{a['sha256']}`",
+            f"- verified with: {a['runtime']}",
+        ]
         if a.get("parity"):
             lines.append(f"- tolerance: {json.dumps(a['parity']['tolerance'])}")
         lines.append("- op census: " + ", ".join(f"{k} {v}" for k, v in a["audit"]["census"].items()))

@@ -1,4 +1,5 @@
 """What to export (ExportSpec) and what came out (Artifact)."""
+
 from __future__ import annotations
 
 import re
@@ -7,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ExportError
+from .targets import DEFAULT_TARGETS
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -24,7 +26,7 @@ def parse_resolution(text: str) -> tuple[int, int]:
 class ExportSpec:
     """Everything an export run needs; target-specific options live in ``options``."""
 
-    targets: tuple[str, ...] = ("onnx",)
+    targets: tuple[str, ...] = DEFAULT_TARGETS
     variant: str = "xs"
     height: int = 224
     width: int = 224
@@ -56,8 +58,11 @@ class RuntimeFacts:
     comparisons: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def as_details(self) -> dict[str, Any]:
-        out = {} if self.interpreter_seconds_per_image is None else {
-            "interpreter_seconds_per_image": self.interpreter_seconds_per_image}
+        out = (
+            {}
+            if self.interpreter_seconds_per_image is None
+            else {"interpreter_seconds_per_image": self.interpreter_seconds_per_image}
+        )
         return {**out, **self.comparisons}
 
 
@@ -86,4 +91,3 @@ class Artifact:
         file names and what running the artifact measured."""
         companions = {"companions": [p.name for p in self.companions]} if self.companions else {}
         return {**self.details, **companions, **self.runtime_facts.as_details()}
-

@@ -1,4 +1,5 @@
 """Session fixtures: the expensive exports, built once and shared by the test modules."""
+
 import os
 from pathlib import Path
 
@@ -21,19 +22,34 @@ def tiny_tflite_export(tmp_path_factory) -> dict:
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
     from export.pipeline import run
     from export.spec import ExportSpec
-    from export.targets import tflite
+    from export.targets.tflite import target as tflite
 
     base = tmp_path_factory.mktemp("tflite")
     calib = base / "calib"
-    save_photos(calib, [("astronaut", (300, 200)), ("coffee", (120, 90)), ("chelsea", (64, 64)),
-                        ("rocket", (200, 300)), ("retina", (100, 100)), ("cat", (90, 120))])
+    save_photos(
+        calib,
+        [
+            ("astronaut", (300, 200)),
+            ("coffee", (120, 90)),
+            ("chelsea", (64, 64)),
+            ("rocket", (200, 300)),
+            ("retina", (100, 100)),
+            ("cat", (90, 120)),
+        ],
+    )
     calib_before = sorted(p.name for p in calib.iterdir())
     cwd, previous = base / "cwd", os.getcwd()
     cwd.mkdir()
     os.chdir(cwd)
     try:
-        spec = ExportSpec(targets=("tflite",), variant="tiny", height=64, width=64, out_dir=base / "out",
-                          options={"tflite_precisions": tflite.PRECISIONS, "calib": calib, "calib_count": 5})
+        spec = ExportSpec(
+            targets=("tflite",),
+            variant="tiny",
+            height=64,
+            width=64,
+            out_dir=base / "out",
+            options={"tflite_precisions": tflite.PRECISIONS, "calib": calib, "calib_count": 5},
+        )
         report = run(spec)
     finally:
         os.chdir(previous)
@@ -50,10 +66,24 @@ def digits_export(tmp_path_factory):
     out = tmp_path_factory.mktemp("digits")
     labels = out.parent / "digit_names.txt"
     labels.write_text("".join(f"{name}\n" for name in DIGIT_NAMES))
-    report = run(ExportSpec(
-        targets=("tflite", "coreml"), variant="tiny", height=64, width=64, checkpoint=DIGITS_CHECKPOINT,
-        out_dir=out, labels=labels,
-        options={"tflite_precisions": ("fp32", "fp16", "int8-dynamic", "int8"), "calib": None, "calib_count": 100,
-                 "coreml_precision": "fp16", "coreml_compress": "palettize6,linear8",
-                 "coreml_target": "iOS16", "coreml_input": "image"}))
+    report = run(
+        ExportSpec(
+            targets=("tflite", "coreml"),
+            variant="tiny",
+            height=64,
+            width=64,
+            checkpoint=DIGITS_CHECKPOINT,
+            out_dir=out,
+            labels=labels,
+            options={
+                "tflite_precisions": ("fp32", "fp16", "int8-dynamic", "int8"),
+                "calib": None,
+                "calib_count": 100,
+                "coreml_precision": "fp16",
+                "coreml_compress": "palettize6,linear8",
+                "coreml_target": "iOS16",
+                "coreml_input": "image",
+            },
+        )
+    )
     return out, report

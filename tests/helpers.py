@@ -1,4 +1,5 @@
 """Paths and small helpers shared by the tests (fixtures live in conftest.py)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -20,9 +21,17 @@ def output_lock_held(out: Path):
     """A child process that holds ``out``'s export transaction (so its lock) until the
     block ends; yields the process."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom pathlib import Path\nfrom export.outset import Transaction\n"
-         "with Transaction(Path(sys.argv[1])):\n    print('locked', flush=True)\n    time.sleep(120)\n", str(out)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom pathlib import Path\nfrom export.outset import Transaction\n"
+            "with Transaction(Path(sys.argv[1])):\n    print('locked', flush=True)\n    time.sleep(120)\n",
+            str(out),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         yield holder

@@ -5,6 +5,7 @@ with an ImageFolder written here from scikit-learn's held-out digits.
 Eager top-1 is computed independently here (the eval model on the same pixels)
 and must equal the report's first row; each artifact's numbers come from its own
 runtime inside the export run."""
+
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +32,26 @@ def digits_folder(tmp_path_factory) -> Path:
 
 
 def _spec(out: Path, folder: Path, targets=("onnx", "tflite", "coreml"), **options) -> ExportSpec:
-    defaults = {"tflite_precisions": ("fp32", "fp16", "int8-dynamic", "int8"), "calib": None, "calib_count": 100,
-                "coreml_precision": "fp16", "coreml_compress": "linear8", "coreml_target": "iOS16",
-                "coreml_input": "image", "val_dir": folder}
-    return ExportSpec(targets=targets, variant="tiny", height=64, width=64, checkpoint=CHECKPOINT,
-                      labels=folder / "labels.txt", out_dir=out, options={**defaults, **options})
+    defaults = {
+        "tflite_precisions": ("fp32", "fp16", "int8-dynamic", "int8"),
+        "calib": None,
+        "calib_count": 100,
+        "coreml_precision": "fp16",
+        "coreml_compress": "linear8",
+        "coreml_target": "iOS16",
+        "coreml_input": "image",
+        "val_dir": folder,
+    }
+    return ExportSpec(
+        targets=targets,
+        variant="tiny",
+        height=64,
+        width=64,
+        checkpoint=CHECKPOINT,
+        labels=folder / "labels.txt",
+        out_dir=out,
+        options={**defaults, **options},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +65,15 @@ def test_every_artifact_reports_top1_within_its_gate(exported):
     out, report = exported
     assert report["passed"]
     names = [a["name"] for a in report["artifacts"]]
-    assert names == ["onnx", "tflite-fp32", "tflite-fp16", "tflite-int8-dynamic", "tflite-int8",
-                     "coreml-fp16", "coreml-fp16-linear8"]
+    assert names == [
+        "onnx",
+        "tflite-fp32",
+        "tflite-fp16",
+        "tflite-int8-dynamic",
+        "tflite-int8",
+        "coreml-fp16",
+        "coreml-fp16-linear8",
+    ]
     for a in report["artifacts"]:
         d = a["accuracy"]["details"]
         assert a["accuracy"]["passed"] and d["images"] == VAL_COUNT, a["name"]
@@ -102,9 +125,30 @@ def test_bad_int8_calibration_fails_the_accuracy_gate(tmp_path, digits_folder, c
 
     Image.fromarray(np.full((64, 64, 3), 128, np.uint8), "RGB").save(grey / "flat_grey.png")
     out = tmp_path / "out"
-    code = cli.main(["--target", "tflite", "--tflite-precisions", "int8", "--variant", "tiny", "--res", "64",
-                     "--checkpoint", str(CHECKPOINT), "--labels", str(digits_folder / "labels.txt"),
-                     "--val-dir", str(digits_folder), "--val-count", "60", "--calib", str(grey), "--out", str(out)])
+    code = cli.main(
+        [
+            "--target",
+            "tflite",
+            "--tflite-precisions",
+            "int8",
+            "--variant",
+            "tiny",
+            "--res",
+            "64",
+            "--checkpoint",
+            str(CHECKPOINT),
+            "--labels",
+            str(digits_folder / "labels.txt"),
+            "--val-dir",
+            str(digits_folder),
+            "--val-count",
+            "60",
+            "--calib",
+            str(grey),
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert "accuracy: top-1" in err.splitlines()[-1]
@@ -123,9 +167,24 @@ def test_class_folder_not_among_labels_is_a_one_line_error(tmp_path, digits_fold
     image = next((digits_folder / "7").glob("*.png")).read_bytes()
     for name in ("7", "seven"):
         (folder / name / "a.png").write_bytes(image)
-    code = cli.main(["--target", "onnx", "--variant", "tiny", "--res", "64", "--checkpoint", str(CHECKPOINT),
-                     "--labels", str(digits_folder / "labels.txt"), "--val-dir", str(folder),
-                     "--out", str(tmp_path / "out")])
+    code = cli.main(
+        [
+            "--target",
+            "onnx",
+            "--variant",
+            "tiny",
+            "--res",
+            "64",
+            "--checkpoint",
+            str(CHECKPOINT),
+            "--labels",
+            str(digits_folder / "labels.txt"),
+            "--val-dir",
+            str(folder),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith("error: validation folder") and "'seven' not among the model's 10 labels" in err[-1]
@@ -133,13 +192,16 @@ def test_class_folder_not_among_labels_is_a_one_line_error(tmp_path, digits_fold
     assert not list((tmp_path / "out").glob("*.onnx"))
 
 
-@pytest.mark.parametrize("options,message", [
-    ({"val_count": 10}, "--val-count needs --val-dir"),
-    ({"val_dir": "x", "calib": "y", "calib_from_val": 5}, "--calib and --calib-from-val"),
-    ({"val_dir": "x", "max_top1_drop": 120.0}, "between 0 and 100"),
-])
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        ({"val_count": 10}, "--val-count needs --val-dir"),
+        ({"val_dir": "x", "calib": "y", "calib_from_val": 5}, "--calib and --calib-from-val"),
+        ({"val_dir": "x", "max_top1_drop": 120.0}, "between 0 and 100"),
+    ],
+)
 def test_option_mistakes_are_clear_errors(options, message):
-    from export.validation import check_options
+    from export.labelled_images import check_options
 
     with pytest.raises(ExportError, match=message):
         check_options(options)
@@ -150,13 +212,16 @@ class _Ctx:
 
     def __init__(self, eager_logits, targets, max_drop=None):
         from casvit.preprocess import official_default
-        from export.validation import ValidationSet
+        from export.labelled_images import ValidationSet
 
         self.spec = ExportSpec(options={"max_top1_drop": max_drop})
         self.preprocessing = official_default(4, 4)
         rgb = np.zeros((len(targets), 4, 4, 3), np.uint8)
-        self._cache = {"accuracy": ValidationSet(Path("."), ["a", "b"], [0, 1], ["f"] * len(targets), targets, rgb,
-                                                  eager_logits=eager_logits)}
+        self._cache = {
+            "accuracy": ValidationSet(
+                Path("."), ["a", "b"], [0, 1], ["f"] * len(targets), targets, rgb, eager_logits=eager_logits
+            )
+        }
 
 
 def _flip(logits: np.ndarray, count: int) -> np.ndarray:
@@ -172,26 +237,32 @@ class _Replay:
         self.logits, self.done = logits, 0
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        out = self.logits[self.done:self.done + len(x)]
+        out = self.logits[self.done : self.done + len(x)]
         self.done += len(x)
         return out
 
 
-@pytest.mark.parametrize("precision,flipped,max_drop,passed", [
-    ("fp32", 1, None, True),    # one image: always within the gate
-    ("fp32", 2, None, False),   # fp32 allows 0 points beyond one image
-    ("fp16", 2, None, False),   # 2 of 200 = 1 point > 0.1
-    ("int8", 2, None, True),    # 1 point <= 1.0
-    ("int8", 3, None, False),   # 1.5 points > 1.0
-    ("palettize6", 3, None, False),
-    ("int8", 3, 2.0, True),     # --max-top1-drop 2 overrides the default
-    ("fp16", 2, 0.0, False),
-])
+@pytest.mark.parametrize(
+    "precision,flipped,max_drop,passed",
+    [
+        ("fp32", 1, None, True),  # one image: always within the gate
+        ("fp32", 2, None, False),  # fp32 allows 0 points beyond one image
+        ("fp16", 2, None, False),  # 2 of 200 = 1 point > 0.1
+        ("int8", 2, None, True),  # 1 point <= 1.0
+        ("int8", 3, None, False),  # 1.5 points > 1.0
+        ("palettize6", 3, None, False),
+        ("int8", 3, 2.0, True),  # --max-top1-drop 2 overrides the default
+        ("fp16", 2, 0.0, False),
+    ],
+)
 def test_gate_thresholds_per_precision(precision, flipped, max_drop, passed):
     targets = np.repeat([0, 1], 100)
     eager = np.eye(2, dtype=np.float32)[targets] + 0.1  # every image right
-    result = accuracy.check(Artifact("a", "onnx", precision, Path("a"), "normalized"),
-                            _Replay(_flip(eager, flipped)), _Ctx(eager, targets, max_drop))
+    result = accuracy.check(
+        Artifact("a", "onnx", precision, Path("a"), "normalized"),
+        _Replay(_flip(eager, flipped)),
+        _Ctx(eager, targets, max_drop),
+    )
     assert result.passed is passed, result.summary
     assert result.details["images_lost"] == flipped
     assert result.details["top1"] == pytest.approx(100 * (200 - flipped) / 200)
@@ -208,15 +279,18 @@ def test_progress_lines_while_measuring(monkeypatch, capsys):
     assert [line.split("accuracy ")[1].split(" ")[0] for line in lines] == ["2/5", "3/5", "4/5"]
 
 
-@pytest.mark.parametrize("targets,options,weights,warns", [
-    (("tflite",), {"tflite_precisions": ("fp16", "int8")}, True, True),
-    (("onnx", "tflite"), {}, True, True),  # default precisions include int8
-    (("tflite",), {"tflite_precisions": ("int8",), "calib": "photos"}, True, False),
-    (("tflite",), {"tflite_precisions": ("int8",), "calib_from_val": 20}, True, False),
-    (("tflite",), {"tflite_precisions": ("int8-dynamic",)}, True, False),  # no calibration involved
-    (("coreml",), {}, True, False),
-    (("tflite",), {"tflite_precisions": ("int8",)}, False, False),  # random weights: nothing to protect
-])
+@pytest.mark.parametrize(
+    "targets,options,weights,warns",
+    [
+        (("tflite",), {"tflite_precisions": ("fp16", "int8")}, True, True),
+        (("onnx", "tflite"), {}, True, True),  # default precisions include int8
+        (("tflite",), {"tflite_precisions": ("int8",), "calib": "photos"}, True, False),
+        (("tflite",), {"tflite_precisions": ("int8",), "calib_from_val": 20}, True, False),
+        (("tflite",), {"tflite_precisions": ("int8-dynamic",)}, True, False),  # no calibration involved
+        (("coreml",), {}, True, False),
+        (("tflite",), {"tflite_precisions": ("int8",)}, False, False),  # random weights: nothing to protect
+    ],
+)
 def test_int8_of_a_user_checkpoint_without_calibration_images_warns(targets, options, weights, warns):
     warning = accuracy.calibration_warning(ExportSpec(targets=targets, options=options), {"for_deployment": weights})
     assert (warning is not None) is warns

@@ -6,6 +6,7 @@ The Kotlin side is android_app/core's JVM command line (built by
 model JSON -> ARGB pixels -> Pillow-exact bicubic or bilinear resize of the shorter
 side to size / crop_pct -> center crop -> NHWC floats with per-channel mean/std.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,14 +57,28 @@ def model_json(record: Preprocessing, convention: str) -> dict:
     """A casvit-model/2 description of a record and input convention (as the exporter writes it)."""
     described = artifact_record(record, convention)
     return {
-        "schema": "casvit-model/2", "model_file": "model.tflite", "labels_file": "labels.txt",
-        "variant": "tiny", "precision": "fp32", "num_classes": 1000,
-        "weights_source": "random (seed 0)", "for_deployment": False,
-        "input": {"name": "image", "layout": "NHWC", "height": record.height, "width": record.width, "channels": 3,
-                  "color_order": "RGB", "dtype": "float32",
-                  "normalization_embedded": described["normalization_embedded"],
-                  "value_range": described["input_range"],
-                  "mean": list(record.mean), "std": list(record.std), "quantization": None},
+        "schema": "casvit-model/2",
+        "model_file": "model.tflite",
+        "labels_file": "labels.txt",
+        "variant": "tiny",
+        "precision": "fp32",
+        "num_classes": 1000,
+        "weights_source": "random (seed 0)",
+        "for_deployment": False,
+        "input": {
+            "name": "image",
+            "layout": "NHWC",
+            "height": record.height,
+            "width": record.width,
+            "channels": 3,
+            "color_order": "RGB",
+            "dtype": "float32",
+            "normalization_embedded": described["normalization_embedded"],
+            "value_range": described["input_range"],
+            "mean": list(record.mean),
+            "std": list(record.std),
+            "quantization": None,
+        },
         "preprocessing": described,
         "output": {"name": "logits", "dtype": "float32", "shape": [1, 1000], "quantization": None},
     }
@@ -72,8 +87,9 @@ def model_json(record: Preprocessing, convention: str) -> dict:
 def kotlin_tensor(jar: Path, metadata: Path, image: Path, out: Path) -> tuple[np.ndarray, str]:
     """(1, H, W, 3) float32 tensor the Kotlin core makes from ``image``, and the CLI's stdout."""
     meta = json.loads(metadata.read_text())
-    run = subprocess.run(["java", "-jar", str(jar), str(metadata), str(image), str(out)],
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        ["java", "-jar", str(jar), str(metadata), str(image), str(out)], capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 0, f"Kotlin CLI failed:\n{run.stderr}"
     h, w = meta["input"]["height"], meta["input"]["width"]
     return np.fromfile(out, dtype="<f4").reshape(1, h, w, 3), run.stdout
@@ -100,15 +116,17 @@ def _max_diff(cli_jar, ppm, rgb, tmp_path, record: Preprocessing, convention: st
 @pytest.mark.parametrize("size", [(64, 64), (224, 224), (96, 160)], ids=lambda s: f"{s[0]}x{s[1]}")
 def test_kotlin_record_matches_python(cli_jar, ppm_photos, tmp_path, name, interpolation, crop_pct, size):
     ppm, rgb = ppm_photos[name]
-    record = Preprocessing(*size, crop_pct=crop_pct, interpolation=interpolation, mean=(0.5, 0.45, 0.4),
-                           std=(0.25, 0.2, 0.3))
+    record = Preprocessing(
+        *size, crop_pct=crop_pct, interpolation=interpolation, mean=(0.5, 0.45, 0.4), std=(0.25, 0.2, 0.3)
+    )
     diff = _max_diff(cli_jar, ppm, rgb, tmp_path, record, "normalized")
     assert diff <= TOLERANCE, f"{name} {record}: max abs difference {diff}"
 
 
 @pytest.mark.parametrize("convention", ["normalized", "unit", "byte"])
-@pytest.mark.parametrize("record", [Preprocessing(64, 64), Preprocessing(384, 384, crop_mode="squash")],
-                         ids=["official-64", "squash-384"])
+@pytest.mark.parametrize(
+    "record", [Preprocessing(64, 64), Preprocessing(384, 384, crop_mode="squash")], ids=["official-64", "squash-384"]
+)
 def test_kotlin_conventions_and_squash_match_python(cli_jar, ppm_photos, tmp_path, convention, record):
     ppm, rgb = ppm_photos["chelsea"]
     diff = _max_diff(cli_jar, ppm, rgb, tmp_path, record, convention)
@@ -143,8 +161,11 @@ def test_tflite_top5_from_kotlin_tensor_matches_python(cli_jar, ppm_photos, expo
     ppm, rgb = ppm_photos[name]
     kotlin, stdout = kotlin_tensor(cli_jar, metadata, ppm, tmp_path / "tensor.f32")
     assert "labels: 1000" in stdout  # the exporter's labels.txt passes the app's check
-    python = python_tensor(rgb, Preprocessing.from_dict(json.loads(metadata.read_text())["preprocessing"]),
-                           json.loads(metadata.read_text())["preprocessing"]["input_convention"])
+    python = python_tensor(
+        rgb,
+        Preprocessing.from_dict(json.loads(metadata.read_text())["preprocessing"]),
+        json.loads(metadata.read_text())["preprocessing"]["input_convention"],
+    )
     assert float(np.abs(kotlin - python).max()) <= TOLERANCE
     kotlin_logits, python_logits = run_tflite(model, kotlin), run_tflite(model, python)
     top5 = lambda logits: list(np.argsort(-logits, kind="stable")[:5])  # noqa: E731

@@ -1,5 +1,6 @@
 """The Android app's resources and manifest pass aapt2 against the platform
 framework-res.apk, and the check really fails on broken resources."""
+
 from __future__ import annotations
 
 import shutil
@@ -9,13 +10,15 @@ from pathlib import Path
 import pytest
 
 from .helpers import ROOT
+
 SCRIPT = ROOT / "android_app" / "tools" / "android_test.sh"
 MAIN = ROOT / "android_app" / "app" / "src" / "main"
 
 
 def check(res: Path = MAIN / "res", manifest: Path = MAIN / "AndroidManifest.xml") -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(SCRIPT), "resources", str(res), str(manifest)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        ["bash", str(SCRIPT), "resources", str(res), str(manifest)], capture_output=True, text=True, timeout=300
+    )
 
 
 def broken_copy(tmp_path: Path, relative: str, old: str, new: str) -> Path:
@@ -38,12 +41,24 @@ def test_app_resources_and_manifest_link():
 @pytest.mark.parametrize(
     ("relative", "old", "new", "error"),
     [
-        ("layout/activity_main.xml", 'android:layout_height="match_parent"', 'android:layout_hieght="match_parent"',
-         "attribute android:layout_hieght not found"),
-        ("layout/activity_main.xml", 'android:textAppearance="@style/Readout"', 'android:textAppearance="@style/Missing"',
-         "style/Missing"),
-        ("values/themes.xml", "@android:style/Theme.Material.Light.NoActionBar", "@style/Theme.AppCompat.Light.NoActionBar",
-         "Theme.AppCompat.Light.NoActionBar"),
+        (
+            "layout/activity_main.xml",
+            'android:layout_height="match_parent"',
+            'android:layout_hieght="match_parent"',
+            "attribute android:layout_hieght not found",
+        ),
+        (
+            "layout/activity_main.xml",
+            'android:textAppearance="@style/Readout"',
+            'android:textAppearance="@style/Missing"',
+            "style/Missing",
+        ),
+        (
+            "values/themes.xml",
+            "@android:style/Theme.Material.Light.NoActionBar",
+            "@style/Theme.AppCompat.Light.NoActionBar",
+            "Theme.AppCompat.Light.NoActionBar",
+        ),
     ],
     ids=["misspelled-layout-attribute", "missing-style", "appcompat-theme"],
 )

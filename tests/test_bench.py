@@ -1,5 +1,6 @@
 """Benchmarks: compute counting, the interleaved timer, the digits data and a
 smoke run of ``python -m benchmarks`` that must write every results file."""
+
 import json
 import os
 import subprocess
@@ -17,9 +18,11 @@ from .helpers import ROOT
 
 
 def test_conv_macs_match_hand_count():
-    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2, padding=1),
-                                torch.nn.Conv2d(8, 8, 3, padding=1, groups=8),
-                                torch.nn.Conv2d(8, 4, 1))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        torch.nn.Conv2d(8, 8, 3, padding=1, groups=8),
+        torch.nn.Conv2d(8, 4, 1),
+    )
     # 16x16 outputs: 8*256*(3*9) + 8*256*(1*9) + 4*256*8
     assert conv_macs(model, 32, 32) == 8 * 256 * 27 + 8 * 256 * 9 + 4 * 256 * 8
 
@@ -63,8 +66,13 @@ def test_digits_split_is_fixed_and_stratified():
 def test_smoke_run_writes_results(tmp_path):
     out, start = tmp_path / "results", time.perf_counter()
     work = os.path.relpath(tmp_path / "work", ROOT)  # relative, as `make bench` passes out/bench
-    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--smoke", "--out", str(out), "--work", work],
-                          cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--out", str(out), "--work", work],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     print(f"smoke run: {time.perf_counter() - start:.1f}s")
 

@@ -1,4 +1,5 @@
 """Calibration images: user folders and the bundled photos, and clear errors for bad folders."""
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -42,7 +43,9 @@ def test_bundled_photos_by_default_are_disjoint_from_parity_inputs():
     _, parity_rgb = parity_images(official_default(32, 32), noise=0)
     for p in parity_rgb:  # pixel-level: no parity photo (chelsea == cat included) is a calibration image
         assert not any(np.array_equal(p, c) for c in calib.rgb)
-    assert load_calibration(official_default(32, 32), count=3).names == [f"skimage.data.{n}" for n in CALIBRATION_PHOTOS[:3]]
+    assert load_calibration(official_default(32, 32), count=3).names == [
+        f"skimage.data.{n}" for n in CALIBRATION_PHOTOS[:3]
+    ]
 
 
 def test_missing_or_empty_folder(tmp_path):

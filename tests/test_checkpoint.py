@@ -7,7 +7,7 @@ import torch
 
 from casvit import CheckpointError, create_model, load_checkpoint, model_from_checkpoint, read_checkpoint
 from casvit.checkpoint import extract_state_dict
-from casvit.init import randomize_batchnorm
+from casvit.seeding import randomize_batchnorm
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,9 @@ def _rel(a, b):
 @pytest.mark.parametrize("ema,key", [(False, "logits"), (True, "logits_ema")])
 def test_official_fixture_reproduces_logits(tiny, ema, key):
     cfg, expected, path = tiny
-    model = create_model("custom", layers=cfg["layers"], embed_dims=cfg["embed_dims"],
-                         num_classes=cfg["num_classes"]).eval()
+    model = create_model(
+        "custom", layers=cfg["layers"], embed_dims=cfg["embed_dims"], num_classes=cfg["num_classes"]
+    ).eval()
     load_checkpoint(model, path, use_ema=ema)
     with torch.no_grad():
         out = model(torch.from_numpy(expected["x"])).numpy()

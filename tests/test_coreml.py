@@ -1,6 +1,7 @@
 """Core ML target end to end on Linux: conversion offline, audit and parity through
 the reference interpreter (fp16, fp32, palettized), metadata, determinism, and a
 mutated program that must fail parity."""
+
 from __future__ import annotations
 
 import sys
@@ -9,15 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from export import parity
-from export.cli import main as cli_main
 from casvit.preprocess import official_default
+from export import parity
 from export.audit import audit
+from export.cli import main as cli_main
 from export.inputs import parity_images, to_convention
 from export.outset import problems
 from export.pipeline import reference_logits, run
 from export.spec import Artifact, ExportSpec
-from export.targets import coreml
+from export.targets.coreml import target as coreml
 
 pytestmark = pytest.mark.skipif(sys.platform == "darwin", reason="Linux path: on macOS load() uses MLModel.predict")
 
@@ -25,8 +26,14 @@ pytestmark = pytest.mark.skipif(sys.platform == "darwin", reason="Linux path: on
 @pytest.fixture(scope="module")
 def export_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("coreml")
-    spec = ExportSpec(targets=("coreml",), variant="tiny", height=64, width=64, out_dir=out,
-                      options={"coreml_precision": "both", "coreml_compress": "palettize8"})
+    spec = ExportSpec(
+        targets=("coreml",),
+        variant="tiny",
+        height=64,
+        width=64,
+        out_dir=out,
+        options={"coreml_precision": "both", "coreml_compress": "palettize8"},
+    )
     return run(spec), out
 
 
@@ -82,8 +89,10 @@ def test_spec_inputs_outputs_labels_and_metadata(export_run):
     from export.labels import resolve_labels
 
     classify = next(op for op in coreml_block(spec).operations if op.type == "classify")
-    labels = [v.immediateValue.tensor.strings.values[0]
-              for v in classify.inputs["classes"].arguments[0].value.immediateValue.list.values]
+    labels = [
+        v.immediateValue.tensor.strings.values[0]
+        for v in classify.inputs["classes"].arguments[0].value.immediateValue.list.values
+    ]
     assert labels == resolve_labels(1000) and len(set(labels)) == 1000  # unique names: no score is lost
 
 
@@ -105,7 +114,7 @@ def test_edited_programs_type_check_in_coremltools(export_run):
 
 
 def coreml_block(spec):
-    from export.mil import main_block
+    from export.targets.coreml.mil import main_block
 
     return main_block(spec)[1]
 
@@ -116,8 +125,9 @@ def _mutated(tmp_path: Path, package: Path, mutate) -> Artifact:
     spec = ct.utils.load_spec(str(package))
     mutate(coreml_block(spec))
     path = tmp_path / f"mutated_{mutate.__name__}.mlpackage"
-    ct.models.MLModel(spec, weights_dir=str(package / "Data/com.apple.CoreML/weights"),
-                      skip_model_load=True).save(str(path))
+    ct.models.MLModel(spec, weights_dir=str(package / "Data/com.apple.CoreML/weights"), skip_model_load=True).save(
+        str(path)
+    )
     return Artifact("coreml-fp16", "coreml", "fp16", path, "byte")
 
 
@@ -133,7 +143,7 @@ def _parity(artifact: Artifact) -> dict:
 
 @pytest.mark.slow
 def test_mutated_programs_fail_parity(export_run, tmp_path):
-    from export.mil.values import BlobFiles, decode
+    from export.targets.coreml.mil.values import BlobFiles, decode
 
     report, out = export_run
     package = out / _entry(report, "coreml-fp16")["file"]
@@ -141,7 +151,9 @@ def test_mutated_programs_fail_parity(export_run, tmp_path):
     assert _parity(original)["passed"]
 
     def one_weight_changed(block):
-        const = next(op for op in block.operations if op.type == "const" and op.outputs[0].name == "classifier_bias_to_fp16")
+        const = next(
+            op for op in block.operations if op.type == "const" and op.outputs[0].name == "classifier_bias_to_fp16"
+        )
         value = decode(const.attributes["val"], BlobFiles(package / "Data/com.apple.CoreML/weights"))
         value = value.copy()
         value[0] += np.float16(4.0)
@@ -166,10 +178,23 @@ def test_tensor_input_ios18_user_labels_and_deterministic_bytes(tmp_path):
     labels.write_text("".join(f"thing {i}\n" for i in range(10)))
     runs = []
     for i in range(2):
-        spec = ExportSpec(targets=("coreml",), variant="tiny", height=32, width=32, out_dir=tmp_path / str(i),
-                          embed_normalization=True, input_range=1.0, num_classes=10, labels=labels,
-                          options={"coreml_precision": "fp32", "coreml_input": "tensor", "coreml_target": "iOS18",
-                                   "coreml_compress": "palettize6"})
+        spec = ExportSpec(
+            targets=("coreml",),
+            variant="tiny",
+            height=32,
+            width=32,
+            out_dir=tmp_path / str(i),
+            embed_normalization=True,
+            input_range=1.0,
+            num_classes=10,
+            labels=labels,
+            options={
+                "coreml_precision": "fp32",
+                "coreml_input": "tensor",
+                "coreml_target": "iOS18",
+                "coreml_compress": "palettize6",
+            },
+        )
         runs.append(run(spec)["artifacts"])
     for entry in runs[0]:
         assert entry["input_convention"] == "unit" and entry["parity"]["passed"], entry["name"]
@@ -182,8 +207,20 @@ def test_tensor_input_ios18_user_labels_and_deterministic_bytes(tmp_path):
 
 
 def test_bad_compression_option_is_a_one_line_error(tmp_path, capsys):
-    code = cli_main(["--target", "coreml", "--variant", "tiny", "--res", "32", "--out", str(tmp_path),
-                     "--coreml-compress", "palettize4"])
+    code = cli_main(
+        [
+            "--target",
+            "coreml",
+            "--variant",
+            "tiny",
+            "--res",
+            "32",
+            "--out",
+            str(tmp_path),
+            "--coreml-compress",
+            "palettize4",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("error: --coreml-compress: unknown palettize4")
 
@@ -194,8 +231,8 @@ def test_class_probabilities_are_the_softmax_of_eager_logits(export_run):
     of the eager logits. Bound: softmax changes no probability by more than half the
     largest logit change (its Jacobian's row sums are 2p(1-p) <= 1/2), applied to the
     fp16 gate on the logits (max_rel 1e-2 of max |logit|)."""
-    from export.mil import Program
     from export.pipeline import build_model
+    from export.targets.coreml.mil import Program
 
     report, out = export_run
     model, _ = build_model(ExportSpec(variant="tiny", height=64, width=64))

@@ -7,8 +7,7 @@ from casvit import create_model, deploy, op_census
 from casvit.deploy import fold_batchnorms, fold_bn_into_next_conv
 from casvit.fusion import bn_affine
 from casvit.layers import AdditiveBlock, Downsample, LocalIntegration, SpatialOperation, Stem
-
-from casvit.init import randomize_batchnorm
+from casvit.seeding import randomize_batchnorm
 
 from .helpers import photo_batch
 
@@ -86,10 +85,16 @@ def test_bn_affine_is_the_eval_batchnorm():
         assert torch.allclose(x * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1), bn(x), atol=1e-6)
 
 
-@pytest.mark.parametrize("layer, channels", [
-    (Stem(3, 16), 3), (Downsample(16, 24), 16), (LocalIntegration(16), 16),
-    (SpatialOperation(16), 16), (AdditiveBlock(16), 16),
-])
+@pytest.mark.parametrize(
+    "layer, channels",
+    [
+        (Stem(3, 16), 3),
+        (Downsample(16, 24), 16),
+        (LocalIntegration(16), 16),
+        (SpatialOperation(16), 16),
+        (AdditiveBlock(16), 16),
+    ],
+)
 def test_each_layer_folds_its_batchnorms_and_keeps_its_output(layer, channels):
     layer = randomize_batchnorm(layer).eval()
     holder = torch.nn.Sequential(copy.deepcopy(layer))

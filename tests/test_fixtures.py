@@ -1,4 +1,5 @@
 """The test suite carries its own fixtures: nothing outside the clone is read."""
+
 import hashlib
 import re
 import subprocess
@@ -20,8 +21,17 @@ def test_reference_fixtures_are_in_the_repo_and_unchanged():
 
 
 def test_no_tracked_file_reads_outside_the_clone():
-    files = subprocess.run(["git", "ls-files", "*.py", "*.sh", "*.kts", "Makefile", ".ci/*"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.split()
-    offending = [f for f in files if f not in ("tests/test_fixtures.py", ".ci/run")  # .ci/run hides ../shared
-                 and re.search(r"\.\./shared|parent / \"shared\"|parents\[\d\] / \"shared\"", (ROOT / f).read_text())]
+    files = subprocess.run(
+        ["git", "ls-files", "*.py", "*.sh", "*.kts", "Makefile", ".ci/*"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    offending = [
+        f
+        for f in files
+        if f not in ("tests/test_fixtures.py", ".ci/run")  # .ci/run hides ../shared
+        and re.search(r"\.\./shared|parent / \"shared\"|parents\[\d\] / \"shared\"", (ROOT / f).read_text())
+    ]
     assert offending == []

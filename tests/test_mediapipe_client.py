@@ -6,13 +6,14 @@ packed labels.txt) and resizes the whole image to the input size itself, without
 the record's crop; the digits are therefore handed to it already at 64x64, the
 same pixels our LiteRT path gets, so both see identical input.
 """
+
 import numpy as np
 import pytest
 
 from benchmarks.digits import digits_split
 from export.inputs import to_convention
 from export.spec import Artifact
-from export.targets import tflite
+from export.targets.tflite import target as tflite
 
 from .helpers import DIGIT_NAMES, DIGITS_TEST_IMAGES
 

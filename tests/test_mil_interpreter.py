@@ -1,6 +1,7 @@
-"""The NumPy reference interpreter (export.mil), proven on its own: each op against
+"""The NumPy reference interpreter (export.targets.coreml.mil), proven on its own: each op against
 PyTorch on random tensors, weight decompression against coremltools, fp16
 rounding after every op, and refusal of ops it does not implement."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from export.mil import Program, ProgramError, UnsupportedOpError, ops
+from export.targets.coreml.mil import Program, ProgramError, UnsupportedOpError, ops
 
 RNG = np.random.default_rng(0)
 
@@ -17,16 +18,20 @@ def randn(*shape) -> np.ndarray:
     return RNG.standard_normal(shape).astype(np.float32)
 
 
-@pytest.mark.parametrize("cin,cout,k,stride,pad,dilation,groups", [
-    (3, 8, 3, 2, (1, 1, 1, 1), 1, 1),     # stem conv
-    (16, 16, 3, 1, (1, 1, 1, 1), 1, 16),  # depthwise
-    (16, 48, 1, 1, (0, 0, 0, 0), 1, 1),   # pointwise
-    (8, 12, 3, 1, (2, 0, 1, 1), 2, 4),    # grouped, dilated, asymmetric padding
-])
+@pytest.mark.parametrize(
+    "cin,cout,k,stride,pad,dilation,groups",
+    [
+        (3, 8, 3, 2, (1, 1, 1, 1), 1, 1),  # stem conv
+        (16, 16, 3, 1, (1, 1, 1, 1), 1, 16),  # depthwise
+        (16, 48, 1, 1, (0, 0, 0, 0), 1, 1),  # pointwise
+        (8, 12, 3, 1, (2, 0, 1, 1), 2, 4),  # grouped, dilated, asymmetric padding
+    ],
+)
 def test_conv_matches_torch(cin, cout, k, stride, pad, dilation, groups):
     x, w, b = randn(2, cin, 11, 9), randn(cout, cin // groups, k, k), randn(cout)
-    out = ops.conv(x, w, b, strides=(stride, stride), pad_type="custom", pad=pad,
-                   dilations=(dilation, dilation), groups=groups)
+    out = ops.conv(
+        x, w, b, strides=(stride, stride), pad_type="custom", pad=pad, dilations=(dilation, dilation), groups=groups
+    )
     t = F.pad(torch.from_numpy(x), (pad[2], pad[3], pad[0], pad[1]))
     ref = F.conv2d(t, torch.from_numpy(w), torch.from_numpy(b), stride=stride, dilation=dilation, groups=groups)
     np.testing.assert_allclose(out, ref.numpy(), rtol=1e-5, atol=1e-5)
@@ -38,9 +43,13 @@ def test_conv_same_padding_matches_torch():
     np.testing.assert_allclose(ops.conv(x, w, pad_type="same"), ref.numpy(), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name,fn", [
-    ("relu", torch.relu), ("sigmoid", torch.sigmoid),
-])
+@pytest.mark.parametrize(
+    "name,fn",
+    [
+        ("relu", torch.relu),
+        ("sigmoid", torch.sigmoid),
+    ],
+)
 def test_unary_matches_torch(name, fn):
     x = randn(2, 5, 7, 3) * 6
     np.testing.assert_allclose(ops.OPS[name](x), fn(torch.from_numpy(x)).numpy(), rtol=1e-6, atol=1e-7)
@@ -58,8 +67,12 @@ def test_elementwise_broadcast_and_reductions_match_torch():
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
     np.testing.assert_allclose(ops.OPS["add"](x, y), (tx + ty).numpy(), rtol=1e-6)
     np.testing.assert_allclose(ops.OPS["mul"](x, y), (tx * ty).numpy(), rtol=1e-6)
-    np.testing.assert_allclose(ops.reduce_mean(x, axes=np.array([2, 3]), keep_dims=True),
-                               tx.mean((2, 3), keepdim=True).numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        ops.reduce_mean(x, axes=np.array([2, 3]), keep_dims=True),
+        tx.mean((2, 3), keepdim=True).numpy(),
+        rtol=1e-5,
+        atol=1e-7,
+    )
     for got, want in zip(ops.split(x, axis=1, num_splits=3), tx.chunk(3, dim=1)):
         np.testing.assert_array_equal(got, want.numpy())
     for got, want in zip(ops.split(x, axis=1, split_sizes=np.array([2, 4])), tx.split([2, 4], dim=1)):
@@ -68,39 +81,61 @@ def test_elementwise_broadcast_and_reductions_match_torch():
 
 
 def test_classify_returns_top_label_and_raw_scores():
-    label, scores = ops.classify(np.array([[0.5, 2.0, -1.0]], np.float32), [np.array("a"), np.array("b"), np.array("c")])
+    label, scores = ops.classify(
+        np.array([[0.5, 2.0, -1.0]], np.float32), [np.array("a"), np.array("b"), np.array("c")]
+    )
     assert label == "b" and scores == {"a": 0.5, "b": 2.0, "c": -1.0}
 
 
 def test_weight_decompression_matches_coremltools():
     from coremltools.converters.mil.mil.ops.defs.iOS16.constexpr_ops import (
-        constexpr_affine_dequantize, constexpr_lut_to_dense)
+        constexpr_affine_dequantize,
+        constexpr_lut_to_dense,
+    )
     from coremltools.converters.mil.mil.ops.defs.iOS18.compression import (
-        constexpr_blockwise_shift_scale, constexpr_lut_to_dense as lut18)
+        constexpr_blockwise_shift_scale,
+    )
+    from coremltools.converters.mil.mil.ops.defs.iOS18.compression import (
+        constexpr_lut_to_dense as lut18,
+    )
 
     shape = np.array([6, 4, 3, 3], np.uint32)
     for nbits in (6, 8):
-        lut = randn(2 ** nbits).astype(np.float16)
+        lut = randn(2**nbits).astype(np.float16)
         packed = RNG.integers(0, 256, int(np.prod(shape)) * nbits // 8, dtype=np.uint8)
-        np.testing.assert_array_equal(ops.lut_to_dense_ios16(lut, packed, shape),
-                                      constexpr_lut_to_dense.decompress(lut, packed, shape))
-    q, zp, scale = RNG.integers(-128, 128, (6, 4, 3, 3), dtype=np.int8), np.zeros(6, np.int8), randn(6).astype(np.float16)
-    np.testing.assert_array_equal(ops.affine_dequantize(q, zp, scale, 0),
-                                  constexpr_affine_dequantize.decompress(q, zp, scale, 0))
+        np.testing.assert_array_equal(
+            ops.lut_to_dense_ios16(lut, packed, shape), constexpr_lut_to_dense.decompress(lut, packed, shape)
+        )
+    q, zp, scale = (
+        RNG.integers(-128, 128, (6, 4, 3, 3), dtype=np.int8),
+        np.zeros(6, np.int8),
+        randn(6).astype(np.float16),
+    )
+    np.testing.assert_array_equal(
+        ops.affine_dequantize(q, zp, scale, 0), constexpr_affine_dequantize.decompress(q, zp, scale, 0)
+    )
     indices, lut = RNG.integers(0, 64, (6, 4, 3, 3), dtype=np.uint8), randn(2, 1, 1, 1, 64, 1).astype(np.float16)
     np.testing.assert_array_equal(ops.lut_to_dense_ios18(indices, lut), lut18.decompress(indices, lut, None))
     block_scale = randn(6, 2, 1, 1).astype(np.float16)
-    np.testing.assert_allclose(ops.blockwise_shift_scale(q, block_scale),
-                               constexpr_blockwise_shift_scale.decompress(q, block_scale, None), rtol=1e-3)
+    np.testing.assert_allclose(
+        ops.blockwise_shift_scale(q, block_scale),
+        constexpr_blockwise_shift_scale.decompress(q, block_scale, None),
+        rtol=1e-3,
+    )
 
 
 def _save_program(tmp_path, build, name: str):
     """A hand-built MIL program saved as an .mlpackage by coremltools (no graph passes)."""
     import coremltools as ct
 
-    mlmodel = ct.convert(build, convert_to="mlprogram", pass_pipeline=ct.PassPipeline.EMPTY,
-                         minimum_deployment_target=ct.target.iOS16, compute_precision=ct.precision.FLOAT32,
-                         skip_model_load=True)
+    mlmodel = ct.convert(
+        build,
+        convert_to="mlprogram",
+        pass_pipeline=ct.PassPipeline.EMPTY,
+        minimum_deployment_target=ct.target.iOS16,
+        compute_precision=ct.precision.FLOAT32,
+        skip_model_load=True,
+    )
     path = tmp_path / f"{name}.mlpackage"
     mlmodel.save(str(path))
     return path
@@ -138,8 +173,9 @@ def test_program_conv_reads_weights_from_blob(tmp_path):
 
     @mb.program(input_specs=[mb.TensorSpec(shape=(1, 8, 10, 10))])
     def prog(x):
-        return mb.relu(x=mb.conv(x=x, weight=w, bias=b, pad_type="custom", pad=[1, 1, 1, 1], strides=[2, 2]),
-                       name="out")
+        return mb.relu(
+            x=mb.conv(x=x, weight=w, bias=b, pad_type="custom", pad=[1, 1, 1, 1], strides=[2, 2]), name="out"
+        )
 
     out = Program.load(_save_program(tmp_path, prog, "conv")).run({"x": (x := randn(1, 8, 10, 10))})["out"]
     ref = torch.relu(F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride=2, padding=1))
@@ -164,7 +200,7 @@ def test_not_a_package_is_a_clear_error(tmp_path):
 
 def test_interpreter_supports_exactly_the_audit_allow_list():
     from export import targets
-    from export.mil import SUPPORTED_OPS
+    from export.targets.coreml.mil import SUPPORTED_OPS
 
     coreml = targets.get("coreml")
     assert coreml.allow is SUPPORTED_OPS  # derived, not repeated
@@ -180,14 +216,21 @@ def _conv_stack_program(tmp_path, precision: str):
     a batch-keeping reshape, saved as an fp32 or fp16 ML Program; returns it and its weights."""
     from coremltools.converters.mil import Builder as mb
 
-    w = {"stem": randn(8, 3, 3, 3) * 0.5, "dw": randn(8, 1, 3, 3) * 0.5, "pw": randn(12, 8, 1, 1) * 0.5,
-         "group": randn(12, 3, 3, 3) * 0.5, "bias": randn(8)}
+    w = {
+        "stem": randn(8, 3, 3, 3) * 0.5,
+        "dw": randn(8, 1, 3, 3) * 0.5,
+        "pw": randn(12, 8, 1, 1) * 0.5,
+        "group": randn(12, 3, 3, 3) * 0.5,
+        "bias": randn(8),
+    }
     cast = (lambda v: v.astype(np.float16)) if precision == "fp16" else (lambda v: v)
 
     @mb.program(input_specs=[mb.TensorSpec(shape=(1, 3, 16, 16))])
     def prog(x):
         h = mb.cast(x=x, dtype="fp16") if precision == "fp16" else x
-        h = mb.conv(x=h, weight=cast(w["stem"]), bias=cast(w["bias"]), strides=[2, 2], pad_type="custom", pad=[1, 1, 1, 1])
+        h = mb.conv(
+            x=h, weight=cast(w["stem"]), bias=cast(w["bias"]), strides=[2, 2], pad_type="custom", pad=[1, 1, 1, 1]
+        )
         h = mb.gelu(x=h, mode="EXACT")
         h = mb.conv(x=h, weight=cast(w["dw"]), groups=8, pad_type="same")
         h = mb.conv(x=h, weight=cast(w["pw"]))
@@ -216,7 +259,7 @@ def test_batched_program_matches_torch_and_per_sample_runs(tmp_path, precision):
     program, w = _conv_stack_program(tmp_path, precision)
     x = randn(5, 3, 16, 16)
     batched = program.run({"x": x}, ["out"])["out"]
-    per_sample = np.concatenate([program.run({"x": x[i:i + 1]})["out"] for i in range(len(x))])
+    per_sample = np.concatenate([program.run({"x": x[i : i + 1]})["out"] for i in range(len(x))])
     np.testing.assert_array_equal(batched, per_sample)  # batching changes nothing
     reference = _conv_stack_reference(x, w, precision)
     if precision == "fp32":

@@ -1,6 +1,7 @@
-"""The exact ONNX rewrites before onnx2tf (export/nhwc_rewrites.py) on the tiny
+"""The exact ONNX rewrites before onnx2tf (export/targets/tflite/nhwc.py) on the tiny
 deploy model's real ONNX: what they change, that ONNX Runtime computes the same
 logits before and after on the parity photos, and that the TFLite artifacts show it."""
+
 from collections import Counter
 
 import numpy as np
@@ -10,7 +11,7 @@ onnx = pytest.importorskip("onnx", reason="onnx is not installed")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 
 from casvit import create_model  # noqa: E402
-from export.nhwc_rewrites import rewrite  # noqa: E402
+from export.targets.tflite.nhwc import rewrite  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -20,8 +21,9 @@ def normalized_onnx(tmp_path_factory):
     from export.spec import ExportSpec
 
     out = tmp_path_factory.mktemp("nhwc") / "out"
-    report = run(ExportSpec(targets=("onnx",), variant="tiny", height=64, width=64, embed_normalization=True,
-                            out_dir=out))
+    report = run(
+        ExportSpec(targets=("onnx",), variant="tiny", height=64, width=64, embed_normalization=True, out_dir=out)
+    )
     assert report["passed"]
     return out / "casvit_tiny_64x64.onnx", out / "parity_inputs.npz"
 
@@ -33,7 +35,7 @@ def _ops(path) -> Counter:
 def _logits(path, rgb: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     x = rgb.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
-    return np.concatenate([session.run(None, {"image": x[i:i + 1]})[0] for i in range(len(x))])
+    return np.concatenate([session.run(None, {"image": x[i : i + 1]})[0] for i in range(len(x))])
 
 
 def test_rewrites_change_only_what_they_say_and_keep_the_logits(normalized_onnx, tmp_path):
@@ -62,11 +64,17 @@ def test_model_without_the_patterns_is_copied_unchanged(tmp_path):
 
     weight = numpy_helper.from_array(np.ones((6, 3, 1, 1), np.float32), "w")
     graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "w"], ["y"]), helper.make_node("Relu", ["y"], ["r"]),
-         helper.make_node("Split", ["r"], ["a", "b"], axis=1, num_outputs=2),
-         helper.make_node("Add", ["a", "b"], ["z"])],
-        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
-        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 3, 4, 4])], [weight])
+        [
+            helper.make_node("Conv", ["x", "w"], ["y"]),
+            helper.make_node("Relu", ["y"], ["r"]),
+            helper.make_node("Split", ["r"], ["a", "b"], axis=1, num_outputs=2),
+            helper.make_node("Add", ["a", "b"], ["z"]),
+        ],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 3, 4, 4])],
+        [weight],
+    )
     src = tmp_path / "src.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), str(src))
     assert rewrite(src, tmp_path / "dst.onnx") == {"normalization_as_depthwise": 0, "split_conv_outputs": 0}
@@ -91,7 +99,7 @@ def _input_chain(path, length: int) -> list[str]:
 
 def test_tflite_artifacts_have_the_wide_depthwise_normalization_and_no_split(tiny_tflite_export):
     """The normalization is one depthwise op (ONNX rewrite) on a [1, H, 1, W*3] view
-    (export.tflite_graph.wide_input_normalization) in every precision."""
+    (export.targets.tflite.graph.wide_input_normalization) in every precision."""
     for entry in tiny_tflite_export["report"]["artifacts"]:
         assert "SPLIT" not in entry["audit"]["census"], entry["name"]
         chain = _input_chain(tiny_tflite_export["out"] / entry["file"], 3)

@@ -1,4 +1,5 @@
 """ONNX target, parity gate, op audit, report and CLI behaviour."""
+
 import json
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from export.errors import ExportError, GateFailure
 from export.offline import NetworkBlocked, no_network
 from export.pipeline import run, verify
 from export.spec import Artifact, ExportSpec
-from export.targets import onnx as onnx_target
+from export.targets.onnx import target as onnx_target
 
 from .helpers import ROOT
 
@@ -38,9 +39,25 @@ def test_tiny_export_passes_audit_and_parity(tiny_export):
     assert entry["status"] == "promoted" and entry["audit"]["passed"] and entry["parity"]["passed"]
     m = entry["parity"]["metrics"]
     assert m["max_rel"] < 1e-5 and m["min_cosine"] > 0.99999 and m["top1_agreement"] == 1.0 and m["samples"] == 6
-    assert set(entry["audit"]["census"]) <= {"Conv", "Sigmoid", "Relu", "Gelu", "Mul", "Add", "ReduceMean", "Split", "Reshape"}
+    assert set(entry["audit"]["census"]) <= {
+        "Conv",
+        "Sigmoid",
+        "Relu",
+        "Gelu",
+        "Mul",
+        "Add",
+        "ReduceMean",
+        "Split",
+        "Reshape",
+    }
     assert "Gelu" in entry["audit"]["census"] and report["network_attempts"] == 0
-    assert sorted(p.name for p in out.iterdir()) == ["casvit_tiny_64x64.onnx", "manifest.json", "parity_inputs.npz", "report.json", "report.md"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "casvit_tiny_64x64.onnx",
+        "manifest.json",
+        "parity_inputs.npz",
+        "report.json",
+        "report.md",
+    ]
 
 
 def test_onnx_file_names_and_metadata(tiny_export):
@@ -65,6 +82,7 @@ def test_report_and_manifest_agree_with_files(tiny_export):
     manifest = json.loads((out / "manifest.json").read_text())
     assert saved["passed"] and saved["weights"]["for_deployment"] is False
     import hashlib
+
     assert sorted(f["path"] for f in manifest["files"]) == ["casvit_tiny_64x64.onnx", "parity_inputs.npz"]
     for f in manifest["files"]:
         assert f["sha256"] == hashlib.sha256((out / f["path"]).read_bytes()).hexdigest()
@@ -106,7 +124,7 @@ def test_dynamic_batch(dynamic_batch_onnx, batch):
     sess = ort.InferenceSession(str(dynamic_batch_onnx), providers=["CPUExecutionProvider"])
     assert isinstance(sess.get_inputs()[0].shape[0], str)
     x = np.random.default_rng(0).standard_normal((batch, 3, 64, 64)).astype(np.float32)
-    one_by_one = np.concatenate([sess.run(None, {"image": x[i:i + 1]})[0] for i in range(batch)])
+    one_by_one = np.concatenate([sess.run(None, {"image": x[i : i + 1]})[0] for i in range(batch)])
     np.testing.assert_allclose(sess.run(None, {"image": x})[0], one_by_one, rtol=1e-5, atol=1e-5)
 
 
@@ -138,8 +156,10 @@ def test_corrupted_artifact_fails_parity_gate_and_is_not_promoted(tmp_path, monk
     assert entry["status"] == "rejected" and entry["parity"]["misses"]
     assert (rejected / "casvit_tiny_64x64.onnx").exists()
     manifest = json.loads((rejected / "manifest.json").read_text())
-    assert manifest["rejected"] and sorted(f["path"] for f in manifest["files"]) == ["casvit_tiny_64x64.onnx",
-                                                                                   "parity_inputs.npz"]
+    assert manifest["rejected"] and sorted(f["path"] for f in manifest["files"]) == [
+        "casvit_tiny_64x64.onnx",
+        "parity_inputs.npz",
+    ]
 
 
 def _matmul_model(path: Path) -> None:
@@ -207,23 +227,30 @@ def test_interrupted_export_leaves_nothing_that_looks_finished(tmp_path, monkeyp
 
 
 def _cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "export", *args], capture_output=True, text=True,
-                          cwd=cwd or ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "export", *args], capture_output=True, text=True, cwd=cwd or ROOT, timeout=300
+    )
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--target", "tensorrt"], "unknown target tensorrt"),
-    (["--variant", "xxl"], "invalid choice: 'xxl'"),
-    (["--checkpoint", "/nonexistent/model.pth"], "checkpoint not found"),
-    (["--res", "225"], "multiples of 32"),
-    (["--res", "big"], "is not N or HxW"),
-    (["--out", "/proc/casvit-out"], "not writable"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--target", "tensorrt"], "unknown target tensorrt"),
+        (["--variant", "xxl"], "invalid choice: 'xxl'"),
+        (["--checkpoint", "/nonexistent/model.pth"], "checkpoint not found"),
+        (["--res", "225"], "multiples of 32"),
+        (["--res", "big"], "is not N or HxW"),
+        (["--out", "/proc/casvit-out"], "not writable"),
+    ],
+)
 def test_bad_cli_input_gives_one_line_error(args, message, tmp_path):
     if "--out" not in args:
         args = [*args, "--out", str(tmp_path / "o")]
-    r = _cli("--variant", "tiny", "--res", "64", *args) if "--variant" not in args and "--res" not in args \
+    r = (
+        _cli("--variant", "tiny", "--res", "64", *args)
+        if "--variant" not in args and "--res" not in args
         else _cli(*args)
+    )
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], r.stderr
@@ -231,16 +258,35 @@ def test_bad_cli_input_gives_one_line_error(args, message, tmp_path):
 
 
 def test_checkpoint_of_another_variant_is_a_one_line_error(tmp_path, reference_dir):
-    r = _cli("--variant", "xs", "--res", "64", "--checkpoint", str(reference_dir / "tiny_official_format.pth"),
-             "--out", str(tmp_path))
+    r = _cli(
+        "--variant",
+        "xs",
+        "--res",
+        "64",
+        "--checkpoint",
+        str(reference_dir / "tiny_official_format.pth"),
+        "--out",
+        str(tmp_path),
+    )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "looks like variant 'tiny'" in r.stderr and "10 classes" in r.stderr
 
 
 @pytest.mark.slow
 def test_cli_exports_official_checkpoint(tmp_path, reference_dir):
-    code = main(["--variant", "custom", "--res", "64", "--checkpoint",
-                 str(reference_dir / "tiny_official_format.pth"), "--ema", "--out", str(tmp_path)])
+    code = main(
+        [
+            "--variant",
+            "custom",
+            "--res",
+            "64",
+            "--checkpoint",
+            str(reference_dir / "tiny_official_format.pth"),
+            "--ema",
+            "--out",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["weights"]["for_deployment"] and "(EMA)" in report["weights"]["source"]
@@ -250,8 +296,20 @@ def test_cli_exports_official_checkpoint(tmp_path, reference_dir):
 def test_help_explains_every_option():
     r = _cli("--help")
     assert r.returncode == 0
-    for opt in ("--target", "--variant", "--checkpoint", "--ema", "--res", "--batch", "--dynamic-batch",
-                "--embed-normalization", "--out", "--labels", "--force", "--debug"):
+    for opt in (
+        "--target",
+        "--variant",
+        "--checkpoint",
+        "--ema",
+        "--res",
+        "--batch",
+        "--dynamic-batch",
+        "--embed-normalization",
+        "--out",
+        "--labels",
+        "--force",
+        "--debug",
+    ):
         assert opt in r.stdout
     text = " ".join(r.stdout.split())
     assert "130 interrupted" in text and "3 the environment failed mid-run" in text and "through make" in text.lower()
@@ -272,5 +330,5 @@ def test_golden_data_reproduces_the_artifact_without_torch(tiny_export):
     assert list(g["names"]) == report["parity_inputs"]["names"]
     session = ort.InferenceSession(str(out_dir / report["artifacts"][0]["file"]), providers=["CPUExecutionProvider"])
     x = to_convention(g["rgb"], report["artifacts"][0]["input_convention"], g["mean"], g["std"])
-    out = np.concatenate([session.run(None, {"image": x[i:i + 1]})[0] for i in range(len(x))])
+    out = np.concatenate([session.run(None, {"image": x[i : i + 1]})[0] for i in range(len(x))])
     assert compare(g["logits"], out)["max_rel"] < 1e-5

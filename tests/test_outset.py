@@ -1,6 +1,7 @@
 """The output folder as one transaction (export.outset): whatever ends a run (gate
 failure, full disk, SIGKILL, Ctrl-C, SIGTERM, a concurrent run), OUT holds one
 complete, consistent set afterwards, and the next run leaves no staging behind."""
+
 import errno
 import hashlib
 import json
@@ -43,8 +44,11 @@ def _copy(src: Path, dst: Path) -> Path:
 
 def _snapshot(folder: Path) -> dict[str, str]:
     """Relative path -> sha256 of every file under ``folder``."""
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _error_lines(stderr: str) -> list[str]:
@@ -52,8 +56,14 @@ def _error_lines(stderr: str) -> list[str]:
 
 
 def _cli(*args, **popen):
-    return subprocess.Popen([sys.executable, "-m", "export", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "export", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def _commit(out: Path, files: dict[str, bytes], force: bool = False, rejected: bool = False) -> None:
@@ -104,8 +114,14 @@ def test_disk_full_while_writing_the_report_gives_exit_3_and_keeps_the_set(onnx_
     monkeypatch.setattr(pipeline, "write_reports", full)
     assert main(["--target", "onnx", *TINY, "--seed", "4", "--out", str(out)]) == 3
     err = capsys.readouterr().err
-    assert _error_lines(err) == [f"error: the environment failed mid-run: No space left on device: {out.parent}/"
-                                 f".out.txn-{os.getpid()}/new/report.json"] and "Traceback" not in err
+    assert (
+        _error_lines(err)
+        == [
+            f"error: the environment failed mid-run: No space left on device: {out.parent}/"
+            f".out.txn-{os.getpid()}/new/report.json"
+        ]
+        and "Traceback" not in err
+    )
     assert _snapshot(out) == before and problems(out) == []
 
 
@@ -116,14 +132,19 @@ def test_full_tmpfs_gives_exit_3_one_line_and_a_consistent_out(onnx_set, tmp_pat
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     kib = sum(p.stat().st_size for p in onnx_set.rglob("*") if p.is_file()) // 1024 + 256  # the set + 256 KiB
-    check = ("import json, sys; from pathlib import Path; from export.outset import problems; "
-             "out = Path(sys.argv[1]); print(json.dumps(problems(out)))")
-    script = (f"mount -t tmpfs -o size={kib}k none '{mnt}' && cp -a '{onnx_set}' '{mnt}/out' && "
-              f"'{sys.executable}' -m export --target onnx {' '.join(TINY)} --seed 5 --out '{mnt}/out'; "
-              f"echo \"exit=$?\" >&2; '{sys.executable}' -c '{check}' '{mnt}/out' && LC_ALL=C ls -A '{mnt}' && "
-              f"sha256sum '{mnt}/out/casvit_tiny_64x64.onnx'")
-    r = subprocess.run(["unshare", "--mount", "bash", "-c", script], capture_output=True, text=True, cwd=ROOT,
-                       timeout=600)
+    check = (
+        "import json, sys; from pathlib import Path; from export.outset import problems; "
+        "out = Path(sys.argv[1]); print(json.dumps(problems(out)))"
+    )
+    script = (
+        f"mount -t tmpfs -o size={kib}k none '{mnt}' && cp -a '{onnx_set}' '{mnt}/out' && "
+        f"'{sys.executable}' -m export --target onnx {' '.join(TINY)} --seed 5 --out '{mnt}/out'; "
+        f"echo \"exit=$?\" >&2; '{sys.executable}' -c '{check}' '{mnt}/out' && LC_ALL=C ls -A '{mnt}' && "
+        f"sha256sum '{mnt}/out/casvit_tiny_64x64.onnx'"
+    )
+    r = subprocess.run(
+        ["unshare", "--mount", "bash", "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
     assert "exit=3" in r.stderr, r.stderr
     (line,) = _error_lines(r.stderr)
     assert "No space left on device" in line and "Traceback" not in r.stderr
@@ -140,8 +161,9 @@ def test_second_concurrent_run_is_refused_at_once_naming_the_holder(tmp_path):
         _, err = second.communicate(timeout=120)
         print(f"\nsecond run refused after {time.monotonic() - start:.1f} s (interpreter start and imports included)")
     assert second.returncode == 2
-    assert err.strip().splitlines() == [f"error: {out} is in use by another run (PID {holder.pid}); "
-                                        "wait for it to finish or choose another --out"]
+    assert err.strip().splitlines() == [
+        f"error: {out} is in use by another run (PID {holder.pid}); wait for it to finish or choose another --out"
+    ]
 
 
 def _converter_started(proc: subprocess.Popen, out: Path, label: str, marker: str | None = None) -> psutil.Process:
@@ -152,8 +174,11 @@ def _converter_started(proc: subprocess.Popen, out: Path, label: str, marker: st
         children = psutil.Process(proc.pid).children()
         jobs = list(out.parent.glob(f".{out.name}.txn-{proc.pid}/work/**/.{label}.job.pkl"))
         logs = [j.parent / f"{label}.log" for j in jobs]
-        if children and jobs and (marker is None or any(marker in p.read_text(errors="replace") for p in logs
-                                                        if p.is_file())):
+        if (
+            children
+            and jobs
+            and (marker is None or any(marker in p.read_text(errors="replace") for p in logs if p.is_file()))
+        ):
             return children[0]
         time.sleep(0.5)
     raise AssertionError(f"{label} never started")
@@ -194,7 +219,7 @@ def test_ctrl_c_or_sigterm_during_onnx2tf_ends_the_run_within_10_s(onnx_set, tmp
     assert _error_lines(err) == [f"error: {outcome(Terminated() if code == 143 else KeyboardInterrupt())[1]}"]
     assert "Traceback" not in err and not child.is_running()
     assert _snapshot(out) == before and problems(out) == []
-    stamps = [float(line[1:line.index("s]")]) for line in err.splitlines() if line.startswith("[")]
+    stamps = [float(line[1 : line.index("s]")]) for line in err.splitlines() if line.startswith("[")]
     assert max(b - a for a, b in zip(stamps, stamps[1:])) <= 10.5, err  # a progress line at least every 10 s
 
 
@@ -251,16 +276,20 @@ def test_consistency_check_finds_edited_unlisted_and_mixed_files(onnx_set, tmp_p
     (out / "casvit_tiny_64x64_fp32.tflite").write_bytes(b"stale")
     report = json.loads((out / "report.json").read_text())
     (out / "report.json").write_text(json.dumps({**report, "run_id": "another run"}))
-    assert problems(out) == ["casvit_tiny_64x64.onnx: sha256 differs from the manifest",
-                             "report.json and manifest.json come from different runs",
-                             "casvit_tiny_64x64_fp32.tflite: not listed in the manifest"]
+    assert problems(out) == [
+        "casvit_tiny_64x64.onnx: sha256 differs from the manifest",
+        "report.json and manifest.json come from different runs",
+        "casvit_tiny_64x64_fp32.tflite: not listed in the manifest",
+    ]
 
 
 def test_exit_codes_are_mapped_in_one_place():
     assert outcome(GateFailure("x"))[0] == 1 and outcome(ExportError("x"))[0] == 2
     assert outcome(EnvironmentFailure("x"))[0] == 3 and outcome(MemoryError())[0] == 3
-    assert outcome(OSError(errno.EDQUOT, "Disk quota exceeded", "/o/f"))[1] == \
-        "the environment failed mid-run: Disk quota exceeded: /o/f"
+    assert (
+        outcome(OSError(errno.EDQUOT, "Disk quota exceeded", "/o/f"))[1]
+        == "the environment failed mid-run: Disk quota exceeded: /o/f"
+    )
     assert outcome(KeyboardInterrupt())[0] == 130 and outcome(Terminated())[0] == 143
     assert outcome(RuntimeError("bug\nmore"))[0] == 4 and "\n" not in outcome(RuntimeError("bug\nmore"))[1]
 
@@ -283,8 +312,9 @@ def test_unexpected_error_is_one_line_exit_4_and_debug_shows_the_traceback(monke
     monkeypatch.setattr(pipeline, "run", broken)
     assert main(["--target", "onnx", *TINY, "--out", str(tmp_path), *(["--debug"] if debug else [])]) == 4
     err = capsys.readouterr().err
-    assert _error_lines(err) == ["error: internal error (RuntimeError: something broke); "
-                                 "rerun with --debug for the traceback"]
+    assert _error_lines(err) == [
+        "error: internal error (RuntimeError: something broke); rerun with --debug for the traceback"
+    ]
     assert ("Traceback" in err) == debug
 
 

@@ -2,6 +2,7 @@
 Inception mean/std, a labels file with repeated names) to ONNX, TFLite and Core ML:
 the preprocessing record and the unique labels must reach every artifact's metadata
 unchanged."""
+
 import argparse
 import json
 
@@ -39,9 +40,18 @@ def exported(tmp_path_factory):
     labels = base / "names.txt"
     labels.write_text("\n".join(NAMES) + "\n")
     out = base / "out"
-    report = run(ExportSpec(targets=("onnx", "tflite", "coreml"), variant="tiny", height=64, width=64,
-                            checkpoint=checkpoint, labels=labels, out_dir=out,
-                            options={"tflite_precisions": ("fp32",), "coreml_precision": "fp32"}))
+    report = run(
+        ExportSpec(
+            targets=("onnx", "tflite", "coreml"),
+            variant="tiny",
+            height=64,
+            width=64,
+            checkpoint=checkpoint,
+            labels=labels,
+            out_dir=out,
+            options={"tflite_precisions": ("fp32",), "coreml_precision": "fp32"},
+        )
+    )
     assert report["passed"]
     return out, report
 
@@ -57,7 +67,7 @@ def test_record_reaches_every_artifact(exported):
     import coremltools as ct
     import onnx
 
-    from export.tflite_meta import read_standard_metadata
+    from export.targets.tflite.metadata import read_standard_metadata
 
     out, report = exported
     assert report["preprocessing"]["source"] == "checkpoint args" and report["preprocessing"]["crop_pct"] == 0.95
@@ -78,7 +88,9 @@ def test_record_reaches_every_artifact(exported):
     _record_ok(json.loads(user["preprocessing"]), conventions["coreml-fp32"])
 
     data = golden.read(out / golden.FILE_NAME)
-    assert np.array_equal(data["mean"], np.float32(INCEPTION_MEAN)) and np.array_equal(data["std"], np.float32(INCEPTION_STD))
+    assert np.array_equal(data["mean"], np.float32(INCEPTION_MEAN)) and np.array_equal(
+        data["std"], np.float32(INCEPTION_STD)
+    )
 
 
 @pytest.mark.slow
@@ -86,8 +98,8 @@ def test_unique_labels_are_identical_in_all_four_places(exported):
     import coremltools as ct
     import onnx
 
-    from export.mil import main_block
-    from export.tflite_meta import read_standard_metadata
+    from export.targets.coreml.mil import main_block
+    from export.targets.tflite.metadata import read_standard_metadata
 
     out, report = exported
     files = {a["name"]: out / a["file"] for a in report["artifacts"]}
@@ -98,7 +110,9 @@ def test_unique_labels_are_identical_in_all_four_places(exported):
     assert json.loads(onnx_meta["labels"]) == UNIQUE
     spec = ct.utils.load_spec(str(files["coreml-fp32"]))
     classify = next(op for op in main_block(spec)[1].operations if op.type == "classify")
-    classes = [v.immediateValue.tensor.strings.values[0]
-               for v in classify.inputs["classes"].arguments[0].value.immediateValue.list.values]
+    classes = [
+        v.immediateValue.tensor.strings.values[0]
+        for v in classify.inputs["classes"].arguments[0].value.immediateValue.list.values
+    ]
     assert classes == UNIQUE
     assert json.loads(dict(spec.description.metadata.userDefined)["labels"]) == UNIQUE

@@ -5,14 +5,14 @@ Expected sizes and crop boxes below are worked out by hand from torchvision's
 source (``_compute_resized_output_size``: new long side ``int(size * long /
 short)``; ``center_crop``: ``int(round((h - th) / 2.0))``, Python's round is
 half-to-even), independently of ``casvit.preprocess``."""
+
 import argparse
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from casvit.preprocess import (IMAGENET_MEAN, INCEPTION_MEAN, Preprocessing, from_training_args,
-                               official_default)
+from casvit.preprocess import IMAGENET_MEAN, INCEPTION_MEAN, Preprocessing, from_training_args, official_default
 from export.errors import ExportError
 from export.inputs import photo
 from export.preprocessing import add_arguments, artifact_record, record_for
@@ -24,19 +24,24 @@ def _image(width: int, height: int, seed: int = 0) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8), "RGB")
 
 
-@pytest.mark.parametrize("width, height, size, crop_pct, scaled, box", [
-    # 451x300 (skimage chelsea): int(64/0.875)=73; long side int(73*451/300)=int(109.74)=109;
-    # crop left round(22.5)=22 (half to even), top round(4.5)=4.
-    (451, 300, 64, 0.875, (109, 73), (22, 4, 86, 68)),
-    # portrait 300x451: the width is the short side.
-    (300, 451, 64, 0.875, (73, 109), (4, 22, 68, 86)),
-    # 224/0.875 = 256 exactly; 333x500: long int(256*500/333)=int(384.38)=384, left round(16)=16, top round(80)=80.
-    (333, 500, 224, 0.875, (256, 384), (16, 80, 240, 304)),
-    # odd size, crop_pct 1: shorter side becomes the size; 97x61 -> int(64*97/61)=int(101.77)=101, left round(18.5)=18.
-    (97, 61, 64, 1.0, (101, 64), (18, 0, 82, 64)),
-    # 65x65 at 0.9: int(64/0.9)=int(71.1)=71 -> 71x71, offsets round(3.5)=4.
-    (65, 65, 64, 0.9, (71, 71), (4, 4, 68, 68)),
-])
+@pytest.mark.parametrize(
+    "width, height, size, crop_pct, scaled, box",
+    [
+        # 451x300 (skimage chelsea): int(64/0.875)=73; long side int(73*451/300)=int(109.74)=109;
+        # crop left round(22.5)=22 (half to even), top round(4.5)=4.
+        (451, 300, 64, 0.875, (109, 73), (22, 4, 86, 68)),
+        # portrait 300x451: the width is the short side.
+        (300, 451, 64, 0.875, (73, 109), (4, 22, 68, 86)),
+        # 224/0.875 = 256 exactly; 333x500: long int(256*500/333)=int(384.38)=384,
+        # left round(16)=16, top round(80)=80.
+        (333, 500, 224, 0.875, (256, 384), (16, 80, 240, 304)),
+        # odd size, crop_pct 1: shorter side becomes the size;
+        # 97x61 -> int(64*97/61)=int(101.77)=101, left round(18.5)=18.
+        (97, 61, 64, 1.0, (101, 64), (18, 0, 82, 64)),
+        # 65x65 at 0.9: int(64/0.9)=int(71.1)=71 -> 71x71, offsets round(3.5)=4.
+        (65, 65, 64, 0.9, (71, 71), (4, 4, 68, 68)),
+    ],
+)
 def test_square_geometry_is_torchvisions(width, height, size, crop_pct, scaled, box):
     record = Preprocessing(size, size, crop_pct=crop_pct)
     assert record.scaled_size(width, height) == scaled
@@ -52,7 +57,7 @@ def test_pixels_are_pillow_resize_then_numpy_crop(interpolation, pil_filter, wid
     new_w, new_h = record.scaled_size(width, height)
     full = np.asarray(image.resize((new_w, new_h), pil_filter))
     left, top = int(round((new_w - 64) / 2.0)), int(round((new_h - 64) / 2.0))
-    assert np.array_equal(record.resize_rgb(image), full[top:top + 64, left:left + 64])
+    assert np.array_equal(record.resize_rgb(image), full[top : top + 64, left : left + 64])
 
 
 def test_non_square_rule_covers_then_crops():
@@ -96,6 +101,7 @@ def test_cli_overrides_win_over_checkpoint_args(tmp_path):
     import torch
 
     from casvit.checkpoint import read_checkpoint
+
     from .helpers import REFERENCE
 
     obj = read_checkpoint(REFERENCE / "tiny_official_format.pth")
@@ -108,12 +114,18 @@ def test_cli_overrides_win_over_checkpoint_args(tmp_path):
     add_arguments(parser)
     options = vars(parser.parse_args(["--crop-pct", "1", "--interpolation", "bilinear", "--std", "0.2,0.2,0.2"]))
     record, source = record_for(ExportSpec(height=64, width=64, checkpoint=path, options=options))
-    assert (record.crop_pct, record.interpolation, record.std, record.mean) == (1.0, "bilinear", (0.2,) * 3, INCEPTION_MEAN)
+    assert (record.crop_pct, record.interpolation, record.std, record.mean) == (
+        1.0,
+        "bilinear",
+        (0.2,) * 3,
+        INCEPTION_MEAN,
+    )
     assert source == "checkpoint args + command line (--crop-pct, --interpolation, --std)"
 
 
-@pytest.mark.parametrize("argv", [["--crop-pct", "0"], ["--crop-pct", "1.5"], ["--mean", "0.1,0.2"],
-                                  ["--interpolation", "nearest"]])
+@pytest.mark.parametrize(
+    "argv", [["--crop-pct", "0"], ["--crop-pct", "1.5"], ["--mean", "0.1,0.2"], ["--interpolation", "nearest"]]
+)
 def test_bad_options_are_refused(argv):
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -2,6 +2,7 @@
 reproduces the export's own parity metric from its own path; benchmarks.single_ops
 times the one kernel (its int8 models have int8 I/O: no QUANTIZE/DEQUANTIZE);
 benchmarks.tflite_ablation takes out what it names and what only that fed."""
+
 import numpy as np
 import pytest
 
@@ -56,7 +57,7 @@ def _bypassed(path, name: str) -> tuple[int, list[str], bytes]:
     from ai_edge_litert.tools import flatbuffer_utils
 
     from benchmarks.tflite_ablation import take_out
-    from export.tflite_graph import op_names
+    from export.targets.tflite.graph import op_names
 
     count, model = take_out(path, name)
     names = op_names(model)

@@ -1,6 +1,7 @@
 """The target registry and records, and the explicit ONNX -> TFLite dependency: the
 batch-1 static ONNX is built once per run and is the ONNX artifact itself when that
 is the same model."""
+
 from pathlib import Path
 
 import pytest
@@ -8,9 +9,9 @@ import pytest
 from casvit import create_model
 from export import targets
 from export.context import ExportContext
-from export.mil import SUPPORTED_OPS
 from export.spec import Artifact, ExportSpec
-from export.targets import onnx
+from export.targets.coreml.mil import SUPPORTED_OPS
+from export.targets.onnx import target as onnx
 
 
 def test_registry_records_carry_their_own_names_and_rules():
@@ -57,10 +58,13 @@ def test_static_model_is_built_once_per_convention(ctx, exports):
     assert exports[-1] == (1, False, True, 255.0) and len(exports) == 2
 
 
-@pytest.mark.parametrize("batch, convention, reused", [(1, "unit", True), ("dynamic", "unit", False),
-                                                       (1, "normalized", False), (4, "unit", False)])
-def test_static_model_reuses_the_onnx_artifact_only_when_it_is_that_model(ctx, exports, tmp_path, batch,
-                                                                          convention, reused):
+@pytest.mark.parametrize(
+    "batch, convention, reused",
+    [(1, "unit", True), ("dynamic", "unit", False), (1, "normalized", False), (4, "unit", False)],
+)
+def test_static_model_reuses_the_onnx_artifact_only_when_it_is_that_model(
+    ctx, exports, tmp_path, batch, convention, reused
+):
     artifact_path = tmp_path / "casvit_tiny_64x64.onnx"
     artifact_path.write_bytes(b"the onnx artifact")
     ctx.converted.append(Artifact("onnx", "onnx", "fp32", artifact_path, convention, details={"batch": batch}))

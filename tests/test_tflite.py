@@ -1,5 +1,6 @@
 """TFLite target: one real export of the tiny model at 64x64 (all four precisions,
 calibrated on a user folder), checked through the pipeline's audit and parity gate."""
+
 import json
 import os
 import shutil
@@ -13,21 +14,46 @@ import pytest
 pytest.importorskip("onnx2tf", reason="onnx2tf is not installed")
 pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
 
-from export import android_assets  # noqa: E402
-from export import targets  # noqa: E402
+from export import (
+    android_assets,  # noqa: E402
+    targets,  # noqa: E402
+)
 from export.audit import audit  # noqa: E402
 from export.errors import ExportError  # noqa: E402
 from export.outset import problems  # noqa: E402
 from export.pipeline import run  # noqa: E402
 from export.spec import ExportSpec  # noqa: E402
-from export.targets import tflite  # noqa: E402
+from export.targets.tflite import target as tflite  # noqa: E402
 
 from .helpers import ROOT  # noqa: E402
 
-SCHEMA_KEYS = {"schema", "model_file", "labels_file", "variant", "precision", "num_classes", "weights_source",
-               "for_deployment", "input", "preprocessing", "output"}
-INPUT_KEYS = {"name", "layout", "height", "width", "channels", "color_order", "dtype", "normalization_embedded",
-              "value_range", "mean", "std", "quantization"}
+SCHEMA_KEYS = {
+    "schema",
+    "model_file",
+    "labels_file",
+    "variant",
+    "precision",
+    "num_classes",
+    "weights_source",
+    "for_deployment",
+    "input",
+    "preprocessing",
+    "output",
+}
+INPUT_KEYS = {
+    "name",
+    "layout",
+    "height",
+    "width",
+    "channels",
+    "color_order",
+    "dtype",
+    "normalization_embedded",
+    "value_range",
+    "mean",
+    "std",
+    "quantization",
+}
 OUTPUT_KEYS = {"name", "dtype", "shape", "meaning", "quantization"}
 
 
@@ -59,13 +85,13 @@ def test_every_precision_passes_audit_and_parity(export):
     assert not (export["out"] / "rejected").exists()
 
 
-
 def test_every_precision_runs_as_one_xnnpack_partition(export):
     """LiteRT 2.3.0 (the venv's): no op left outside XNNPACK, int8 included (its GELU in float)."""
-    from export.xnnpack_partitions import summary
+    from export.targets.tflite.partitions import summary
 
     for entry in export["report"]["artifacts"]:
         assert summary(str(export["out"] / entry["file"])) == {"partitions": 1, "outside": {}}, entry["name"]
+
 
 def test_audit_denies_flex_and_custom_ops():
     assert not audit("tflite", {"CONV_2D": 3, "FlexErf": 1}).passed
@@ -124,8 +150,9 @@ def test_manifest_lists_every_file_once(export):
 def _artifact(export, entry, path=None):
     from export.spec import Artifact
 
-    return Artifact(entry["name"], "tflite", entry["precision"], path or export["out"] / entry["file"],
-                    entry["input_convention"])
+    return Artifact(
+        entry["name"], "tflite", entry["precision"], path or export["out"] / entry["file"], entry["input_convention"]
+    )
 
 
 @pytest.mark.slow
@@ -161,7 +188,7 @@ def test_model_json_matches_schema_and_file(export):
 
 @pytest.mark.slow
 def test_standard_metadata_declares_scalar_normalization_and_packs_the_labels(export):
-    from export.tflite_meta import MIN_PARSER_VERSION, read_standard_metadata
+    from export.targets.tflite.metadata import MIN_PARSER_VERSION, read_standard_metadata
 
     labels = (export["out"] / "labels.txt").read_bytes()
     for entry in _entries(export).values():
@@ -226,8 +253,14 @@ def test_android_assets_errors(export, tmp_path, capsys):
     two.mkdir()
     for name in ("a_fp16.tflite", "b_int8.tflite"):
         (two / name).write_bytes(b"x")
-    (two / "manifest.json").write_text(json.dumps({"tool": "casvit-deploy", "files": [
-        {"path": name, "sha256": "0" * 64} for name in ("a_fp16.tflite", "b_int8.tflite")]}))
+    (two / "manifest.json").write_text(
+        json.dumps(
+            {
+                "tool": "casvit-deploy",
+                "files": [{"path": name, "sha256": "0" * 64} for name in ("a_fp16.tflite", "b_int8.tflite")],
+            }
+        )
+    )
     assert android_assets.main(["--from", str(two), "--assets", str(tmp_path / "assets")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: several models") and "a_fp16.tflite, b_int8.tflite" in err and err.count("\n") == 1
@@ -255,10 +288,23 @@ def test_android_assets_refuses_unlisted_or_changed_models(export, tmp_path):
 def test_cli_rejects_bad_precision_and_bad_calibration_folder(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    base = [sys.executable, "-m", "export", "--target", "tflite", "--variant", "tiny", "--res", "64",
-            "--out", str(tmp_path / "out")]
-    for extra, message in ((["--tflite-precisions", "fp32,int4"], "unknown TFLite precision int4"),
-                           (["--calib", str(empty)], "has no images")):
+    base = [
+        sys.executable,
+        "-m",
+        "export",
+        "--target",
+        "tflite",
+        "--variant",
+        "tiny",
+        "--res",
+        "64",
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    for extra, message in (
+        (["--tflite-precisions", "fp32,int4"], "unknown TFLite precision int4"),
+        (["--calib", str(empty)], "has no images"),
+    ):
         done = subprocess.run(base + extra, cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert done.returncode == 2, done.stderr
         lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
@@ -282,16 +328,22 @@ def test_onnx2tf_failure_is_one_line_and_keeps_its_log(tmp_path, monkeypatch):
         "def convert(**kwargs):\n"
         "    print('python-level chatter in', os.getcwd())\n"
         "    os.write(2, b'native-level chatter\\n')\n"
-        "    sys.exit(1)\n")
+        "    sys.exit(1)\n"
+    )
     monkeypatch.setenv("PYTHONPATH", str(fake))
-    ctx = types.SimpleNamespace(workdir=tmp_path / "work", spec=types.SimpleNamespace(out_dir=tmp_path / "out", input_range=1.0),
-                                input_convention=lambda: "normalized")
+    ctx = types.SimpleNamespace(
+        workdir=tmp_path / "work",
+        spec=types.SimpleNamespace(out_dir=tmp_path / "out", input_range=1.0),
+        input_convention=lambda: "normalized",
+    )
     cwd, fds = os.getcwd(), (os.fstat(1), os.fstat(2))
     with pytest.raises(ExportError) as failure:
-        tflite._run_onnx2tf(ctx, tmp_path / "model.onnx", load_calibration(official_default(32, 32), count=1), ("fp32",))
+        tflite._run_onnx2tf(
+            ctx, tmp_path / "model.onnx", load_calibration(official_default(32, 32), count=1), ("fp32",)
+        )
     message = str(failure.value)
-    assert message == f"onnx2tf failed (SystemExit: 1); its log: {tmp_path / 'out' / 'tflite-onnx2tf.log'}"
-    log = (tmp_path / "out" / "tflite-onnx2tf.log").read_text()
+    assert message == f"onnx2tf failed (SystemExit: 1); its log: {tmp_path / 'out' / 'tflite-converter.log'}"
+    log = (tmp_path / "out" / "tflite-converter.log").read_text()
     assert f"python-level chatter in {tmp_path / 'work' / 'onnx2tf'}" in log and "native-level chatter" in log
     assert os.getcwd() == cwd and (os.fstat(1), os.fstat(2)) == fds
     assert (tmp_path / "work" / "onnx2tf" / tflite.ONNX2TF_SAMPLE_FILE).is_file()  # supplied, never fetched
@@ -301,9 +353,16 @@ def test_onnx2tf_failure_is_one_line_and_keeps_its_log(tmp_path, monkeypatch):
 def byte_export(tmp_path_factory):
     """int8 only, with ImageNet normalization embedded and RGB bytes as input."""
     out = tmp_path_factory.mktemp("tflite_byte")
-    spec = ExportSpec(targets=("tflite",), variant="tiny", height=32, width=32, out_dir=out,
-                      embed_normalization=True, input_range=255.0,
-                      options={"tflite_precisions": ("int8",), "calib_count": 3})
+    spec = ExportSpec(
+        targets=("tflite",),
+        variant="tiny",
+        height=32,
+        width=32,
+        out_dir=out,
+        embed_normalization=True,
+        input_range=255.0,
+        options={"tflite_precisions": ("int8",), "calib_count": 3},
+    )
     return run(spec), out
 
 
@@ -323,9 +382,27 @@ def test_embedded_normalization_int8(byte_export):
 def test_relative_output_folder(tmp_path):
     """`make export` passes a relative OUT; onnx2tf changes the working folder while it
     runs, so every path handed to it must already be absolute."""
-    done = subprocess.run([sys.executable, "-m", "export", "--target", "tflite", "--variant", "tiny", "--res", "32",
-                           "--tflite-precisions", "fp32", "--out", "rel/out"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "export",
+            "--target",
+            "tflite",
+            "--variant",
+            "tiny",
+            "--res",
+            "32",
+            "--tflite-precisions",
+            "fp32",
+            "--out",
+            "rel/out",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "rel/out/casvit_tiny_32x32_fp32.tflite").is_file()
     assert json.loads((tmp_path / "rel/out/report.json").read_text())["passed"]

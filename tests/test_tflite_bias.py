@@ -1,8 +1,9 @@
-"""Bias correction of the int8 model (export/tflite_bias.py) on a small Keras model
+"""Bias correction of the int8 model (export/targets/tflite/bias.py) on a small Keras model
 quantized by the TFLite converter: with float activations, each layer's int8 weights
 and corrected bias give the float layer's mean output over the calibration images
 to within half a bias step; TensorFlow's own convolutions are the reference (its SAME
 padding included)."""
+
 import numpy as np
 import pytest
 
@@ -11,8 +12,8 @@ pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
 
 from ai_edge_litert.tools import flatbuffer_utils  # noqa: E402
 
-from export.tflite_bias import correct_biases  # noqa: E402
-from export.tflite_graph import op_names  # noqa: E402
+from export.targets.tflite.bias import correct_biases  # noqa: E402
+from export.targets.tflite.graph import op_names  # noqa: E402
 
 SHAPE = (8, 8, 16)  # stride 2 over an even size: TFLite's SAME padding puts the extra row/column after
 
@@ -20,10 +21,13 @@ SHAPE = (8, 8, 16)  # stride 2 over an even size: TFLite's SAME padding puts the
 def _model():
     tf.keras.utils.set_random_seed(0)
     inputs = tf.keras.Input(SHAPE, batch_size=1)
-    layers = [tf.keras.layers.Conv2D(24, 3, strides=2, padding="same", bias_initializer="random_normal"),
-              tf.keras.layers.DepthwiseConv2D(3, padding="same", bias_initializer="random_normal"),
-              tf.keras.layers.Conv2D(8, 1, bias_initializer="random_normal"), tf.keras.layers.GlobalAveragePooling2D(),
-              tf.keras.layers.Dense(10, bias_initializer="random_normal")]  # a zero bias would be dropped
+    layers = [
+        tf.keras.layers.Conv2D(24, 3, strides=2, padding="same", bias_initializer="random_normal"),
+        tf.keras.layers.DepthwiseConv2D(3, padding="same", bias_initializer="random_normal"),
+        tf.keras.layers.Conv2D(8, 1, bias_initializer="random_normal"),
+        tf.keras.layers.GlobalAveragePooling2D(),
+        tf.keras.layers.Dense(10, bias_initializer="random_normal"),
+    ]  # a zero bias would be dropped
     x = inputs
     for layer in layers:
         x = layer(x)
@@ -31,7 +35,7 @@ def _model():
 
 
 def _quantized(keras_model, calibration):
-    """(calibrated float model, int8 model) as export.tflite_quant makes them (min/max ranges)."""
+    """(calibrated float model, int8 model) as export.targets.tflite.quant makes them (min/max ranges)."""
     from tensorflow.lite.python.convert import mlir_quantize
 
     converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)

@@ -1,7 +1,8 @@
 """The graph rewrites that make quantized TFLite models one XNNPACK partition
-(export/tflite_graph.py), each on a small Keras model converted by the TFLite
-converter: the partition count before and after (export/xnnpack_partitions.py,
+(export/targets/tflite/graph.py), each on a small Keras model converted by the TFLite
+converter: the partition count before and after (-m export.targets.tflite.partitions,
 LiteRT 2.3.0 of the venv) and the outputs against the unrewritten model."""
+
 import numpy as np
 import pytest
 
@@ -11,9 +12,13 @@ pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
 from ai_edge_litert.interpreter import Interpreter, OpResolverType  # noqa: E402
 from ai_edge_litert.tools import flatbuffer_utils  # noqa: E402
 
-from export.tflite_graph import (census, float_depthwise_weights, float_islands,  # noqa: E402
-                                 wide_input_normalization)
-from export.xnnpack_partitions import summary  # noqa: E402
+from export.targets.tflite.graph import (  # noqa: E402
+    census,
+    float_depthwise_weights,
+    float_islands,
+    wide_input_normalization,
+)
+from export.targets.tflite.partitions import summary  # noqa: E402
 
 SHAPE = (1, 8, 8, 128)  # 3x3x128 depthwise weights: over the 1024 elements the converter quantizes
 
@@ -76,9 +81,16 @@ def _inputs(count: int) -> np.ndarray:
 
 def test_float_gelu_makes_a_full_integer_model_one_partition_with_the_same_outputs(tmp_path):
     calibration = _inputs(8)
-    body = _convert([tf.keras.layers.Conv2D(32, 1), tf.keras.layers.Activation(tf.nn.gelu),
-                     tf.keras.layers.Conv2D(16, 1), tf.keras.layers.Activation(tf.nn.gelu),
-                     tf.keras.layers.Conv2D(8, 1)], calibration)
+    body = _convert(
+        [
+            tf.keras.layers.Conv2D(32, 1),
+            tf.keras.layers.Activation(tf.nn.gelu),
+            tf.keras.layers.Conv2D(16, 1),
+            tf.keras.layers.Activation(tf.nn.gelu),
+            tf.keras.layers.Conv2D(8, 1),
+        ],
+        calibration,
+    )
     before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
     before.write_bytes(body)
     rewritten, count = _rewrite(body, float_islands)  # no ADD here: the GELUs alone
@@ -97,8 +109,13 @@ def test_float_gelu_makes_a_full_integer_model_one_partition_with_the_same_outpu
 
 
 def test_float_depthwise_weights_makes_a_dynamic_range_model_one_partition(tmp_path):
-    body = _convert([tf.keras.layers.DepthwiseConv2D(3, padding="same"), tf.keras.layers.Conv2D(64, 1),
-                     tf.keras.layers.DepthwiseConv2D(3, padding="same")])
+    body = _convert(
+        [
+            tf.keras.layers.DepthwiseConv2D(3, padding="same"),
+            tf.keras.layers.Conv2D(64, 1),
+            tf.keras.layers.DepthwiseConv2D(3, padding="same"),
+        ]
+    )
     before, after = tmp_path / "before.tflite", tmp_path / "after.tflite"
     before.write_bytes(body)
     rewritten, count = _rewrite(body, float_depthwise_weights)
@@ -115,15 +132,18 @@ def test_float_depthwise_weights_makes_a_dynamic_range_model_one_partition(tmp_p
 def test_in_float_keeps_a_chain_in_float_with_one_dequantize_per_entering_tensor(tmp_path):
     """x * sigmoid(x) with LOGISTIC and MUL chosen: x enters once (one DEQUANTIZE for two
     users), the sigmoid stays float, only the product goes back to int8."""
-    from export.tflite_graph import in_float
+    from export.targets.tflite.graph import in_float
 
     inputs = tf.keras.Input(SHAPE[1:], batch_size=1)
     x = tf.keras.layers.Conv2D(16, 1)(inputs)
     y = tf.keras.layers.Conv2D(8, 1)(tf.keras.layers.Multiply()([x, tf.keras.layers.Activation("sigmoid")(x)]))
     tf.keras.utils.set_random_seed(0)
     keras_model = tf.keras.Model(inputs, y)
-    before, after, count = _full_integer_and_rewritten(tmp_path, keras_model, lambda m: in_float(
-        m, lambda names, graph, op: names[op.opcodeIndex] in ("LOGISTIC", "MUL")))
+    before, after, count = _full_integer_and_rewritten(
+        tmp_path,
+        keras_model,
+        lambda m: in_float(m, lambda names, graph, op: names[op.opcodeIndex] in ("LOGISTIC", "MUL")),
+    )
     assert count == 2
     ops = census(flatbuffer_utils.read_model(str(after)))
     assert ops["DEQUANTIZE"] == 2 and ops["QUANTIZE"] == 2  # + the model's own input/output pair
@@ -150,8 +170,11 @@ def test_residual_adds_below_the_highest_resolution_run_in_float(tmp_path):
     assert count == 1
     interpreter = Interpreter(model_path=str(after))
     tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
-    adds = [(tuple(tensors[op["outputs"][0]]["shape"][1:3]), tensors[op["outputs"][0]]["dtype"])
-            for op in interpreter._get_ops_details() if op["op_name"] == "ADD"]
+    adds = [
+        (tuple(tensors[op["outputs"][0]]["shape"][1:3]), tensors[op["outputs"][0]]["dtype"])
+        for op in interpreter._get_ops_details()
+        if op["op_name"] == "ADD"
+    ]
     assert sorted(adds, key=str) == sorted([((8, 8), np.int8), ((4, 4), np.float32)], key=str)
     assert summary(str(after)) == {"partitions": 1, "outside": {}}
     _assert_no_worse_than_before(keras_model, before, after)
@@ -162,12 +185,18 @@ def test_histogram_ranges_clip_an_outlier_and_stay_inside_min_max():
     HistogramObserver range of that conv's output is narrower than its min/max (the
     outlier's width is not spent on the other half million values); every range holds
     zero and lies within the calibrated min/max."""
-    from export.tflite_ranges import histogram_ranges, ranged_tensors
+    from export.targets.tflite.ranges import histogram_ranges, ranged_tensors
 
     tf.keras.utils.set_random_seed(0)
     shape = (64, 64, 8)
-    model = tf.keras.Sequential([tf.keras.Input(shape, batch_size=1), tf.keras.layers.Conv2D(16, 1),
-                                 tf.keras.layers.Activation(tf.nn.gelu), tf.keras.layers.Conv2D(8, 1)])
+    model = tf.keras.Sequential(
+        [
+            tf.keras.Input(shape, batch_size=1),
+            tf.keras.layers.Conv2D(16, 1),
+            tf.keras.layers.Activation(tf.nn.gelu),
+            tf.keras.layers.Conv2D(8, 1),
+        ]
+    )
     calibration = np.random.default_rng(0).normal(0, 0.05, (8, *shape)).astype(np.float32)
     calibration[0, 0, 0, :] = 1.0
     converter = _full_integer_converter(model, calibration)
@@ -240,11 +269,17 @@ def test_float_islands_run_the_gate_products_in_float_and_leave_the_rest_int8(tm
     before, after, count = _full_integer_and_rewritten(tmp_path, keras_model, float_islands)
     assert count == 2
     interpreter = Interpreter(model_path=str(after))
-    sigmoid_types = [str(interpreter._get_tensor_details(o["inputs"][0], 0)["dtype"].__name__)
-                     for o in interpreter._get_ops_details() if o["op_name"] == "LOGISTIC"]
+    sigmoid_types = [
+        str(interpreter._get_tensor_details(o["inputs"][0], 0)["dtype"].__name__)
+        for o in interpreter._get_ops_details()
+        if o["op_name"] == "LOGISTIC"
+    ]
     assert sigmoid_types == ["int8", "int8"]
-    multiply_types = sorted(str(interpreter._get_tensor_details(o["inputs"][0], 0)["dtype"].__name__)
-                            for o in interpreter._get_ops_details() if o["op_name"] == "MUL")
+    multiply_types = sorted(
+        str(interpreter._get_tensor_details(o["inputs"][0], 0)["dtype"].__name__)
+        for o in interpreter._get_ops_details()
+        if o["op_name"] == "MUL"
+    )
     assert multiply_types == ["float32", "float32", "int8"]
     assert summary(str(after)) == {"partitions": 1, "outside": {}}
     _assert_no_worse_than_before(keras_model, before, after)

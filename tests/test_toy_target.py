@@ -1,6 +1,7 @@
 """A fifth format registered from a test only (``tests/toy_target.py``): it flows
 through the CLI, validation, the pipeline, the audit, the report and the
 benchmarks without an edit to any other module."""
+
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -27,8 +28,9 @@ def test_cli_lists_and_runs_the_toy_target(toy, tmp_path, capsys):
     help_text = cli.build_parser().format_help()
     assert "toy target" in help_text and "--toy-float16" in help_text
     assert cli.parse_targets("all")[-1] == "toy"
-    assert cli.main(["--target", "toy", "--variant", "tiny", "--res", "64", "--toy-float16",
-                     "--out", str(tmp_path)]) == 0
+    assert (
+        cli.main(["--target", "toy", "--variant", "tiny", "--res", "64", "--toy-float16", "--out", str(tmp_path)]) == 0
+    )
     report = json.loads((tmp_path / "report.json").read_text())
     (entry,) = report["artifacts"]
     assert entry["name"] == "toy-fp16" and entry["format"] == "toy" and entry["status"] == "promoted"
@@ -60,10 +62,11 @@ def test_benchmarks_export_and_time_the_toy_target(toy, tmp_path, monkeypatch):
     site.mkdir()
     (site / "sitecustomize.py").write_text(f"from export import targets\ntargets.REGISTRY['toy'] = {TOY!r}\n")
     monkeypatch.setenv("PYTHONPATH", f"{site}:{ROOT}")
-    configs, _, missing = bench._variant_configs("tiny", 64, [1], tmp_path / "work", ["toy"], [], False,
-                                                 log=lambda message: None)
+    configs, _, missing = bench._variant_configs(
+        "tiny", 64, [1], tmp_path / "work", ["toy"], [], False, log=lambda message: None
+    )
     assert not missing
-    (config, facts), = [(c, f) for c, f in configs if c.runtime == "toy-torch"]
+    ((config, facts),) = [(c, f) for c, f in configs if c.runtime == "toy-torch"]
     assert config.name == "toy-fp32" and config.runner == "tests.toy_target:bench_runner" and facts["family"] == "toy"
     logits = runners.make_runner(config)()
     assert tuple(logits.shape) == (1, 1000)

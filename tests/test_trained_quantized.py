@@ -8,10 +8,11 @@ held-out digits it never saw in training or calibration.
 Thresholds: the measured worst cases on 120 test digits were centered cosine
 0.9965 and top-1 agreement 0.983 (TFLite full int8 with min/max activation
 ranges); the gates below leave about twice that loss. With HistogramObserver
-ranges and the float residual stream (export/tflite_ranges.py, export/tflite_graph.py)
+ranges and the float residual stream (export/targets/tflite/ranges.py, export/targets/tflite/graph.py)
 the TFLite full int8 model's worst case is 0.9983 with every top-1 kept (it was
 0.9969 and one image with the previous hand-written ranges); the gates were not changed.
 """
+
 import numpy as np
 import pytest
 
@@ -45,8 +46,9 @@ def test_every_artifact_passed_its_gate(exported):
     assert {"tflite-int8", "tflite-int8-dynamic", "coreml-fp16-palettize6", "coreml-fp16-linear8"} <= names
 
 
-@pytest.mark.parametrize("name", ["tflite-int8", "tflite-int8-dynamic", "coreml-fp16-palettize6",
-                                  "coreml-fp16-linear8", "coreml-fp16"])
+@pytest.mark.parametrize(
+    "name", ["tflite-int8", "tflite-int8-dynamic", "coreml-fp16-palettize6", "coreml-fp16-linear8", "coreml-fp16"]
+)
 def test_quantized_model_keeps_its_predictions_on_held_out_digits(exported, name):
     out, report, rgb, labels, reference = exported
     entry = next(a for a in report["artifacts"] if a["name"] == name)

@@ -1,5 +1,6 @@
 """Bad input is found before any work starts and reported in one line with exit 2;
 messages say what is wrong; docs and behaviour agree (issue 10, items 7, 11-13)."""
+
 import argparse
 import collections
 import datetime
@@ -30,6 +31,7 @@ from .helpers import ROOT
 @pytest.fixture
 def no_model(monkeypatch):
     """Building the model means validation came too late: fail loudly if it happens."""
+
     def too_late(spec):
         raise AssertionError("the model was built before the bad input was found")
 
@@ -55,12 +57,14 @@ def _rgb_folder(path, count=2, size=(40, 30)):
 def _png_header_only(path, width, height):
     """A PNG whose header declares ``width`` x ``height`` RGB pixels (no pixel data):
     enough for Pillow to open it and apply its decompression-bomb check."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b""))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
 
 
 BAD_INPUT = [
@@ -110,22 +114,35 @@ def _calib_case(tmp_path, kind):
 @pytest.mark.parametrize("kind", ["missing", "gray", "bomb", "bomb-warning"])
 def test_bad_calibration_folder_is_found_before_any_work(kind, tmp_path, capsys, no_model):
     folder, message = _calib_case(tmp_path, kind)
-    code, out, err = _run_cli(capsys, "--variant", "tiny", "--res", "64", "--target", "tflite",
-                              "--calib", str(folder), "--out", str(tmp_path / "o"))
+    code, out, err = _run_cli(
+        capsys,
+        "--variant",
+        "tiny",
+        "--res",
+        "64",
+        "--target",
+        "tflite",
+        "--calib",
+        str(folder),
+        "--out",
+        str(tmp_path / "o"),
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
 
 
 @pytest.mark.parametrize("args", [["--target", "onnx"], ["--target", "tflite", "--tflite-precisions", "fp32,fp16"]])
 def test_calib_without_an_int8_tflite_model_is_an_error(args, tmp_path, capsys, no_model):
     folder = _rgb_folder(tmp_path / "calib")
-    code, out, err = _run_cli(capsys, "--variant", "tiny", "--res", "64", *args, "--calib", str(folder),
-                              "--out", str(tmp_path / "o"))
-    assert code == 2 and "--calib is only used to calibrate the int8 TFLite model" in err, err
+    code, out, err = _run_cli(
+        capsys, "--variant", "tiny", "--res", "64", *args, "--calib", str(folder), "--out", str(tmp_path / "o")
+    )
+    assert code == 2 and "--calib is only used to calibrate an int8 model" in err, err
 
 
 def test_directory_as_checkpoint_says_it_is_a_directory(tmp_path, capsys, no_model):
-    code, out, err = _run_cli(capsys, "--variant", "tiny", "--res", "64", "--checkpoint", str(tmp_path),
-                              "--out", str(tmp_path / "o"))
+    code, out, err = _run_cli(
+        capsys, "--variant", "tiny", "--res", "64", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "o")
+    )
     assert code == 2 and "is a directory" in err and "not found" not in err, err
     with pytest.raises(CheckpointError, match="is a directory"):
         read_checkpoint(tmp_path)
@@ -166,8 +183,15 @@ def test_utf8_bom_never_reaches_the_first_label(tmp_path):
 
 def test_int8_centered_cosine_is_reported_not_gated():
     """README: centered cosine is gated for fp32/fp16 and only reported for int8."""
-    metrics = {"finite": True, "max_rel": 0.5, "min_cosine": 0.99, "min_centered_cosine": -0.2,
-               "top1_agreement": 1.0, "top5_agreement": 1.0, "samples": 6}
+    metrics = {
+        "finite": True,
+        "max_rel": 0.5,
+        "min_cosine": 0.99,
+        "min_centered_cosine": -0.2,
+        "top1_agreement": 1.0,
+        "top5_agreement": 1.0,
+        "samples": 6,
+    }
     assert gate(metrics, TOLERANCES["int8"]) == []
     assert any("centered" in m for m in gate(metrics, TOLERANCES["fp16"]))
     assert "reported, not gated, for int8" in (ROOT / "README.md").read_text()
@@ -176,8 +200,13 @@ def test_int8_centered_cosine_is_reported_not_gated():
 @pytest.mark.slow
 def test_make_export_with_a_space_in_out(tmp_path):
     out = tmp_path / "a b"
-    r = subprocess.run(["make", "-o", ".venv/.installed", "export", "TARGET=onnx", "VARIANT=tiny", "RES=64",
-                        f"OUT={out}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        ["make", "-o", ".venv/.installed", "export", "TARGET=onnx", "VARIANT=tiny", "RES=64", f"OUT={out}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     manifest = json.loads((out / "manifest.json").read_text())
     assert "casvit_tiny_64x64.onnx" in [f["path"] for f in manifest["files"]]
@@ -204,5 +233,6 @@ def test_memory_estimate_grows_with_pixels_batch_and_width():
     small = ExportSpec(targets=("onnx",), variant="xs", height=224, width=224)
     for bigger in (replace(small, height=448), replace(small, batch=64), replace(small, variant="m")):
         assert limits.estimate_bytes(bigger) > limits.estimate_bytes(small)
-    assert limits.estimate_bytes(replace(small, targets=("coreml",), batch=64)) == \
-        limits.estimate_bytes(replace(small, targets=("coreml",)))  # Core ML converts batch 1 only
+    assert limits.estimate_bytes(replace(small, targets=("coreml",), batch=64)) == limits.estimate_bytes(
+        replace(small, targets=("coreml",))
+    )  # Core ML converts batch 1 only

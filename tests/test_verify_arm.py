@@ -5,6 +5,7 @@ missing golden file is bad input (exit 2) and leaves no report behind.
 
 The first run builds the toolchain into the project's .cache/arm64 (apt-installs
 qemu-user-static and mmdebstrap when missing, downloads the pinned wheels)."""
+
 import json
 import os
 import shutil
@@ -45,8 +46,9 @@ def test_runner_builds_the_same_input_as_the_export(convention):
 
 
 def _verify(out: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "export.verify_arm", str(out), *extra],
-                          cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "export.verify_arm", str(out), *extra], cwd=ROOT, capture_output=True, text=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +86,17 @@ def test_every_precision_passes_on_arm64_and_x86(verified, exported):
 @pytest.mark.parametrize("side", ["arm64", "x86_64"])
 def test_every_precision_runs_as_one_xnnpack_partition_in_the_app_litert(verified, exported, side):
     """LiteRT 1.4.0 (the app's), emulated ARM64 and x86: int8 and int8-dynamic included."""
-    from export.verify_arm.run import prepare
+    from export.verify_arm.sides import prepare
 
     runtime = dict(zip(("arm64", "x86_64"), prepare()))[side]
     models = sorted(str(p) for p in exported.glob("*.tflite"))
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(runtime.site), "PYTHONNOUSERSITE": "1"}
-    done = subprocess.run([*runtime.command, str(ROOT / "export" / "xnnpack_partitions.py"), *models],
-                          capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [*runtime.command, str(ROOT / "export" / "targets" / "tflite" / "partitions.py"), *models],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert [line["model"] for line in lines] == models and len(models) == 4
@@ -120,8 +126,14 @@ def test_fp16_arithmetic_is_really_taken_on_arm64(verified):
         assert fp16["metrics"]["max_abs"] > model["arm64"]["metrics"]["max_abs"]
 
 
-def _copy_with_golden(exported: Path, dst: Path, logits=None, data: bytes | None = None,
-                      keep: str = "fp32.tflite", update_manifest: bool = True) -> Path:
+def _copy_with_golden(
+    exported: Path,
+    dst: Path,
+    logits=None,
+    data: bytes | None = None,
+    keep: str = "fp32.tflite",
+    update_manifest: bool = True,
+) -> Path:
     """A copy of the output set listing one model, with the golden file replaced by
     new logits or raw bytes; the manifest hash follows it when ``update_manifest``."""
     shutil.copytree(exported, dst)
@@ -133,8 +145,7 @@ def _copy_with_golden(exported: Path, dst: Path, logits=None, data: bytes | None
     if data is not None:
         path.write_bytes(data)
     manifest = json.loads((dst / "manifest.json").read_text())
-    manifest["files"] = [f for f in manifest["files"]
-                         if not f["path"].endswith(".tflite") or f["path"].endswith(keep)]
+    manifest["files"] = [f for f in manifest["files"] if not f["path"].endswith(".tflite") or f["path"].endswith(keep)]
     for f in manifest["files"]:
         if f["path"] == golden.FILE_NAME and update_manifest:
             f["sha256"] = sha256_of(path)
@@ -185,9 +196,13 @@ def test_bad_golden_data_is_exit_2_with_one_line_and_no_report(exported, tmp_pat
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
-    expected = {"edited": "sha256 differs from the manifest", "truncated": "sha256 differs from the manifest",
-                "unreadable": "unreadable golden data", "missing": "listed in the manifest but missing",
-                "no manifest": "no manifest.json"}[case]
+    expected = {
+        "edited": "sha256 differs from the manifest",
+        "truncated": "sha256 differs from the manifest",
+        "unreadable": "unreadable golden data",
+        "missing": "listed in the manifest but missing",
+        "no manifest": "no manifest.json",
+    }[case]
     assert expected in lines[0]
     assert not (out / JSON_NAME).exists() and not list(out.glob(".verify-arm*"))
 
@@ -198,8 +213,24 @@ def test_verified_set_stays_consistent_and_a_new_export_replaces_the_reports(ver
     from export import outset
 
     assert outset.problems(exported) == []
-    done = subprocess.run([sys.executable, "-m", "export", "--target", "onnx", "--variant", "tiny", "--res", "64",
-                           "--out", str(exported)], cwd=ROOT, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "export",
+            "--target",
+            "onnx",
+            "--variant",
+            "tiny",
+            "--res",
+            "64",
+            "--out",
+            str(exported),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert not (exported / JSON_NAME).exists() and outset.problems(exported) == []
 
@@ -213,8 +244,9 @@ def test_a_set_in_use_by_an_export_is_refused_at_once_and_left_alone(tmp_path):
     with output_lock_held(out) as holder:
         done = _verify(out, "--cache", str(tmp_path / "no-cache"))
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [f"error: {out} is in use by another run (PID {holder.pid}); "
-                                                "wait for it to finish"]
+    assert done.stderr.strip().splitlines() == [
+        f"error: {out} is in use by another run (PID {holder.pid}); wait for it to finish"
+    ]
     assert os.listdir(out) == [] and not (tmp_path / "no-cache").exists()
 
 

@@ -1,6 +1,7 @@
 """A toy export target for tests: the deploy model's weights in one ``.npz`` file, run
 by rebuilding the deploy model in torch. It is registered by the tests only
 (``export.targets.REGISTRY``) and shows that a new format needs no edit elsewhere."""
+
 from __future__ import annotations
 
 import io
@@ -36,14 +37,27 @@ def convert(ctx) -> list[Artifact]:
     module = ctx.deploy_model()
     dtype = np.float16 if precision == "fp16" else np.float32
     arrays = {k: v.numpy().astype(dtype) for k, v in module.state_dict().items()}
-    recipe = {"variant": ctx.spec.variant, "num_classes": ctx.model.num_classes,
-              "normalize_input": ctx.spec.embed_normalization, "input_range": ctx.spec.input_range}
+    recipe = {
+        "variant": ctx.spec.variant,
+        "num_classes": ctx.model.num_classes,
+        "normalize_input": ctx.spec.embed_normalization,
+        "input_range": ctx.spec.input_range,
+    }
     buffer = io.BytesIO()
     np.savez(buffer, **{RECIPE: np.array(json.dumps(recipe))}, **arrays)
     path = ctx.workdir / f"casvit_{ctx.spec.variant}_{ctx.spec.resolution}_{precision}.npz"
     atomic_write(path, buffer.getvalue())
-    return [Artifact(artifact_names(ctx.spec)[0], "toy", precision, path, ctx.input_convention(),
-                     time.perf_counter() - start, details={"arrays": len(arrays)})]
+    return [
+        Artifact(
+            artifact_names(ctx.spec)[0],
+            "toy",
+            precision,
+            path,
+            ctx.input_convention(),
+            time.perf_counter() - start,
+            details={"arrays": len(arrays)},
+        )
+    ]
 
 
 def _module(path: Path):
@@ -54,8 +68,11 @@ def _module(path: Path):
     with np.load(path) as data:
         recipe = json.loads(str(data[RECIPE]))
         state = {k: torch.from_numpy(data[k].astype(np.float32)) for k in data.files if k != RECIPE}
-    model = deploy(create_model(recipe["variant"], num_classes=recipe["num_classes"]).eval(),
-                   normalize_input=recipe["normalize_input"], input_range=recipe["input_range"])
+    model = deploy(
+        create_model(recipe["variant"], num_classes=recipe["num_classes"]).eval(),
+        normalize_input=recipe["normalize_input"],
+        input_range=recipe["input_range"],
+    )
     model.load_state_dict(state)
     return model.eval()
 
@@ -99,11 +116,17 @@ def bench_runner(path: str, threads: int, x: np.ndarray):
 
 
 TARGET = Target(
-    name="toy", suffixes=(".npz",), artifact_names=artifact_names,
-    convert=convert, load=load, census=census, runtime_note=runtime_note,
+    name="toy",
+    suffixes=(".npz",),
+    artifact_names=artifact_names,
+    convert=convert,
+    load=load,
+    census=census,
+    runtime_note=runtime_note,
     allow=frozenset({"Conv2d", "Identity", "Sigmoid", "ReLU", "GELU", "AdaptiveAvgPool2d", "InputNormalization"}),
     deny=frozenset({"Linear", "BatchNorm2d", "MultiheadAttention"}),
     memory=MemoryCost(700 * 2**20, 150),  # not measured: about the ONNX target's (both run eager torch)
-    tools=("numpy",), add_arguments=add_arguments,
+    tools=("numpy",),
+    add_arguments=add_arguments,
     bench=BenchRuntime("toy-torch", "torch", bench_runner),
 )

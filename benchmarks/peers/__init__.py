@@ -11,6 +11,7 @@ as the core, so our .tflite files, the litert-torch ones and the ExecuTorch
 programs are timed side by side in one interleaved loop. The core environment only
 starts that process and turns its JSON into table rows (:mod:`benchmarks.peers.table`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -8,6 +8,7 @@ quality on the digits checkpoint with ``benchmarks.int8_quality``::
     .venv-peers/bin/python -m benchmarks.peers.convert --checkpoint tests/data/casvit_tiny_digits.pth \
         --res 64 --out DIR [--peers litert-torch-deploy-int8 ...]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,7 @@ def seeded_model(variant: str, form: str, checkpoint: Path | None = None):
     import torch
 
     from casvit import create_model, deploy, model_from_checkpoint
-    from casvit.init import randomize_batchnorm
+    from casvit.seeding import randomize_batchnorm
 
     if checkpoint is not None:
         model = model_from_checkpoint(checkpoint)
@@ -46,7 +47,7 @@ def calibration_batches(res: int) -> list[np.ndarray]:
     record = official_default(res, res)
     calib = load_calibration(record)
     x = to_convention(calib.rgb, "normalized", record.mean, record.std)
-    return [x[i:i + 1] for i in range(len(x))]
+    return [x[i : i + 1] for i in range(len(x))]
 
 
 def _pt2e_int8(model, sample, calibration: list[np.ndarray], quantizer, fold_quantize: bool):
@@ -71,7 +72,8 @@ def convert_litert_torch(peer: Peer, model, sample, calibration, path: Path) -> 
 
     if peer.precision == "int8":
         quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
-            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True))
+            pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True)
+        )
         model = _pt2e_int8(model, sample, calibration, quantizer, fold_quantize=False)
         edge = litert_torch.convert(model, (sample,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
     else:
@@ -88,7 +90,9 @@ def convert_executorch(peer: Peer, model, sample, calibration, path: Path) -> di
 
     if peer.precision == "int8":
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-            XNNPACKQuantizer, get_symmetric_quantization_config)
+            XNNPACKQuantizer,
+            get_symmetric_quantization_config,
+        )
 
         quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
         model = _pt2e_int8(model, sample, calibration, quantizer, fold_quantize=True)
@@ -103,8 +107,11 @@ def executorch_partitions(graph) -> dict:
     """XNNPACK-delegated subgraphs and the ops left on ExecuTorch's portable kernels."""
     calls = [n for n in graph.nodes if n.op == "call_function"]
     delegated = sum(1 for n in calls if "executorch_call_delegate" in str(n.target))
-    outside = Counter(str(n.target).split("::")[-1].split("(")[0].split(".")[0] for n in calls
-                      if "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target))
+    outside = Counter(
+        str(n.target).split("::")[-1].split("(")[0].split(".")[0]
+        for n in calls
+        if "executorch_call_delegate" not in str(n.target) and "getitem" not in str(n.target)
+    )
     return {"delegated": delegated, "outside": sum(outside.values()), "outside_ops": dict(sorted(outside.items()))}
 
 
@@ -117,8 +124,11 @@ def tflite_partitions(path: Path) -> dict:
     ops = interp._get_ops_details()  # noqa: SLF001 -- the only node list LiteRT's Python API has
     outputs = [d["index"] for d in interp.get_output_details()]
     outside = Counter(op["op_name"] for op in nodes_outside_delegates(ops, outputs))
-    return {"delegated": sum(op["op_name"] == "DELEGATE" for op in ops), "outside": sum(outside.values()),
-            "outside_ops": dict(sorted(outside.items()))}
+    return {
+        "delegated": sum(op["op_name"] == "DELEGATE" for op in ops),
+        "outside": sum(outside.values()),
+        "outside_ops": dict(sorted(outside.items())),
+    }
 
 
 def nodes_outside_delegates(ops: list[dict], graph_outputs: list[int]) -> list[dict]:
@@ -153,8 +163,11 @@ SUFFIX = {"litert-torch": ".tflite", "executorch": ".pte"}
 def main(argv: list[str] | None = None) -> int:
     from . import PEERS
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.peers.convert", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.peers.convert",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--variant", default="xs")
     p.add_argument("--res", type=int, default=224)
     p.add_argument("--checkpoint", type=Path, default=None)

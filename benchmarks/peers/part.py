@@ -1,6 +1,7 @@
 """The peer part of ``make bench`` (``--peers``), run from the core environment: export
 our .tflite files, hand them to :mod:`benchmarks.peers.run` in .venv-peers, and write
 ``peers.json``, ``peers.md`` and ``peers.png``."""
+
 from __future__ import annotations
 
 import json
@@ -26,13 +27,28 @@ def export_ours(variant: str, res: int, work: Path, log=print) -> tuple[list[dic
         if entry["name"] not in OURS:
             continue
         if "file" not in entry:
-            missing.append({"format": f"ours-{entry['name']}", "toolchain": "ours", "form": "deploy",
-                            "precision": entry["name"].split("-")[-1], "runtime": "litert",
-                            "status": entry["status"], "error": entry.get("error")})
+            missing.append(
+                {
+                    "format": f"ours-{entry['name']}",
+                    "toolchain": "ours",
+                    "form": "deploy",
+                    "precision": entry["name"].split("-")[-1],
+                    "runtime": "litert",
+                    "status": entry["status"],
+                    "error": entry.get("error"),
+                }
+            )
             continue
         art = artifacts.artifact_from_entry(entry, result["out_dir"])
-        ours.append({"format": f"ours-{entry['name']}", "precision": entry["precision"], "path": str(art.path),
-                     "input_convention": art.input_convention, "export_status": entry["status"]})
+        ours.append(
+            {
+                "format": f"ours-{entry['name']}",
+                "precision": entry["precision"],
+                "path": str(art.path),
+                "input_convention": art.input_convention,
+                "export_status": entry["status"],
+            }
+        )
     return ours, missing
 
 
@@ -47,13 +63,19 @@ def run_peers(job: dict, python: Path = PEERS_PYTHON, timeout: float = 3600, log
     log_path = Path(job["work"]) / "peers.log"
     log(f"peers: converting, checking and timing in {python.parent.parent.name} (log: {log_path})")
     with tempfile.TemporaryDirectory() as tmp, open(log_path, "w") as out:
+
         def step(name: str, source: dict, tag: str) -> dict:
             """One ``benchmarks.peers.run`` step in a fresh process; raises _StepFailed."""
             source_path, target = Path(tmp) / f"{tag}-in.json", Path(tmp) / f"{tag}-out.json"
             source_path.write_text(json.dumps(source))
             try:
-                proc = subprocess.run([str(python), "-m", "benchmarks.peers.run", name, str(source_path), str(target)],
-                                      cwd=ROOT, timeout=timeout, stdout=out, stderr=subprocess.STDOUT)
+                proc = subprocess.run(
+                    [str(python), "-m", "benchmarks.peers.run", name, str(source_path), str(target)],
+                    cwd=ROOT,
+                    timeout=timeout,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
             except subprocess.TimeoutExpired:
                 raise _StepFailed(f"{name} step failed", f"timed out after {timeout:.0f}s") from None
             if proc.returncode != 0 or not target.is_file():
@@ -76,12 +98,21 @@ class _StepFailed(Exception):
     """A peers step that crashed or timed out: (status, error) for every peer row."""
 
 
-def run(variant: str, res: int, threads: list[int], repeats: int, warmup: int, round_size: int, work: Path,
-        log=print) -> dict:
+def run(
+    variant: str, res: int, threads: list[int], repeats: int, warmup: int, round_size: int, work: Path, log=print
+) -> dict:
     """The peer result: our artifacts and every peer, converted, checked and timed together."""
     ours, missing = export_ours(variant, res, (work / "ours").resolve(), log)
-    job = {"variant": variant, "res": res, "threads": threads, "repeats": repeats, "warmup": warmup,
-           "round_size": round_size, "work": str((work / "converted").resolve()), "ours": ours}
+    job = {
+        "variant": variant,
+        "res": res,
+        "threads": threads,
+        "repeats": repeats,
+        "warmup": warmup,
+        "round_size": round_size,
+        "work": str((work / "converted").resolve()),
+        "ours": ours,
+    }
     result = run_peers(job, log=log)
     result["rows"] = missing + result["rows"]
     return result

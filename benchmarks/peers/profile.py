@@ -7,6 +7,7 @@ so the per-op times come from XNNPACK's own runtime profiling as ExecuTorch reco
 an ETDump: every XNNPACK operator of the delegated graph (the same XNNPACK kernels LiteRT's
 delegate runs) and every op left outside it, per run. Writes ``profile.json`` and
 ``profile.md`` with the share of time per op class."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,15 @@ from pathlib import Path
 from . import Peer
 
 # XNNPACK operator names (e.g. "Convolution (NHWC, F32) DWConv #3") -> op class.
-CLASSES = (("depthwise", r"DWConv"), ("conv", r"^Convolution|^Fully Connected"), ("sigmoid", r"^Sigmoid"),
-           ("GELU", r"^GELU"), ("mean", r"^Mean"), ("elementwise", r"^(Add|Multiply|Subtract|Divide)"),
-           ("transpose/copy", r"^(Transpose|Copy|Constant Pad|Slice|Concatenate)"))
+CLASSES = (
+    ("depthwise", r"DWConv"),
+    ("conv", r"^Convolution|^Fully Connected"),
+    ("sigmoid", r"^Sigmoid"),
+    ("GELU", r"^GELU"),
+    ("mean", r"^Mean"),
+    ("elementwise", r"^(Add|Multiply|Subtract|Divide)"),
+    ("transpose/copy", r"^(Transpose|Copy|Constant Pad|Slice|Concatenate)"),
+)
 RUNTIME_EVENTS = ("Method::init", "Program::load_method", "Method::execute")
 
 
@@ -45,8 +52,10 @@ def class_shares(events: list[tuple[str, bool, float]]) -> dict:
             cls = op_class(name, delegated)
             totals[cls] = totals.get(cls, 0.0) + ms
     whole = sum(totals.values()) or 1.0
-    return {cls: {"ms": round(ms, 3), "share": round(ms / whole, 4)}
-            for cls, ms in sorted(totals.items(), key=lambda kv: -kv[1])}
+    return {
+        cls: {"ms": round(ms, 3), "share": round(ms / whole, 4)}
+        for cls, ms in sorted(totals.items(), key=lambda kv: -kv[1])
+    }
 
 
 def call_overhead_ms(events: list[tuple[str, bool, float]]) -> float:
@@ -70,7 +79,9 @@ def profile(variant: str, res: int, threads: int, runs: int, precision: str = "f
     with tempfile.TemporaryDirectory() as tmp:
         pte, etdump = Path(tmp) / "model.pte", Path(tmp) / "run.etdp"
         calibration = calibration_batches(res) if precision == "int8" else []
-        partitions = convert_executorch(Peer("executorch", "deploy", precision), model, x, calibration, pte)["partitions"]
+        partitions = convert_executorch(Peer("executorch", "deploy", precision), model, x, calibration, pte)[
+            "partitions"
+        ]
         _unsafe_reset_threadpool(threads)
         program = Runtime.get().load_program(str(pte), enable_etdump=True)
         method = program.load_method("forward")
@@ -82,25 +93,41 @@ def profile(variant: str, res: int, threads: int, runs: int, precision: str = "f
             walls.append((time.perf_counter() - start) * 1e3)
         program.write_etdump_result_to_file(str(etdump), str(Path(tmp) / "debug.bin"))
         frame = Inspector(etdump_path=str(etdump)).to_dataframe()
-    events = [(row.event_name, bool(row.is_delegated_op), statistics.median(row.raw[1:] or row.raw))
-              for row in frame.itertuples() if row.event_name not in RUNTIME_EVENTS]
+    events = [
+        (row.event_name, bool(row.is_delegated_op), statistics.median(row.raw[1:] or row.raw))
+        for row in frame.itertuples()
+        if row.event_name not in RUNTIME_EVENTS
+    ]
     ops = [(n, d, ms) for n, d, ms in events if n not in ("DELEGATE_CALL", "OPERATOR_CALL")]
-    return {"variant": variant, "resolution": res, "precision": precision, "threads": threads, "runs": runs,
-            "partitions": partitions,
-            "wall_median_ms": round(statistics.median(walls), 3),
-            "summed_median_ms": round(sum(ms for name, _, ms in events if name in ("DELEGATE_CALL", "OPERATOR_CALL")), 3),
-            "classes": class_shares(events), "delegate_call_overhead_ms": call_overhead_ms(events), "xnnpack_ops": len([1 for _, d, _ in ops if d])}
+    return {
+        "variant": variant,
+        "resolution": res,
+        "precision": precision,
+        "threads": threads,
+        "runs": runs,
+        "partitions": partitions,
+        "wall_median_ms": round(statistics.median(walls), 3),
+        "summed_median_ms": round(sum(ms for name, _, ms in events if name in ("DELEGATE_CALL", "OPERATOR_CALL")), 3),
+        "classes": class_shares(events),
+        "delegate_call_overhead_ms": call_overhead_ms(events),
+        "xnnpack_ops": len([1 for _, d, _ in ops if d]),
+    }
 
 
 def markdown(result: dict) -> str:
-    lines = [f"## {result.get('precision', 'fp32')} per-op profile, {result['variant']}@{result['resolution']}, "
-             f"{result['threads']} thread(s)", "",
-             f"XNNPACK per-operator times from ExecuTorch's ETDump (median of {result['runs']} runs per op), "
-             f"{result['xnnpack_ops']} XNNPACK operators in {result['partitions']['delegated']} delegated "
-             f"subgraphs; {result['summed_median_ms']} ms summed over the delegate and operator calls, "
-             f"{result['wall_median_ms']} ms median wall time of one run (ETDump on); the delegate calls hold "
-             f"{result['delegate_call_overhead_ms']} ms beyond their operators. Shares are of the summed op time.", "",
-             "| op class | ms | share |", "|---|---:|---:|"]
+    lines = [
+        f"## {result.get('precision', 'fp32')} per-op profile, {result['variant']}@{result['resolution']}, "
+        f"{result['threads']} thread(s)",
+        "",
+        f"XNNPACK per-operator times from ExecuTorch's ETDump (median of {result['runs']} runs per op), "
+        f"{result['xnnpack_ops']} XNNPACK operators in {result['partitions']['delegated']} delegated "
+        f"subgraphs; {result['summed_median_ms']} ms summed over the delegate and operator calls, "
+        f"{result['wall_median_ms']} ms median wall time of one run (ETDump on); the delegate calls hold "
+        f"{result['delegate_call_overhead_ms']} ms beyond their operators. Shares are of the summed op time.",
+        "",
+        "| op class | ms | share |",
+        "|---|---:|---:|",
+    ]
     lines += [f"| {cls} | {v['ms']:.3f} | {100 * v['share']:.1f} % |" for cls, v in result["classes"].items()]
     return "\n".join(lines) + "\n"
 

@@ -8,6 +8,7 @@ litert-torch's in the same LiteRT wheel, ExecuTorch programs in its runtime.
 The job (written by :func:`benchmarks.peers.part.run_peers`) names the variant,
 resolution, thread counts, timing parameters, the work folder and our artifacts;
 the time step reads the rows the convert step wrote."""
+
 from __future__ import annotations
 
 import json
@@ -107,8 +108,14 @@ def convert_peer(peer: Peer, job: dict, calibration, reference, x, photos) -> di
     import torch
 
     path = Path(job["work"]) / f"{peer.name}{SUFFIX[peer.toolchain]}"
-    row = {"format": peer.name, "toolchain": peer.toolchain, "form": peer.form, "precision": peer.precision,
-           "runtime": peer.runtime, "path": str(path)}
+    row = {
+        "format": peer.name,
+        "toolchain": peer.toolchain,
+        "form": peer.form,
+        "precision": peer.precision,
+        "runtime": peer.runtime,
+        "path": str(path),
+    }
     try:
         model = seeded_model(job["variant"], peer.form)
         sample = torch.from_numpy(x[:1].copy())
@@ -148,9 +155,15 @@ def time_all(rows: list[dict], job: dict, rgb: np.ndarray) -> None:
         if row["runtime"] == "executorch":
             runners[row["format"]] = executorch_runner(Path(row["path"]), x)
         else:
-            cfg = Config.for_runtime(litert, name=row["format"], variant=job["variant"], res=job["res"],
-                                     threads=threads, path=row["path"],
-                                     input_convention=row.get("input_convention", "normalized"))
+            cfg = Config.for_runtime(
+                litert,
+                name=row["format"],
+                variant=job["variant"],
+                res=job["res"],
+                threads=threads,
+                path=row["path"],
+                input_convention=row.get("input_convention", "normalized"),
+            )
             runners[row["format"]] = make_runner(cfg, x)
     samples = interleaved(runners, job["repeats"], job["warmup"], job["round_size"], _log) if runners else {}
     for row in rows:
@@ -178,18 +191,32 @@ def convert_all(job: dict) -> dict:
     for ours in job["ours"]:  # checked again here with the same metrics as the peers
         path = Path(ours["path"])
         logits = tflite_predict(path, in_convention(rgb, ours["input_convention"]))
-        rows.append({**ours, "toolchain": "ours", "form": "deploy", "runtime": "litert",
-                     "size_bytes": path.stat().st_size, "partitions": tflite_partitions(path),
-                     **parity_verdict(reference, logits, ours["precision"], photos)})
+        rows.append(
+            {
+                **ours,
+                "toolchain": "ours",
+                "form": "deploy",
+                "runtime": "litert",
+                "size_bytes": path.stat().st_size,
+                "partitions": tflite_partitions(path),
+                **parity_verdict(reference, logits, ours["precision"], photos),
+            }
+        )
     for peer in PEERS:
         if peer.name in wanted:
             _log(f"{peer.name}: converting")
             rows.append(convert_peer(peer, job, calibration, reference, x, photos))
             _log(f"{peer.name}: {rows[-1]['status']} {rows[-1].get('error', '')}")
     versions = {p: md.version(p) for p in ("torch", "litert-torch", "executorch", "ai-edge-litert", "torchao")}
-    return {**{k: job[k] for k in ("variant", "res", "threads", "repeats", "warmup", "round_size")},
-            "resolution": job["res"], "parity_inputs": names, "calibration_images": len(calibration),
-            "versions": versions, "torch_cuda": torch.version.cuda, "rows": rows}
+    return {
+        **{k: job[k] for k in ("variant", "res", "threads", "repeats", "warmup", "round_size")},
+        "resolution": job["res"],
+        "parity_inputs": names,
+        "calibration_images": len(calibration),
+        "versions": versions,
+        "torch_cuda": torch.version.cuda,
+        "rows": rows,
+    }
 
 
 def main(argv: list[str]) -> int:

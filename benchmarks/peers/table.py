@@ -1,6 +1,7 @@
 """Rows of the peer benchmark: the parity verdict that decides what is timed, status
 rows for peers that could not run, the markdown table and the plot. Nothing here
 imports a peer package (the core environment renders what .venv-peers measured)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,8 +44,18 @@ def photos_centered_cosine(reference, output, photos) -> float:
 
 def unavailable_rows(status: str, error: str) -> list[dict]:
     """Every peer as a row with the same status (not installed, run failed ...)."""
-    return [{"format": p.name, "toolchain": p.toolchain, "form": p.form, "precision": p.precision,
-             "runtime": p.runtime, "status": status, "error": error} for p in PEERS]
+    return [
+        {
+            "format": p.name,
+            "toolchain": p.toolchain,
+            "form": p.form,
+            "precision": p.precision,
+            "runtime": p.runtime,
+            "status": status,
+            "error": error,
+        }
+        for p in PEERS
+    ]
 
 
 def _ratio(row: dict, rows: list[dict], threads: str) -> float | None:
@@ -68,15 +79,22 @@ def markdown(result: dict) -> str:
     """The peer table: one line per (artifact, thread count), status rows included."""
     rows = result["rows"]
     threads = [str(t) for t in result.get("threads", [1])]
-    lines = [f"## Peer toolchains, {result.get('variant')}@{result.get('res')}", "",
-             "Same seeded weights, same calibration images, parity against eager before timing; timed interleaved "
-             "in one process (our .tflite files and litert-torch's in the same LiteRT, ExecuTorch programs in its "
-             "runtime). ratio = median / ours at the same precision and thread count."
-             + (f" Versions: {', '.join(f'{k} {v}' for k, v in result['versions'].items())}." if "versions" in result
-                else ""), "",
-             "| artifact | precision | threads | median ms | ratio vs ours | XNNPACK partitions | conversion s | "
-             "max rel | centered cosine | centered cosine, photos | status |",
-             "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|"]
+    lines = [
+        f"## Peer toolchains, {result.get('variant')}@{result.get('res')}",
+        "",
+        "Same seeded weights, same calibration images, parity against eager before timing; timed interleaved "
+        "in one process (our .tflite files and litert-torch's in the same LiteRT, ExecuTorch programs in its "
+        "runtime). ratio = median / ours at the same precision and thread count."
+        + (
+            f" Versions: {', '.join(f'{k} {v}' for k, v in result['versions'].items())}."
+            if "versions" in result
+            else ""
+        ),
+        "",
+        "| artifact | precision | threads | median ms | ratio vs ours | XNNPACK partitions | conversion s | "
+        "max rel | centered cosine | centered cosine, photos | status |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|",
+    ]
     for row in rows:
         parity = row.get("parity", {})
         for t in threads if row.get("timing") else [""]:
@@ -88,7 +106,8 @@ def markdown(result: dict) -> str:
                 f"{'' if ratio is None else f'{ratio:.2f}'} | {partitions_text(row)} | "
                 f"{row.get('convert_seconds', '')} | {_fmt(parity.get('max_rel'), '.2e')} | "
                 f"{_fmt(parity.get('min_centered_cosine'), '.4f')} | "
-                f"{_fmt(parity.get('photos_min_centered_cosine'), '.4f')} | {status.replace('|', '/')} |")
+                f"{_fmt(parity.get('photos_min_centered_cosine'), '.4f')} | {status.replace('|', '/')} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -100,6 +119,7 @@ def plot(result: dict, path: Path) -> None:
     """Median latency per artifact (bars) at each thread count, labelled with the
     XNNPACK partitions and conversion seconds; rows that were not timed are left out."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
@@ -111,10 +131,17 @@ def plot(result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 4.5))
     width = 0.8 / max(1, len(threads))
     for i, t in enumerate(threads):
-        ax.bar(np.arange(len(rows)) + i * width,
-               [r["timing"].get(t, {}).get("median_ms", np.nan) for r in rows], width, label=f"{t} thread(s)")
-    labels = [f"{r['format']}\n{partitions_text(r).split(' + ')[0]}"
-              + (f"\nconv {r['convert_seconds']} s" if r.get("convert_seconds") else "") for r in rows]
+        ax.bar(
+            np.arange(len(rows)) + i * width,
+            [r["timing"].get(t, {}).get("median_ms", np.nan) for r in rows],
+            width,
+            label=f"{t} thread(s)",
+        )
+    labels = [
+        f"{r['format']}\n{partitions_text(r).split(' + ')[0]}"
+        + (f"\nconv {r['convert_seconds']} s" if r.get("convert_seconds") else "")
+        for r in rows
+    ]
     ax.set_xticks(np.arange(len(rows)) + 0.4 - width / 2, labels, rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("median latency, ms")
     ax.set_title(f"CAS-ViT-{result.get('variant')} @ {result.get('res')}: ours vs peer toolchains")

@@ -2,6 +2,7 @@
 (``export.targets.base.Target``) says everything about that format. Adding a
 target is one module plus one line here; the order is the conversion order, so a
 target comes after those it depends on."""
+
 from __future__ import annotations
 
 import importlib
@@ -10,14 +11,27 @@ import platform
 from .base import BenchRuntime, MemoryCost, Target
 
 REGISTRY: dict[str, str] = {
-    "onnx": "export.targets.onnx",
-    "tflite": "export.targets.tflite",
-    "coreml": "export.targets.coreml",
+    "onnx": "export.targets.onnx.target",
+    "tflite": "export.targets.tflite.target",
+    "coreml": "export.targets.coreml.target",
 }
+# What an export makes when no target is named (the CLI, make export, the Python API).
+DEFAULT_TARGETS = ("coreml",)
 # Versions every report records besides the targets' own tools.
 CORE_TOOLS, LAST_TOOLS = ("torch",), ("numpy",)
 
-__all__ = ["REGISTRY", "BenchRuntime", "MemoryCost", "Target", "get", "names", "package_versions", "records", "tools", "tool_versions"]
+__all__ = [
+    "REGISTRY",
+    "BenchRuntime",
+    "MemoryCost",
+    "Target",
+    "get",
+    "names",
+    "package_versions",
+    "records",
+    "tools",
+    "tool_versions",
+]
 
 
 def names() -> tuple[str, ...]:
@@ -32,7 +46,7 @@ def get(name: str) -> Target:
     record = importlib.import_module(REGISTRY[name]).TARGET
     if record.name != name:
         raise ValueError(f"{REGISTRY[name]}.TARGET is named {record.name!r}, registered as {name!r}")
-    earlier = names()[:names().index(name)]
+    earlier = names()[: names().index(name)]
     if not set(record.depends_on) <= set(earlier):
         raise ValueError(f"target {name!r} depends on {', '.join(record.depends_on)}: register it after them")
     return record
@@ -40,6 +54,11 @@ def get(name: str) -> Target:
 
 def records() -> list[Target]:
     return [get(name) for name in names()]
+
+
+def calibrating(spec) -> list[str]:
+    """The targets of ``spec`` whose run makes a model calibrated on images."""
+    return [name for name in spec.targets if get(name).calibrated_in(spec)]
 
 
 def tools() -> tuple[str, ...]:

@@ -4,12 +4,15 @@ Everything outside the target module that needs to know about a format (the CLI,
 ``validate``, the op audit, the tool versions of the report, the benchmarks) reads
 it from this record, so adding a target is one module and one registry line
 (``export.targets.REGISTRY``)."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from ..spec import Artifact, ExportSpec
+if TYPE_CHECKING:  # annotations only: the spec module reads this package's defaults
+    from ..spec import Artifact, ExportSpec
 
 
 @dataclass(frozen=True)
@@ -18,7 +21,7 @@ class BenchRuntime:
     may import nothing but this runtime: ``runner(path, threads, x)`` returns a
     zero-argument callable doing one inference on ``x`` (NCHW float32 in the
     artifact's input convention). ``runner`` lives in a module that does not import
-    torch (``export.targets.runtimes`` for the built-in formats)."""
+    torch (``export.targets.<name>.runtime`` for the built-in formats)."""
 
     name: str  # e.g. "onnxruntime": the benchmark rows' runtime column
     import_name: str  # the module imported before the memory baseline, e.g. "ai_edge_litert.interpreter"
@@ -67,9 +70,16 @@ class Target:
     add_arguments: Callable[[Any], None] | None = None  # the target's own CLI options (an argparse group)
     validate: Callable[[ExportSpec], None] | None = None  # its options, before any conversion
     depends_on: tuple[str, ...] = ()  # targets whose intermediate artifacts it converts from
+    # Whether a run of ``spec`` makes a model of this target calibrated on images
+    # (``--calib``, ``--calib-from-val``); None: never.
+    calibrates: Callable[[ExportSpec], bool] | None = None
     bench: BenchRuntime | None = None  # None: no Linux runtime (no latency rows)
     # Whether load() runs on Linux, so the accuracy benchmark can evaluate it there.
     linux_accuracy: bool = True
+
+    def calibrated_in(self, spec: ExportSpec) -> bool:
+        """Whether a run of ``spec`` makes a model of this target calibrated on images."""
+        return self.calibrates is not None and self.calibrates(spec)
 
     def denies(self, op: str) -> bool:
         return op in self.deny or op.startswith(self.deny_prefixes)

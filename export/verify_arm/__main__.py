@@ -3,6 +3,7 @@ missed a gate (or LiteRT could not run it), 2 bad input, OUT in use or no toolch
 
 OUT's lock is held from reading the set to writing the reports, so an export cannot
 swap a new set in between (the reports would then describe files no longer there)."""
+
 from __future__ import annotations
 
 import argparse
@@ -16,22 +17,37 @@ from ..outset import CHECK_REPORTS, OutputLock, recover_stale
 from .evaluate import verify
 from .outputset import BadInput, load
 from .render import render_markdown
-from .run import DEFAULT_CACHE, QEMU_CPU, SetupFailed, prepare
+from .sides import DEFAULT_CACHE, QEMU_CPU, SetupFailed, prepare
 
 JSON_NAME, MD_NAME = CHECK_REPORTS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m export.verify_arm", description=__doc__.split("``.", 1)[1].strip(),
-                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("out", type=Path, help="an export output folder (manifest.json, report.json, parity_inputs.npz, .tflite)")
+    p = OneLineParser(
+        prog="python -m export.verify_arm",
+        description=__doc__.split("``.", 1)[1].strip(),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument(
+        "out", type=Path, help="an export output folder (manifest.json, report.json, parity_inputs.npz, .tflite)"
+    )
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the ARM64 root and the x86 LiteRT are kept")
-    p.add_argument("--qemu-cpu", default=QEMU_CPU,
-                   help="CPU model qemu emulates (e.g. cortex-a57: ARMv8.0, no FP16 arithmetic, no dot-product)")
-    p.add_argument("--no-fp16-arithmetic", dest="fp16_arithmetic", action="store_false",
-                   help="skip the forced-fp16 XNNPACK run of the float models")
-    p.add_argument("--gate-fp16-arithmetic", action="store_true",
-                   help="fail (exit 1) when a float model misses the fp16 gate in fp16 arithmetic")
+    p.add_argument(
+        "--qemu-cpu",
+        default=QEMU_CPU,
+        help="CPU model qemu emulates (e.g. cortex-a57: ARMv8.0, no FP16 arithmetic, no dot-product)",
+    )
+    p.add_argument(
+        "--no-fp16-arithmetic",
+        dest="fp16_arithmetic",
+        action="store_false",
+        help="skip the forced-fp16 XNNPACK run of the float models",
+    )
+    p.add_argument(
+        "--gate-fp16-arithmetic",
+        action="store_true",
+        help="fail (exit 1) when a float model misses the fp16 gate in fp16 arithmetic",
+    )
     return p
 
 
@@ -70,8 +86,11 @@ def _verify_locked(args) -> int:
     if failed:
         print(f"verify-arm: FAILED: {', '.join(failed)} missed a gate; see {args.out / MD_NAME}", file=sys.stderr)
         return 1
-    print(f"verify-arm: {len(report['models'])} models passed on ARM64 and x86 LiteRT {report['litert_version']}; "
-          f"report: {args.out / MD_NAME}", file=sys.stderr)
+    print(
+        f"verify-arm: {len(report['models'])} models passed on ARM64 and x86 LiteRT {report['litert_version']}; "
+        f"report: {args.out / MD_NAME}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -1,5 +1,6 @@
 """Plan the runs of an output set, run them on both sides and gate each output
 against the golden logits with the export's own parity code (export/parity.py)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,7 @@ import numpy as np
 from .. import parity
 from . import LITERT_VERSION
 from .outputset import Model, OutputSet
-from .run import Side, run
+from .sides import Side, run
 
 # XNNPACK's half-precision path (FORCE_FP16) applies to float models only.
 FP16_ARITHMETIC_PRECISIONS = ("fp32", "fp16")
@@ -31,8 +32,13 @@ def _checked(reference: np.ndarray, arrays: dict, info: dict, key: str, precisio
     run_info = info.get("runs", {}).get(key, {})
     if key not in arrays:
         error = run_info.get("error", "no output")
-        return {"metrics": None, "tolerance": None, "passed": False, "misses": [f"did not run: {error}"],
-                "runtime": run_info}
+        return {
+            "metrics": None,
+            "tolerance": None,
+            "passed": False,
+            "misses": [f"did not run: {error}"],
+            "runtime": run_info,
+        }
     return {**parity.check(reference, arrays[key], precision), "runtime": run_info}
 
 
@@ -42,12 +48,16 @@ def _max_abs(a: np.ndarray | None, b: np.ndarray | None) -> float | None:
 
 def _environment(side: Side, info: dict) -> dict:
     keep = ("machine", "python", "numpy", "ai_edge_litert", "cpu_features")
-    return {"command": " ".join(side.command[:3 if side.name == "arm64" else 1]), "tool": side.tool_version(),
-            **{k: info.get(k) for k in keep}}
+    return {
+        "command": " ".join(side.command[: 3 if side.name == "arm64" else 1]),
+        "tool": side.tool_version(),
+        **{k: info.get(k) for k in keep},
+    }
 
 
-def verify(output_set: OutputSet, arm: Side, x86: Side, fp16_arithmetic: bool = True,
-           gate_fp16_arithmetic: bool = False) -> dict:
+def verify(
+    output_set: OutputSet, arm: Side, x86: Side, fp16_arithmetic: bool = True, gate_fp16_arithmetic: bool = False
+) -> dict:
     """The verify-arm report: per model the ARM64 and x86 LiteRT checks, the export's
     own check for comparison, and the forced-fp16 run; ``passed`` covers the default
     ARM64 and x86 runs (plus fp16 arithmetic when ``gate_fp16_arithmetic``)."""
@@ -59,7 +69,9 @@ def verify(output_set: OutputSet, arm: Side, x86: Side, fp16_arithmetic: bool = 
     for i, m in enumerate(output_set.models):
         key = f"m{i}_default"
         entry = {
-            "file": m.file, "precision": m.precision, "input_convention": m.convention,
+            "file": m.file,
+            "precision": m.precision,
+            "input_convention": m.convention,
             "arm64": _checked(reference, arm_arrays, arm_info, key, m.precision),
             "x86_64": _checked(reference, x86_arrays, x86_info, key, m.precision),
             "export_check": {"runtime": m.export_runtime, **(m.export_parity or {})},
@@ -79,13 +91,19 @@ def verify(output_set: OutputSet, arm: Side, x86: Side, fp16_arithmetic: bool = 
         "tool": "verify-arm",
         "litert_version": LITERT_VERSION,
         "qemu_cpu": arm.command[2],
-        "golden": {"file": output_set.golden_file, "sha256": output_set.golden_sha256,
-                   "samples": int(reference.shape[0])},
+        "golden": {
+            "file": output_set.golden_file,
+            "sha256": output_set.golden_sha256,
+            "samples": int(reference.shape[0]),
+        },
         "arm64": _environment(arm, arm_info),
         "x86_64": _environment(x86, x86_info),
-        "fp16_arithmetic": {"run": fp16_arithmetic, "gating": gate_fp16_arithmetic,
-                            "how": "XNNPACK delegate created through LiteRT's C API with "
-                                   "TFLITE_XNNPACK_DELEGATE_FLAG_FORCE_FP16, default delegates off"},
+        "fp16_arithmetic": {
+            "run": fp16_arithmetic,
+            "gating": gate_fp16_arithmetic,
+            "how": "XNNPACK delegate created through LiteRT's C API with "
+            "TFLITE_XNNPACK_DELEGATE_FLAG_FORCE_FP16, default delegates off",
+        },
         "models": models,
         "passed": all(m["passed"] for m in models),
     }

@@ -1,6 +1,7 @@
 """An export's output set as verify-arm needs it: the golden data and every .tflite
 the manifest lists, each checked against the manifest's sha256, with its precision
 and input convention from the report. Anything missing or altered is a BadInput."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,6 @@ import numpy as np
 
 from .. import golden
 from ..fsutil import sha256_of
-
 
 PRECISION_ORDER = ("fp32", "fp16", "int8-dynamic", "int8")
 
@@ -70,7 +70,9 @@ def _read_golden(path: Path) -> dict[str, np.ndarray]:
     try:
         data = golden.read(path)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
-        raise BadInput(f"{path}: unreadable golden data ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        raise BadInput(
+            f"{path}: unreadable golden data ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+        ) from None
     if data["rgb"].dtype != np.uint8 or data["rgb"].shape[-1] != 3 or data["logits"].ndim != 2:
         raise BadInput(f"{path}: golden data has unexpected shapes or types")
     return data
@@ -96,8 +98,16 @@ def load(out_dir: Path) -> OutputSet:
         artifact = by_file.get(name)
         if artifact is None:
             raise BadInput(f"{out_dir / 'report.json'}: no artifact entry for {name}")
-        models.append(Model(name, _checked_file(out_dir, name, listed[name]), artifact["precision"],
-                            artifact["input_convention"], artifact.get("parity"), artifact.get("runtime", "")))
+        models.append(
+            Model(
+                name,
+                _checked_file(out_dir, name, listed[name]),
+                artifact["precision"],
+                artifact["input_convention"],
+                artifact.get("parity"),
+                artifact.get("runtime", ""),
+            )
+        )
     if not models:
         raise BadInput(f"{out_dir / 'manifest.json'}: lists no .tflite file (export with --target tflite)")
     return OutputSet(out_dir, golden.FILE_NAME, listed[golden.FILE_NAME], _read_golden(golden_path), models)

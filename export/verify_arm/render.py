@@ -1,4 +1,5 @@
 """verify-arm.md: the verify-arm report as one table per output set."""
+
 from __future__ import annotations
 
 
@@ -14,9 +15,18 @@ def _row(model: dict, label: str, check: dict) -> str:
         verdict = "FAIL: " + "; ".join(check.get("misses") or ["not run"])
         if check.get("gating") is False:
             verdict = verdict.replace("FAIL", "miss (reported, not gating)", 1)
-    cells = [model["file"], model["precision"], label, _g(m.get("max_abs")), _g(m.get("max_rel")),
-             f"{m['min_cosine']:.6f}" if m else "-", f"{m['min_centered_cosine']:.4f}" if m else "-",
-             _g(m.get("top1_agreement")), _g(m.get("top5_agreement")), verdict]
+    cells = [
+        model["file"],
+        model["precision"],
+        label,
+        _g(m.get("max_abs")),
+        _g(m.get("max_rel")),
+        f"{m['min_cosine']:.6f}" if m else "-",
+        f"{m['min_centered_cosine']:.4f}" if m else "-",
+        _g(m.get("top1_agreement")),
+        _g(m.get("top5_agreement")),
+        verdict,
+    ]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -46,10 +56,16 @@ def render_markdown(report: dict) -> str:
             lines.append(_row(model, f"export check ({export['runtime'].split(' Interpreter')[0] or 'x86'})", export))
         if "arm64_fp16_arithmetic" in model:
             lines.append(_row(model, "ARM64 fp16 arithmetic (fp16 gate)", model["arm64_fp16_arithmetic"]))
-    lines += ["", "| model | ARM64 vs x86 LiteRT max abs | ARM64 fp16 vs default arithmetic max abs |", "|---|---:|---:|"]
+    lines += [
+        "",
+        "| model | ARM64 vs x86 LiteRT max abs | ARM64 fp16 vs default arithmetic max abs |",
+        "|---|---:|---:|",
+    ]
     for model in report["models"]:
         fp16 = model.get("arm64_fp16_arithmetic") or {}
-        lines.append(f"| {model['file']} | {_g(model['arm64_vs_x86_64_max_abs'])} | "
-                     f"{_g(fp16.get('max_abs_vs_default_arithmetic'))} |")
+        lines.append(
+            f"| {model['file']} | {_g(model['arm64_vs_x86_64_max_abs'])} | "
+            f"{_g(fp16.get('max_abs_vs_default_arithmetic'))} |"
+        )
     lines += ["", "Timings under emulation say nothing about a phone's latency; none are reported.", ""]
     return "\n".join(lines)

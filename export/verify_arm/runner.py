@@ -10,6 +10,7 @@ JOB.json: {"golden": path, "out": path.npz, "runs": [{"key", "model", "conventio
 run key that ran plus ``info`` (a JSON string: versions, machine, CPU features, XNNPACK
 flags, and the error of each run that failed).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -24,12 +25,16 @@ import numpy as np
 # the same names /proc/cpuinfo prints as "Features"; qemu-user reports the host's
 # /proc/cpuinfo, so the auxiliary vector is the guest's own view.
 AT_HWCAP, AT_HWCAP2 = 16, 26
-HWCAP_NAMES = ("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm jscvt "
-               "fcma lrcpc dcpop sha3 sm3 sm4 asimddp sha512 sve asimdfhm dit uscat ilrcpc flagm ssbs "
-               "sb paca pacg").split()
-HWCAP2_NAMES = ("dcpodp sve2 sveaes svepmull svebitperm svesha3 svesm4 flagm2 frint svei8mm svef32mm "
-                "svef64mm svebf16 i8mm bf16 dgh rng bti mte ecv afp rpres mte3 sme sme_i16i64 "
-                "sme_f64f64 sme_i8i32 sme_f16f32 sme_b16f32 sme_f32f32 sme_fa64 wfxt ebf16").split()
+HWCAP_NAMES = (
+    "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm jscvt "
+    "fcma lrcpc dcpop sha3 sm3 sm4 asimddp sha512 sve asimdfhm dit uscat ilrcpc flagm ssbs "
+    "sb paca pacg"
+).split()
+HWCAP2_NAMES = (
+    "dcpodp sve2 sveaes svepmull svebitperm svesha3 svesm4 flagm2 frint svei8mm svef32mm "
+    "svef64mm svebf16 i8mm bf16 dgh rng bti mte ecv afp rpres mte3 sme sme_i16i64 "
+    "sme_f64f64 sme_i8i32 sme_f16f32 sme_b16f32 sme_f32f32 sme_fa64 wfxt ebf16"
+).split()
 
 # XNNPACK delegate flags (tensorflow/lite/delegates/xnnpack/xnnpack_delegate.h).
 XNNPACK_FLAG_FORCE_FP16 = 0x4
@@ -63,8 +68,12 @@ class _XnnpackOptions(ctypes.Structure):
     aarch64 and x86-64). The field order (num_threads, runtime_flags, flags) is the
     one LiteRT 1.4.0's TfLiteXNNPackDelegateOptionsDefault fills (flags = QS8|QU8 = 3)."""
 
-    _fields_ = [("num_threads", ctypes.c_int32), ("runtime_flags", ctypes.c_uint32),
-                ("flags", ctypes.c_uint32), ("_rest", ctypes.c_uint8 * 500)]
+    _fields_ = [
+        ("num_threads", ctypes.c_int32),
+        ("runtime_flags", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("_rest", ctypes.c_uint8 * 500),
+    ]
 
 
 class Fp16XnnpackDelegate:
@@ -113,14 +122,15 @@ def model_input(rgb: np.ndarray, convention: str, mean: np.ndarray, std: np.ndar
     if convention == "unit":
         return x
     if convention == "normalized":
-        return ((x - mean.astype(np.float32).reshape(1, 1, 1, 3)) / std.astype(np.float32).reshape(1, 1, 1, 3)
-                ).astype(np.float32)
+        return ((x - mean.astype(np.float32).reshape(1, 1, 1, 3)) / std.astype(np.float32).reshape(1, 1, 1, 3)).astype(
+            np.float32
+        )
     raise ValueError(f"unknown input convention {convention!r}")
 
 
 def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
     """float32 -> a LiteRT tensor's dtype, using its (scale, zero_point) for int8/uint8
-    (the project's one copy: ``export.targets.runtimes`` imports it from here)."""
+    (a copy of ``export.litert_io.quantize``: this file runs without the project)."""
     dtype = np.dtype(detail["dtype"])
     if dtype == np.float32:
         return x.astype(np.float32)
@@ -130,7 +140,8 @@ def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
 
 
 def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
-    """A LiteRT output tensor -> float32, using its (scale, zero_point) when integer."""
+    """A LiteRT output tensor -> float32, using its (scale, zero_point) when integer
+    (a copy of ``export.litert_io.dequantize``)."""
     if np.dtype(detail["dtype"]) == np.float32:
         return y.astype(np.float32)
     scale, zero_point = detail["quantization"]
@@ -145,8 +156,12 @@ def run_model(path: str, batch: np.ndarray, arithmetic: str) -> tuple[np.ndarray
     if arithmetic == "fp16":
         delegate = Fp16XnnpackDelegate()
         info.update(xnnpack_default_flags=delegate.default_flags, xnnpack_flags=delegate.flags)
-        interpreter = Interpreter(model_path=path, num_threads=1, experimental_delegates=[delegate],
-                                  experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        interpreter = Interpreter(
+            model_path=path,
+            num_threads=1,
+            experimental_delegates=[delegate],
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
     elif arithmetic == "default":
         interpreter = Interpreter(model_path=path, num_threads=1)
     else:
@@ -165,15 +180,21 @@ def run_model(path: str, batch: np.ndarray, arithmetic: str) -> tuple[np.ndarray
 
 
 def environment() -> dict:
-    import ai_edge_litert
     from importlib.metadata import PackageNotFoundError, version
+
+    import ai_edge_litert
 
     try:
         litert = version("ai-edge-litert")
     except PackageNotFoundError:  # installed with --target: no metadata on sys.path
         litert = getattr(ai_edge_litert, "__version__", "unknown")
-    return {"machine": platform.machine(), "python": platform.python_version(), "numpy": np.__version__,
-            "ai_edge_litert": litert, "cpu_features": cpu_features()}
+    return {
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "ai_edge_litert": litert,
+        "cpu_features": cpu_features(),
+    }
 
 
 def main(job_path: str) -> int:

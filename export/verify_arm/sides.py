@@ -1,5 +1,6 @@
 """The two side installs of LiteRT (emulated ARM64 root, x86 --target folder) and
 running runner.py in them on one output set."""
+
 from __future__ import annotations
 
 import json
@@ -43,14 +44,20 @@ def prepare(cache: Path = DEFAULT_CACHE, qemu_cpu: str = QEMU_CPU) -> tuple[Side
     """Install what is missing (setup.sh, cached) and return the ARM64 side (emulating
     ``qemu_cpu``) and the x86 side."""
     cache = Path(cache).resolve()
-    done = subprocess.run(["bash", str(SETUP_SCRIPT), str(cache), sys.executable, LITERT_VERSION, NUMPY_VERSION],
-                          stdout=sys.stderr)
+    done = subprocess.run(
+        ["bash", str(SETUP_SCRIPT), str(cache), sys.executable, LITERT_VERSION, NUMPY_VERSION], stdout=sys.stderr
+    )
     if done.returncode != 0:
-        raise SetupFailed(f"could not install the ARM64/x86 LiteRT {LITERT_VERSION} toolchain "
-                          f"({SETUP_SCRIPT.name} exited {done.returncode}; its messages are above)")
+        raise SetupFailed(
+            f"could not install the ARM64/x86 LiteRT {LITERT_VERSION} toolchain "
+            f"({SETUP_SCRIPT.name} exited {done.returncode}; its messages are above)"
+        )
     root = cache / "root"
-    arm = Side("arm64", (QEMU, "-cpu", qemu_cpu, "-L", str(root), str(root / "usr/bin/python3.11"), "-S"),
-               root / "opt" / "site")
+    arm = Side(
+        "arm64",
+        (QEMU, "-cpu", qemu_cpu, "-L", str(root), str(root / "usr/bin/python3.11"), "-S"),
+        root / "opt" / "site",
+    )
     x86 = Side("x86_64", (sys.executable, "-S"), cache / "x86-site")
     return arm, x86
 
@@ -58,8 +65,12 @@ def prepare(cache: Path = DEFAULT_CACHE, qemu_cpu: str = QEMU_CPU) -> tuple[Side
 def run(side: Side, golden_path: Path, runs: list[dict]) -> tuple[dict[str, np.ndarray], dict]:
     """Logits per run key and the runner's info. A crash of the whole runner (LiteRT
     aborting on a model) is reported as the error of every run, not raised."""
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(side.site),
-           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1"}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(side.site),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONNOUSERSITE": "1",
+    }
     with tempfile.TemporaryDirectory(prefix="verify-arm-") as tmp:
         job, out = Path(tmp) / "job.json", Path(tmp) / "logits.npz"
         job.write_text(json.dumps({"golden": str(Path(golden_path).resolve()), "out": str(out), "runs": runs}))

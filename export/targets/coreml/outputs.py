@@ -1,10 +1,11 @@
 """The Core ML classifier's outputs, edited in the program spec after conversion:
 the raw logits exposed as an output and a softmax in front of the classify op."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ExportError
+from ...errors import ExportError
 
 
 def _rename_var(block, old: str, new: str) -> None:
@@ -24,7 +25,7 @@ def expose_logits(spec, num_classes: int, logits_name: str, probabilities_name: 
     label dictionary then holds probabilities."""
     from coremltools.proto import FeatureTypes_pb2
 
-    from ..mil import main_block
+    from .mil import main_block
 
     _, block = main_block(spec)
     classify = [op for op in block.operations if op.type == "classify"]

@@ -19,6 +19,7 @@ MediaPipe's own writer (``MetadataPopulator``) needs a native helper missing
 from mediapipe 1.2.2, and tflite-support pins protobuf<4, so the two small
 steps it would do (store the buffer, append the zip) are written here.
 """
+
 from __future__ import annotations
 
 import io
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fsutil import atomic_write
+from ...fsutil import atomic_write
 
 SCHEMA = "casvit-model/2"
 LABELS_FILE = "labels.txt"
@@ -62,9 +63,11 @@ def metadata_buffer(ctx, input_range: float, precision: str) -> bytes:
 
     image = schema.TensorMetadataT()
     image.name = "image"
-    image.description = (f"RGB image {s.width}x{s.height}, values 0-{input_range:g} (pixels / {std:g}); "
-                         f"per-channel mean {list(record.mean)} / std {list(record.std)} are applied inside "
-                         f"the model. Resize/crop first: {_crop_text(record)}.")
+    image.description = (
+        f"RGB image {s.width}x{s.height}, values 0-{input_range:g} (pixels / {std:g}); "
+        f"per-channel mean {list(record.mean)} / std {list(record.std)} are applied inside "
+        f"the model. Resize/crop first: {_crop_text(record)}."
+    )
     image.content = schema.ContentT()
     image.content.contentPropertiesType = schema.ContentProperties.ImageProperties
     image.content.contentProperties = schema.ImagePropertiesT()
@@ -92,8 +95,9 @@ def metadata_buffer(ctx, input_range: float, precision: str) -> bytes:
     graph.inputTensorMetadata, graph.outputTensorMetadata = [image], [scores]
     model = schema.ModelMetadataT()
     model.name = f"CAS-ViT-{s.variant} image classifier ({precision})"
-    model.description = (f"{len(ctx.labels)} classes, {s.resolution}; weights: {ctx.weights['source']}"
-                         + ("" if ctx.weights["for_deployment"] else " (NOT FOR DEPLOYMENT)"))
+    model.description = f"{len(ctx.labels)} classes, {s.resolution}; weights: {ctx.weights['source']}" + (
+        "" if ctx.weights["for_deployment"] else " (NOT FOR DEPLOYMENT)"
+    )
     model.version, model.author = precision, "casvit-deploy toolchain (CAS-ViT: Zhang et al., 2024)"
     model.license = "toolchain MIT; weights: license of their source"
     model.subgraphMetadata, model.minParserVersion = [graph], MIN_PARSER_VERSION
@@ -105,8 +109,10 @@ def metadata_buffer(ctx, input_range: float, precision: str) -> bytes:
 def _crop_text(record) -> str:
     if record.crop_mode == "squash":
         return f"resize the whole image to {record.width}x{record.height} ({record.interpolation})"
-    return (f"resize the shorter side to size/{record.crop_pct:g} ({record.interpolation}), "
-            f"center-crop {record.width}x{record.height}")
+    return (
+        f"resize the shorter side to size/{record.crop_pct:g} ({record.interpolation}), "
+        f"center-crop {record.width}x{record.height}"
+    )
 
 
 def with_associated_files(model_bytes: bytes, files: dict[str, bytes]) -> bytes:
@@ -176,7 +182,7 @@ def tensor_details(path: Path) -> tuple[dict, dict]:
 
 def model_json(ctx, tflite_path: Path, precision: str, convention: str) -> dict:
     """The model description the Android app reads (see the module docstring)."""
-    from .preprocessing import artifact_record
+    from ...preprocessing import artifact_record
 
     spec, record = ctx.spec, ctx.preprocessing
     inp, out = tensor_details(tflite_path)
@@ -186,18 +192,33 @@ def model_json(ctx, tflite_path: Path, precision: str, convention: str) -> dict:
         "schema": SCHEMA,
         "model_file": Path(tflite_path).name,
         "labels_file": LABELS_FILE,
-        "variant": spec.variant, "precision": precision, "num_classes": int(ctx.model.num_classes),
-        "weights_source": ctx.weights["source"], "for_deployment": bool(ctx.weights["for_deployment"]),
-        "input": {"name": inp["name"], "layout": "NHWC", "height": height, "width": width, "channels": channels,
-                  "color_order": "RGB", "dtype": np.dtype(inp["dtype"]).name,
-                  "normalization_embedded": described["normalization_embedded"],
-                  "value_range": described["input_range"],
-                  "mean": list(record.mean), "std": list(record.std),
-                  "quantization": _quantization(inp)},
+        "variant": spec.variant,
+        "precision": precision,
+        "num_classes": int(ctx.model.num_classes),
+        "weights_source": ctx.weights["source"],
+        "for_deployment": bool(ctx.weights["for_deployment"]),
+        "input": {
+            "name": inp["name"],
+            "layout": "NHWC",
+            "height": height,
+            "width": width,
+            "channels": channels,
+            "color_order": "RGB",
+            "dtype": np.dtype(inp["dtype"]).name,
+            "normalization_embedded": described["normalization_embedded"],
+            "value_range": described["input_range"],
+            "mean": list(record.mean),
+            "std": list(record.std),
+            "quantization": _quantization(inp),
+        },
         "preprocessing": described,
-        "output": {"name": out["name"], "dtype": np.dtype(out["dtype"]).name,
-                   "shape": [int(d) for d in out["shape"]], "meaning": OUTPUT_MEANING,
-                   "quantization": _quantization(out)},
+        "output": {
+            "name": out["name"],
+            "dtype": np.dtype(out["dtype"]).name,
+            "shape": [int(d) for d in out["shape"]],
+            "meaning": OUTPUT_MEANING,
+            "quantization": _quantization(out),
+        },
     }
 
 

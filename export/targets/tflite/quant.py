@@ -3,9 +3,9 @@ converter, instead of onnx2tf's ``output_integer_quantized_tflite`` (which also
 writes int8-I/O and int16-activation models we never ship, about 40 % of its run).
 
 - ``int8``: full integer inside (per-channel weights, per-tensor activations with
-  ``HistogramObserver`` ranges over the calibration images, ``export.tflite_ranges``),
+  ``HistogramObserver`` ranges over the calibration images, ``export.targets.tflite.ranges``),
   float32 input and output; each bias then takes back the mean error of its int8
-  weights (``export.tflite_bias``), and every GELU, gate product and residual ADD
+  weights (``export.targets.tflite.bias``), and every GELU, gate product and residual ADD
   after the first stage goes to float between int8 tensors (``tflite_graph.float_islands``).
 - ``int8-dynamic``: dynamic-range weights; depthwise weights then go back to
   float (``tflite_graph.float_depthwise_weights``).
@@ -13,6 +13,7 @@ writes int8-I/O and int16-activation models we never ship, about 40 % of its run
 The GELU and depthwise rewrites let XNNPACK take the whole graph as one partition;
 the float residual stream keeps int8 rounding off the skip connections. Runs in the
 converter's child process (``export.isolate``), like onnx2tf."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,8 +33,8 @@ def quantize(saved_model: Path, calibration: np.ndarray, outputs: dict[str, Path
 
 def _convert(saved_model: Path, calibration: np.ndarray | None) -> bytes:
     """TFLite converter: dynamic-range quantization, or full-integer with ``calibration``,
-    HistogramObserver activation ranges (``export.tflite_ranges``) and corrected biases
-    (``export.tflite_bias``)."""
+    HistogramObserver activation ranges (``export.targets.tflite.ranges``) and corrected biases
+    (``export.targets.tflite.bias``)."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
@@ -46,8 +47,8 @@ def _convert(saved_model: Path, calibration: np.ndarray | None) -> bytes:
     # its MLIR quantizer, with our ranges in between; float32 input and output as before.
     from tensorflow.lite.python.convert import mlir_quantize
 
-    from .tflite_bias import correct_biases
-    from .tflite_ranges import histogram_ranges, with_ranges
+    from .bias import correct_biases
+    from .ranges import histogram_ranges, with_ranges
 
     converter._experimental_calibrate_only = True
     calibrated = converter.convert()
@@ -60,7 +61,7 @@ def _one_partition(body: bytes, precision: str) -> bytes:
     """The rewrites that make ``precision``'s model a single XNNPACK partition."""
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from .tflite_graph import float_depthwise_weights, float_islands
+    from .graph import float_depthwise_weights, float_islands
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(body))
     (float_islands if precision == "int8" else float_depthwise_weights)(model)

@@ -13,6 +13,7 @@ keeps the math (up to float rounding order) and was kept only because
   into q, k and v, which XNNPACK runs as a copy of the whole output. Three convs,
   one per part (the rows of the weight), write q, k and v directly; in the int8
   model each part also gets its own activation range."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,10 @@ def rewrite(src: Path, dst: Path) -> dict[str, int]:
     import onnx
 
     model = onnx.load(str(src))
-    counts = {"normalization_as_depthwise": normalization_as_depthwise(model.graph),
-              "split_conv_outputs": split_conv_outputs(model.graph)}
+    counts = {
+        "normalization_as_depthwise": normalization_as_depthwise(model.graph),
+        "split_conv_outputs": split_conv_outputs(model.graph),
+    }
     _drop_unused_initializers(model.graph)
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(dst))
@@ -46,8 +49,14 @@ def normalization_as_depthwise(graph) -> int:
     channels = scale.size
     weight = numpy_helper.from_array(scale.reshape(channels, 1, 1, 1).astype(np.float32), "normalize.dw_weight")
     bias = numpy_helper.from_array(shift.reshape(channels).astype(np.float32), "normalize.dw_bias")
-    conv = helper.make_node("Conv", [mul.input[0], weight.name, bias.name], [add.output[0]], name="normalize_dw",
-                            group=channels, kernel_shape=[1, 1])
+    conv = helper.make_node(
+        "Conv",
+        [mul.input[0], weight.name, bias.name],
+        [add.output[0]],
+        name="normalize_dw",
+        group=channels,
+        kernel_shape=[1, 1],
+    )
     _replace(graph, [mul, add], [conv])
     graph.initializer.extend([weight, bias])
     return 1
@@ -63,10 +72,14 @@ def split_conv_outputs(graph) -> int:
     for split in [n for n in graph.node if n.op_type == "Split"]:
         conv = next((n for n in graph.node if split.input[0] in n.output), None)
         parts = len(split.output)
-        if conv is None or conv.op_type != "Conv" or not _even_channel_split(split, constants) \
-                or [n for n in graph.node if split.input[0] in n.input] != [split] \
-                or split.input[0] in {o.name for o in graph.output} \
-                or any(t not in constants for t in conv.input[1:]):
+        if (
+            conv is None
+            or conv.op_type != "Conv"
+            or not _even_channel_split(split, constants)
+            or [n for n in graph.node if split.input[0] in n.input] != [split]
+            or split.input[0] in {o.name for o in graph.output}
+            or any(t not in constants for t in conv.input[1:])
+        ):
             continue
         weight = numpy_helper.to_array(constants[conv.input[1]])
         bias = numpy_helper.to_array(constants[conv.input[2]]) if len(conv.input) > 2 and conv.input[2] else None
@@ -76,10 +89,10 @@ def split_conv_outputs(graph) -> int:
         convs = []
         for i, output in enumerate(split.output):
             names = [f"{conv.name}_part{i}_weight"]
-            graph.initializer.append(numpy_helper.from_array(weight[i * rows:(i + 1) * rows], names[0]))
+            graph.initializer.append(numpy_helper.from_array(weight[i * rows : (i + 1) * rows], names[0]))
             if bias is not None:
                 names.append(f"{conv.name}_part{i}_bias")
-                graph.initializer.append(numpy_helper.from_array(bias[i * rows:(i + 1) * rows], names[1]))
+                graph.initializer.append(numpy_helper.from_array(bias[i * rows : (i + 1) * rows], names[1]))
             part = helper.make_node("Conv", [conv.input[0], *names], [output], name=f"{conv.name}_part{i}")
             part.attribute.extend(conv.attribute)
             convs.append(part)

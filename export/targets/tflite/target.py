@@ -1,5 +1,5 @@
 """TFLite target: onnx2tf turns the simplified batch-1 ONNX into NHWC float32
-and float16 models and a SavedModel, from which ``export.tflite_quant`` makes the
+and float16 models and a SavedModel, from which ``quant`` makes the
 dynamic-range int8 and full-integer int8 (float input/output, calibrated on real
 images) models, each one XNNPACK partition; I/O are renamed ``image``/``logits`` with a
 ``serving_default`` signature and TFLite standard metadata (labels, scalar
@@ -7,7 +7,8 @@ NormalizationOptions) is added; parity runs in the LiteRT interpreter.
 
 Every ``.tflite`` embeds the per-channel mean/std and takes RGB in [0, 1] (or
 [0, 255] with ``--input-range 255``): MediaPipe's ImageClassifier accepts only
-a scalar normalization (see ``export.tflite_meta``)."""
+a scalar normalization (see ``metadata``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,21 +22,22 @@ from PIL import Image
 
 from casvit.preprocess import resize
 
-from .. import isolate
-from ..accuracy import calibration_set
-from ..calibration import DEFAULT_COUNT, check_calibration_folder, image_count, load_calibration
-from ..errors import ExportError
-from ..fsutil import atomic_write
-from ..limits import CALIBRATION_BYTES, MIB, calibration_images
-from ..nhwc_rewrites import rewrite
-from ..spec import Artifact
-from ..tflite_meta import (LABELS_FILE, METADATA_NAME, labels_text, metadata_buffer, with_associated_files,
-                           write_companions)
-from ..tflite_graph import wide_input_normalization
-from ..tflite_quant import QUANTIZED
-from ..verify_arm.runner import dequantize, quantize
-from . import onnx, runtimes
-from .base import MemoryCost, Target
+from ... import isolate
+from ...accuracy import calibration_set
+from ...calibration import DEFAULT_COUNT, check_calibration_folder, image_count, load_calibration
+from ...errors import ExportError
+from ...fsutil import atomic_write
+from ...limits import CALIBRATION_BYTES, MIB, calibration_images
+from ...litert_io import dequantize, quantize
+from ...outset import converter_log
+from ...spec import Artifact
+from ..base import MemoryCost, Target
+from ..onnx import target as onnx
+from .graph import wide_input_normalization
+from .metadata import LABELS_FILE, METADATA_NAME, labels_text, metadata_buffer, with_associated_files, write_companions
+from .nhwc import rewrite
+from .quant import QUANTIZED
+from .runtime import LITERT
 
 INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY = "image", "logits", "serving_default"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
@@ -52,18 +54,31 @@ def parse_precisions(text: str) -> tuple[str, ...]:
     unknown = [n for n in names if n not in PRECISIONS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"unknown TFLite precision {', '.join(unknown) or repr(text)}; choose from {', '.join(PRECISIONS)}")
+            f"unknown TFLite precision {', '.join(unknown) or repr(text)}; choose from {', '.join(PRECISIONS)}"
+        )
     return tuple(p for p in PRECISIONS if p in names)
 
 
 def add_arguments(group) -> None:
-    group.add_argument("--tflite-precisions", type=parse_precisions, default=",".join(PRECISIONS),
-                       help="comma-separated precisions; int8 is full-integer inside with float32 input/output")
-    group.add_argument("--calib", type=Path, default=None,
-                       help="folder of JPEG/PNG images to calibrate int8 on (none: scikit-image's bundled photos); "
-                            "an error when the run makes no int8 TFLite model")
-    group.add_argument("--calib-count", type=image_count, default=DEFAULT_COUNT,
-                       help="at most this many calibration images (first by file name)")
+    group.add_argument(
+        "--tflite-precisions",
+        type=parse_precisions,
+        default=",".join(PRECISIONS),
+        help="comma-separated precisions; int8 is full-integer inside with float32 input/output",
+    )
+    group.add_argument(
+        "--calib",
+        type=Path,
+        default=None,
+        help="folder of JPEG/PNG images to calibrate int8 on (none: scikit-image's bundled photos); "
+        "an error when the run makes no int8 TFLite model",
+    )
+    group.add_argument(
+        "--calib-count",
+        type=image_count,
+        default=DEFAULT_COUNT,
+        help="at most this many calibration images (first by file name)",
+    )
 
 
 def input_range(ctx) -> float:
@@ -79,11 +94,11 @@ def _input_scaling(ctx) -> tuple[np.ndarray, np.ndarray]:
 
 def _onnx2tf_convert(kwargs: dict, calibration_path: Path, quantized: dict[str, Path]) -> None:
     """The onnx2tf call (fp32, fp16 and the SavedModel), then our int8 models from that
-    SavedModel (``export.tflite_quant``); runs in a child process (``export.isolate``)
+    SavedModel (``quant``); runs in a child process (``export.isolate``)
     whose working folder is onnx2tf's and whose stdout/stderr are the onnx2tf log."""
     import onnx2tf
 
-    from ..tflite_quant import quantize
+    from .quant import quantize
 
     onnx2tf.convert(**kwargs)
     if quantized:
@@ -105,16 +120,22 @@ def _run_onnx2tf(ctx, onnx_path: Path, calib, precisions: tuple[str, ...]) -> tu
     files = {p: out / f"{onnx_path.stem}_{ONNX2TF_SUFFIX[p]}.tflite" for p in precisions}
     # Not copy_onnx_input_output_names_to_tflite: it shells out to flatc and curl
     # (network). _finalize names the I/O and adds the signature instead. The int8
-    # models are ours (export.tflite_quant), not onnx2tf's; output_signaturedefs makes
+    # models are ours (``quant``), not onnx2tf's; output_signaturedefs makes
     # onnx2tf write the SavedModel with one serving endpoint (its tf.saved_model.save of the
     # whole Keras model made xs's fp32 step 72 s instead of 46 s in one loaded run).
-    kwargs = dict(input_onnx_file_path=str(onnx_path), output_folder_path=str(out), output_signaturedefs=True,
-                  verbosity="info")
+    kwargs = dict(
+        input_onnx_file_path=str(onnx_path), output_folder_path=str(out), output_signaturedefs=True, verbosity="info"
+    )
     quantized = {p: files[p] for p in precisions if p in QUANTIZED}
     start = time.perf_counter()
     try:
-        isolate.call(_onnx2tf_convert, (kwargs, work / "calibration.npy", quantized), workdir=work, label="onnx2tf",
-                     log_path=log_path)
+        isolate.call(
+            _onnx2tf_convert,
+            (kwargs, work / "calibration.npy", quantized),
+            workdir=work,
+            label="onnx2tf",
+            log_path=log_path,
+        )
     except ExportError as e:
         raise type(e)(f"{e}; its log: {_keep_log(ctx, log_path)}") from None
     seconds = time.perf_counter() - start
@@ -125,7 +146,7 @@ def _run_onnx2tf(ctx, onnx_path: Path, calib, precisions: tuple[str, ...]) -> tu
 
 
 def _nhwc_model(ctx, static: Path) -> Path:
-    """The static ONNX after the exact NHWC rewrites (``export.nhwc_rewrites``), under
+    """The static ONNX after the exact NHWC rewrites (``nhwc``), under
     the same file name: onnx2tf names its files after it."""
     path = ctx.workdir / "onnx2tf-input" / static.name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +159,7 @@ def _nhwc_model(ctx, static: Path) -> Path:
 
 def _keep_log(ctx, log_path: Path) -> Path:
     """Copy onnx2tf's log out of the staging folder (which is deleted) so a failure can be read."""
-    kept = Path(ctx.spec.out_dir) / "tflite-onnx2tf.log"
+    kept = Path(ctx.spec.out_dir) / converter_log("tflite")
     if log_path.is_file():
         kept.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(kept, log_path.read_bytes())
@@ -228,8 +249,9 @@ def validate(spec) -> None:
 def convert(ctx) -> list[Artifact]:
     spec = ctx.spec
     precisions = precisions_of(spec)
-    calib = calibration_set(ctx) or load_calibration(ctx.preprocessing, spec.options.get("calib"),
-                                                     spec.options.get("calib_count") or DEFAULT_COUNT)
+    calib = calibration_set(ctx) or load_calibration(
+        ctx.preprocessing, spec.options.get("calib"), spec.options.get("calib_count") or DEFAULT_COUNT
+    )
     ctx.log(f"tflite: {len(calib.names)} calibration images from {calib.source}")
     onnx_path = _nhwc_model(ctx, onnx.static_model(ctx, True, input_range(ctx)))
     ctx.log(f"tflite: onnx2tf -> {', '.join(precisions)} (log kept only on failure)")
@@ -240,13 +262,27 @@ def convert(ctx) -> list[Artifact]:
     for precision in precisions:
         path = ctx.workdir / f"casvit_{spec.variant}_{spec.resolution}_{precision}.tflite"
         _finalize(ctx, files[precision], path, precision)
-        details = {"onnx2tf_file": files[precision].name, "onnx2tf_run_seconds": round(total, 2),
-                   "signature": f"{SIGNATURE_KEY}: {INPUT_NAME} -> {OUTPUT_NAME}", "layout": "NHWC"}
+        details = {
+            "onnx2tf_file": files[precision].name,
+            "onnx2tf_run_seconds": round(total, 2),
+            "signature": f"{SIGNATURE_KEY}: {INPUT_NAME} -> {OUTPUT_NAME}",
+            "layout": "NHWC",
+        }
         if precision == "int8":
             details["calibration"] = calib.describe()
         companions = write_companions(ctx, path, precision, convention(ctx))
-        artifacts.append(Artifact(artifact_name(precision), "tflite", precision, path, convention(ctx),
-                                  steps[precision], details=details, companions=companions))
+        artifacts.append(
+            Artifact(
+                artifact_name(precision),
+                "tflite",
+                precision,
+                path,
+                convention(ctx),
+                steps[precision],
+                details=details,
+                companions=companions,
+            )
+        )
     return artifacts
 
 
@@ -297,7 +333,8 @@ def census(artifact: Artifact) -> dict[str, int]:
 def runtime_note(artifact: Artifact) -> str:
     from importlib.metadata import version
 
-    return f"LiteRT {version('ai-edge-litert')} Interpreter (ai_edge_litert, CPU, 1 thread, default XNNPACK delegate), NHWC"
+    litert = version("ai-edge-litert")
+    return f"LiteRT {litert} Interpreter (ai_edge_litert, CPU, 1 thread, default XNNPACK delegate), NHWC"
 
 
 def _calibration_bytes_per_pixel(spec) -> int:
@@ -306,13 +343,39 @@ def _calibration_bytes_per_pixel(spec) -> int:
 
 
 TARGET = Target(
-    name="tflite", suffixes=(".tflite",), artifact_names=artifact_names,
-    convert=convert, load=load, census=census, runtime_note=runtime_note,
-    allow=frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL", "LOGISTIC", "RELU", "GELU", "MEAN",
-                     "SPLIT", "SPLIT_V", "STRIDED_SLICE", "PAD", "RESHAPE", "QUANTIZE", "DEQUANTIZE"}),
+    name="tflite",
+    suffixes=(".tflite",),
+    artifact_names=artifact_names,
+    convert=convert,
+    load=load,
+    census=census,
+    runtime_note=runtime_note,
+    allow=frozenset(
+        {
+            "CONV_2D",
+            "DEPTHWISE_CONV_2D",
+            "ADD",
+            "MUL",
+            "LOGISTIC",
+            "RELU",
+            "GELU",
+            "MEAN",
+            "SPLIT",
+            "SPLIT_V",
+            "STRIDED_SLICE",
+            "PAD",
+            "RESHAPE",
+            "QUANTIZE",
+            "DEQUANTIZE",
+        }
+    ),
     deny=frozenset({"FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "CUSTOM"}),
     deny_prefixes=("Flex", "CUSTOM"),  # every Flex (TensorFlow) op and every custom op
     memory=MemoryCost(1750 * MIB, 226, extra_per_pixel=_calibration_bytes_per_pixel),
     tools=("onnx2tf", "tensorflow", "ai-edge-litert"),
-    add_arguments=add_arguments, validate=validate, depends_on=("onnx",), bench=runtimes.LITERT,
+    add_arguments=add_arguments,
+    validate=validate,
+    calibrates=lambda spec: "int8" in precisions_of(spec),
+    depends_on=("onnx",),
+    bench=LITERT,
 )

@@ -3,13 +3,14 @@ target's own options (``validate(spec)`` in the target module), option
 combinations, and the resource limits (``export.limits``). The pipeline calls
 :func:`validate` before it builds the model, so bad input costs no conversion
 time and is a one-line ExportError (exit 2)."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 from casvit import VARIANTS
 
-from . import limits, targets, validation
+from . import labelled_images, limits, targets
 from .errors import ExportError
 from .spec import ExportSpec
 
@@ -31,15 +32,16 @@ def validate(spec: ExportSpec) -> None:
         if check is not None:
             check(spec)
     _check_calibration_use(spec)
-    validation.check_options(spec.options)  # --val-dir and its companions
+    labelled_images.check_options(spec.options)  # --val-dir and its companions
     limits.check(spec)
 
 
 def _check_targets(names) -> None:
     unknown = [n for n in names if n not in targets.names()]
     if unknown or not names:
-        raise ExportError(f"unknown target {', '.join(map(str, unknown)) or 'list (empty)'}; "
-                          f"choose from {', '.join(targets.names())}")
+        raise ExportError(
+            f"unknown target {', '.join(map(str, unknown)) or 'list (empty)'}; choose from {', '.join(targets.names())}"
+        )
 
 
 def _check_file(path: Path | None, what: str) -> None:
@@ -54,8 +56,10 @@ def _check_file(path: Path | None, what: str) -> None:
 
 def _check_model(spec: ExportSpec) -> None:
     if spec.variant == "custom" and spec.checkpoint is None:
-        raise ExportError("--variant custom takes its architecture from a checkpoint: give --checkpoint, "
-                          f"or choose one of {', '.join(VARIANTS)}")
+        raise ExportError(
+            "--variant custom takes its architecture from a checkpoint: give --checkpoint, "
+            f"or choose one of {', '.join(VARIANTS)}"
+        )
     if spec.variant not in (*VARIANTS, "custom"):
         raise ExportError(f"unknown variant {spec.variant!r}; choose from {', '.join(VARIANTS)} or custom")
     _check_file(spec.checkpoint, "checkpoint")
@@ -74,12 +78,10 @@ def _check_inputs(spec: ExportSpec) -> None:
 
 
 def _check_calibration_use(spec: ExportSpec) -> None:
-    """A calibration folder only calibrates full-integer int8 TFLite: asked for
-    without one, it would be silently ignored, so it is an error."""
-    if spec.options.get("calib") is None:
-        return
-    from .targets import tflite
-
-    if "tflite" not in spec.targets or "int8" not in tflite.precisions_of(spec):
-        raise ExportError("--calib is only used to calibrate the int8 TFLite model, which this run does not "
-                          "make: add tflite to --target (and int8 to --tflite-precisions) or drop --calib")
+    """A calibration folder only calibrates the run's integer models (``Target.calibrates``):
+    asked for without one, it would be silently ignored, so it is an error."""
+    if spec.options.get("calib") is not None and not targets.calibrating(spec):
+        raise ExportError(
+            "--calib is only used to calibrate an int8 model (TFLite int8), which this run does not "
+            "make: add one (e.g. --target tflite with int8 in --tflite-precisions) or drop --calib"
+        )

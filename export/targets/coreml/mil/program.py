@@ -1,4 +1,5 @@
 """Load a saved ML Program (.mlpackage) and run it op by op in NumPy."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -55,7 +56,8 @@ class Program:
         if unsupported:
             raise UnsupportedOpError(
                 f"the reference interpreter does not support MIL op(s) {', '.join(unsupported)} "
-                f"(supported: {', '.join(sorted(SUPPORTED_OPS))})")
+                f"(supported: {', '.join(sorted(SUPPORTED_OPS))})"
+            )
         self.outputs = list(block.outputs)
         self._blobs = BlobFiles(weights_dir)
         self._constants: dict[str, object] = {}
@@ -69,11 +71,12 @@ class Program:
             else:
                 self._ops.append(op)
         self.inputs = {i.name: i.type for i in self.function.inputs}
-        self.image_inputs = {f.name: f.type.imageType for f in spec.description.input
-                             if f.type.WhichOneof("Type") == "imageType"}
+        self.image_inputs = {
+            f.name: f.type.imageType for f in spec.description.input if f.type.WhichOneof("Type") == "imageType"
+        }
 
     @classmethod
-    def load(cls, package: Path) -> "Program":
+    def load(cls, package: Path) -> Program:
         import coremltools as ct
 
         package = Path(package)
@@ -90,8 +93,10 @@ class Program:
         if unknown:
             raise ProgramError(f"unknown output(s) {', '.join(unknown)}; the program has {', '.join(self.outputs)}")
         env = dict(self._constants)
-        values = {name: np.asarray(self._image(name, feeds[name]) if name in self.image_inputs else feeds[name])
-                  for name in self.inputs}
+        values = {
+            name: np.asarray(self._image(name, feeds[name]) if name in self.image_inputs else feeds[name])
+            for name in self.inputs
+        }
         batch = self._batch_size(values)
         for name, value in values.items():
             env[name] = self._declared(value, self.inputs[name], f"input {name!r}", batch)
@@ -103,8 +108,7 @@ class Program:
 
     def _batch_size(self, values: dict[str, np.ndarray]) -> int:
         """N when every input declared with batch 1 is fed N samples (1 otherwise)."""
-        sizes = {v.shape[0] for name, v in values.items()
-                 if v.ndim and tensor_shape(self.inputs[name])[:1] == (1,)}
+        sizes = {v.shape[0] for name, v in values.items() if v.ndim and tensor_shape(self.inputs[name])[:1] == (1,)}
         if len(sizes) > 1:
             raise ProgramError(f"inputs disagree on the batch size: {sorted(sizes)}")
         return sizes.pop() if sizes else 1
@@ -116,8 +120,9 @@ class Program:
             for op in reversed(self._ops):
                 if needed.intersection(o.name for o in op.outputs):
                     keep.append(op)
-                    needed.update(a.name for b in op.inputs.values() for a in b.arguments
-                                  if a.WhichOneof("binding") == "name")
+                    needed.update(
+                        a.name for b in op.inputs.values() for a in b.arguments if a.WhichOneof("binding") == "name"
+                    )
             self._plans[outputs] = keep[::-1]
         return self._plans[outputs]
 
@@ -130,8 +135,9 @@ class Program:
         if space not in ("RGB", "BGR"):
             raise ProgramError(f"image input {name!r}: color space {space} is not supported")
         if pixels.shape[-3:] != (3, image.height, image.width):
-            raise ProgramError(f"image input {name!r} expects 3x{image.height}x{image.width} pixels, "
-                               f"got shape {pixels.shape}")
+            raise ProgramError(
+                f"image input {name!r} expects 3x{image.height}x{image.width} pixels, got shape {pixels.shape}"
+            )
         if not (np.all(pixels == np.rint(pixels)) and pixels.min() >= 0 and pixels.max() <= 255):
             raise ProgramError(f"image input {name!r} takes 8-bit pixels: whole numbers from 0 to 255")
         return pixels[..., ::-1, :, :] if space == "BGR" else pixels

@@ -1,5 +1,6 @@
 """ONNX target: dynamo export at opset 20 (GELU stays one ``Gelu`` node),
 onnxsim, full ``onnx.checker`` check, named I/O and metadata; run in ONNX Runtime."""
+
 from __future__ import annotations
 
 import contextlib
@@ -14,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ExportError
-from ..fsutil import atomic_write
-from ..preprocessing import convention_of
-from ..limits import MIB
-from ..spec import Artifact
-from . import package_versions, runtimes
-from .base import MemoryCost, Target
+from ...errors import ExportError
+from ...fsutil import atomic_write
+from ...limits import MIB
+from ...preprocessing import convention_of
+from ...spec import Artifact
+from .. import package_versions
+from ..base import MemoryCost, Target
+from .runtime import ONNXRUNTIME
 
 OPSET = 20
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
@@ -61,8 +63,14 @@ def _strip_trace_metadata(model) -> None:
     model.producer_name, model.producer_version = "casvit-deploy", ""
 
 
-def export_onnx(ctx, path: Path, batch: int = 1, dynamic: bool = False,
-                embed_normalization: bool | None = None, input_range: float | None = None) -> dict:
+def export_onnx(
+    ctx,
+    path: Path,
+    batch: int = 1,
+    dynamic: bool = False,
+    embed_normalization: bool | None = None,
+    input_range: float | None = None,
+) -> dict:
     """Deploy model (input convention: the spec's unless given) -> simplified, checked ONNX
     at ``path``; returns node counts."""
     import onnx
@@ -82,8 +90,9 @@ def export_onnx(ctx, path: Path, batch: int = 1, dynamic: bool = False,
     for key, value in ctx.metadata(ctx.input_convention(embed_normalization, input_range)).items():
         model.metadata_props.add(key=key, value=value)
     model.metadata_props.add(key="layout", value="NCHW")
-    model.metadata_props.add(key="tool_versions",
-                             value=";".join(f"{k}={v}" for k, v in package_versions(METADATA_TOOLS).items()))
+    model.metadata_props.add(
+        key="tool_versions", value=";".join(f"{k}={v}" for k, v in package_versions(METADATA_TOOLS).items())
+    )
     onnx.checker.check_model(model, full_check=True)
     if [i.name for i in model.graph.input] != [INPUT_NAME] or [o.name for o in model.graph.output] != [OUTPUT_NAME]:
         raise ExportError("exported ONNX does not have the expected input 'image' and output 'logits'")
@@ -100,14 +109,21 @@ def static_model(ctx, embed_normalization: bool, input_range: float) -> Path:
     def build() -> Path:
         path = ctx.workdir / "intermediate" / f"model_static_{convention}.onnx"
         path.parent.mkdir(parents=True, exist_ok=True)
-        same = next((a.path for a in ctx.converted if a.format == "onnx" and a.details.get("batch") == 1
-                     and a.input_convention == convention), None)
+        same = next(
+            (
+                a.path
+                for a in ctx.converted
+                if a.format == "onnx" and a.details.get("batch") == 1 and a.input_convention == convention
+            ),
+            None,
+        )
         if same is not None:
             ctx.log(f"onnx: reusing {same.name} as the batch-1 static model")
             shutil.copyfile(same, path)  # its own name: onnx2tf names its outputs after it
         else:
-            export_onnx(ctx, path, batch=1, dynamic=False, embed_normalization=embed_normalization,
-                        input_range=input_range)
+            export_onnx(
+                ctx, path, batch=1, dynamic=False, embed_normalization=embed_normalization, input_range=input_range
+            )
         return path
 
     return ctx.intermediate(("onnx static batch-1", convention), build)
@@ -123,8 +139,17 @@ def convert(ctx) -> list[Artifact]:
     start = time.perf_counter()
     counts = export_onnx(ctx, path, batch=spec.batch, dynamic=spec.dynamic_batch)
     seconds = time.perf_counter() - start
-    return [Artifact("onnx", "onnx", "fp32", path, ctx.input_convention(), seconds,
-                     details={**counts, "opset": OPSET, "batch": "dynamic" if spec.dynamic_batch else spec.batch})]
+    return [
+        Artifact(
+            "onnx",
+            "onnx",
+            "fp32",
+            path,
+            ctx.input_convention(),
+            seconds,
+            details={**counts, "opset": OPSET, "batch": "dynamic" if spec.dynamic_batch else spec.batch},
+        )
+    ]
 
 
 def load(artifact: Artifact):
@@ -141,7 +166,9 @@ def load(artifact: Artifact):
             return session.run(None, {INPUT_NAME: x})[0]
         n = len(x)
         padded = np.concatenate([x, np.zeros((-n % dim, *x.shape[1:]), np.float32)])  # fixed batch: pad the tail
-        return np.concatenate([session.run(None, {INPUT_NAME: padded[i:i + dim]})[0] for i in range(0, len(padded), dim)])[:n]
+        return np.concatenate(
+            [session.run(None, {INPUT_NAME: padded[i : i + dim]})[0] for i in range(0, len(padded), dim)]
+        )[:n]
 
     return run
 
@@ -150,8 +177,9 @@ def census(artifact: Artifact) -> dict[str, int]:
     import onnx
 
     model = onnx.load(str(artifact.path))
-    return dict(Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}"
-                        for n in model.graph.node))
+    return dict(
+        Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}" for n in model.graph.node)
+    )
 
 
 def runtime_note(artifact: Artifact) -> str:
@@ -161,12 +189,33 @@ def runtime_note(artifact: Artifact) -> str:
 
 
 TARGET = Target(
-    name="onnx", suffixes=(".onnx",), artifact_names=artifact_names,
-    convert=convert, load=load, census=census, runtime_note=runtime_note,
-    allow=frozenset({"Conv", "Sigmoid", "Relu", "Gelu", "Mul", "Add", "GlobalAveragePool", "ReduceMean",
-                     "Split", "Slice", "Reshape", "Flatten", "Constant", "Identity"}),
+    name="onnx",
+    suffixes=(".onnx",),
+    artifact_names=artifact_names,
+    convert=convert,
+    load=load,
+    census=census,
+    runtime_note=runtime_note,
+    allow=frozenset(
+        {
+            "Conv",
+            "Sigmoid",
+            "Relu",
+            "Gelu",
+            "Mul",
+            "Add",
+            "GlobalAveragePool",
+            "ReduceMean",
+            "Split",
+            "Slice",
+            "Reshape",
+            "Flatten",
+            "Constant",
+            "Identity",
+        }
+    ),
     deny=frozenset({"MatMul", "Gemm", "Softmax", "LogSoftmax", "Einsum", "Attention", "Erf", "BatchNormalization"}),
     memory=MemoryCost(637 * MIB, 143, 270),
     tools=("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim"),
-    bench=runtimes.ONNXRUNTIME,
+    bench=ONNXRUNTIME,
 )

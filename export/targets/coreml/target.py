@@ -2,8 +2,9 @@
 (.mlpackage), optionally weight-compressed with coremltools' own optimizers. The
 classifier's ``classLabel_probs`` are softmax probabilities (one ``softmax`` op in
 front of the ``classify`` op); the raw float32 ``logits`` stay an output.
-Off macOS each package is run by the NumPy reference interpreter (export.mil);
+Off macOS each package is run by the NumPy reference interpreter (``export.targets.coreml.mil``);
 on macOS by MLModel.predict as well."""
+
 from __future__ import annotations
 
 import contextlib
@@ -21,14 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import isolate
-from ..errors import ExportError, first_line
-from ..fsutil import atomic_write, size_of
-from ..limits import MIB
-from ..mil import SUPPORTED_OPS
-from ..spec import Artifact
-from .base import MemoryCost, Target
-from .coreml_outputs import expose_logits
+from ... import isolate
+from ...errors import ExportError, first_line
+from ...fsutil import atomic_write, size_of
+from ...limits import MIB
+from ...spec import Artifact
+from ..base import MemoryCost, Target
+from .mil import SUPPORTED_OPS
+from .outputs import expose_logits
 
 INPUT_NAME, LOGITS_NAME, LABEL_NAME, PROBABILITIES_NAME = "image", "logits", "classLabel", "probabilities"
 MISPLACED_SOFTMAX = "softmax_not_feeding_classify"  # census name of a softmax anywhere else (denied)
@@ -39,23 +40,35 @@ OS_OF_TARGET = {"iOS16": "iOS 16 / macOS 13", "iOS17": "iOS 17 / macOS 14", "iOS
 # coremltools fuses the input normalization (mul + add) into batch_norm, and its
 # re-run of that pass on an fp16 program fails; keep them as mul and add.
 SKIPPED_PASSES = ("common::fuse_elementwise_to_batchnorm",)
-REFERENCE_NOTE = "Core ML program verified by the reference interpreter (export.mil, NumPy)"
+REFERENCE_NOTE = "Core ML program verified by the reference interpreter (export.targets.coreml.mil, NumPy)"
 # Images per interpreter run: every op runs once on the whole batch (xs at 224: ~40 MB
 # for the largest activation of 16 images in float32).
 INTERPRETER_BATCH = 16
 
 
 def add_arguments(group) -> None:
-    group.add_argument("--coreml-precision", default="fp16", choices=[*PRECISIONS, "both"],
-                       help="compute precision of the ML Program")
-    group.add_argument("--coreml-compress", default="none",
-                       help=f"weight compression, comma list of {', '.join(COMPRESSIONS)} (or none); "
-                            "each is an extra artifact per precision")
-    group.add_argument("--coreml-target", default="iOS16", choices=DEPLOYMENT_TARGETS,
-                       help="minimum deployment target (iOS16 = macOS 13)")
-    group.add_argument("--coreml-input", default="image", choices=["image", "tensor"],
-                       help="image: RGB 0-255 ImageType with the record's mean/std inside the model; "
-                            "tensor: float input in the convention of --embed-normalization/--input-range")
+    group.add_argument(
+        "--coreml-precision", default="fp16", choices=[*PRECISIONS, "both"], help="compute precision of the ML Program"
+    )
+    group.add_argument(
+        "--coreml-compress",
+        default="none",
+        help=f"weight compression, comma list of {', '.join(COMPRESSIONS)} (or none); "
+        "each is an extra artifact per precision",
+    )
+    group.add_argument(
+        "--coreml-target",
+        default="iOS16",
+        choices=DEPLOYMENT_TARGETS,
+        help="minimum deployment target (iOS16 = macOS 13)",
+    )
+    group.add_argument(
+        "--coreml-input",
+        default="image",
+        choices=["image", "tensor"],
+        help="image: RGB 0-255 ImageType with the record's mean/std inside the model; "
+        "tensor: float input in the convention of --embed-normalization/--input-range",
+    )
 
 
 def _options(spec) -> tuple[list[str], list[str], str, str]:
@@ -68,10 +81,14 @@ def _options(spec) -> tuple[list[str], list[str], str, str]:
     compress = [c.strip() for c in text.split(",") if c.strip() and c.strip() != "none"]
     unknown = [c for c in compress if c not in COMPRESSIONS]
     if unknown:
-        raise ExportError(f"--coreml-compress: unknown {', '.join(unknown)}; choose from {', '.join(COMPRESSIONS)} or none")
+        raise ExportError(
+            f"--coreml-compress: unknown {', '.join(unknown)}; choose from {', '.join(COMPRESSIONS)} or none"
+        )
     target, kind = o.get("coreml_target", "iOS16"), o.get("coreml_input", "image")
     if target not in DEPLOYMENT_TARGETS or kind not in ("image", "tensor"):
-        raise ExportError(f"--coreml-target must be one of {', '.join(DEPLOYMENT_TARGETS)}; --coreml-input image or tensor")
+        raise ExportError(
+            f"--coreml-target must be one of {', '.join(DEPLOYMENT_TARGETS)}; --coreml-input image or tensor"
+        )
     return precisions, list(dict.fromkeys(compress)), target, kind
 
 
@@ -88,8 +105,11 @@ def _quiet(name: str):
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
-                warnings.catch_warnings():
+        with (
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+            warnings.catch_warnings(),
+        ):
             warnings.simplefilter("ignore")
             yield
     except ExportError:
@@ -123,13 +143,19 @@ def _convert(ctx, traced, kind: str, precision: str, compression: str | None, ta
 
     shape = (1, 3, ctx.spec.height, ctx.spec.width)
     if kind == "image":  # scale is a scalar in ImageType: mean/std stay in the model as mul/add
-        inputs = [ct.ImageType(name=INPUT_NAME, shape=shape, color_layout=ct.colorlayout.RGB, scale=1.0, bias=[0.0] * 3)]
+        inputs = [
+            ct.ImageType(name=INPUT_NAME, shape=shape, color_layout=ct.colorlayout.RGB, scale=1.0, bias=[0.0] * 3)
+        ]
     else:
         inputs = [ct.TensorType(name=INPUT_NAME, shape=shape, dtype=np.float32)]
     return ct.convert(
-        traced, inputs=inputs, outputs=[ct.TensorType(name=LOGITS_NAME)],
-        classifier_config=ct.ClassifierConfig(list(ctx.labels)), convert_to="mlprogram",
-        minimum_deployment_target=getattr(ct.target, target), pass_pipeline=_pipeline(compression),
+        traced,
+        inputs=inputs,
+        outputs=[ct.TensorType(name=LOGITS_NAME)],
+        classifier_config=ct.ClassifierConfig(list(ctx.labels)),
+        convert_to="mlprogram",
+        minimum_deployment_target=getattr(ct.target, target),
+        pass_pipeline=_pipeline(compression),
         compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
         skip_model_load=True,
     )
@@ -138,29 +164,41 @@ def _convert(ctx, traced, kind: str, precision: str, compression: str | None, ta
 def _describe(ctx, spec, kind: str, convention: str, precision: str, compression: str | None, target: str) -> None:
     meta = spec.description.metadata
     s = ctx.spec
-    meta.shortDescription = (f"CAS-ViT-{s.variant} image classifier, {s.resolution}, {len(ctx.labels)} classes "
-                             f"({precision}{', ' + compression if compression else ''}). Confidences are softmax "
-                             "probabilities; raw scores are in the 'logits' output.")
+    meta.shortDescription = (
+        f"CAS-ViT-{s.variant} image classifier, {s.resolution}, {len(ctx.labels)} classes "
+        f"({precision}{', ' + compression if compression else ''}). Confidences are softmax "
+        "probabilities; raw scores are in the 'logits' output."
+    )
     meta.author = "casvit-deploy toolchain (CAS-ViT: Zhang et al., 2024)"
     meta.license = f"toolchain MIT; weights: {ctx.weights['source']} (license of their source applies)"
     meta.versionString = _project_version()
     del_key = "com.github.apple.coremltools.conversion_date"  # the date would make the bytes differ per day
     if del_key in meta.userDefined:
         del meta.userDefined[del_key]
-    user = {**ctx.metadata(convention), "coreml_input": kind, "compute_precision": precision,
-            "weight_compression": compression or "none", "minimum_deployment_target": OS_OF_TARGET[target]}
+    user = {
+        **ctx.metadata(convention),
+        "coreml_input": kind,
+        "compute_precision": precision,
+        "weight_compression": compression or "none",
+        "minimum_deployment_target": OS_OF_TARGET[target],
+    }
     for key, value in user.items():
         meta.userDefined[key] = str(value)
     h, w = s.height, s.width
     p = ctx.preprocessing
-    image_text = (f"RGB image {w}x{h} (pixels 0-255; mean {list(p.mean)} / std {list(p.std)} of RGB/255 are applied "
-                  "inside the model)" if kind == "image"
-                  else f"float32 NCHW 1x3x{h}x{w}, {convention} input")
+    image_text = (
+        f"RGB image {w}x{h} (pixels 0-255; mean {list(p.mean)} / std {list(p.std)} of RGB/255 are applied "
+        "inside the model)"
+        if kind == "image"
+        else f"float32 NCHW 1x3x{h}x{w}, {convention} input"
+    )
     for feature in spec.description.input:
         feature.shortDescription = image_text
-    texts = {LABEL_NAME: "most likely class label",
-             LABEL_NAME + "_probs": "probability per class label (softmax of the logits, sums to 1)",
-             LOGITS_NAME: f"raw logits, shape 1x{len(ctx.labels)}, in class-label order"}
+    texts = {
+        LABEL_NAME: "most likely class label",
+        LABEL_NAME + "_probs": "probability per class label (softmax of the logits, sums to 1)",
+        LOGITS_NAME: f"raw logits, shape 1x{len(ctx.labels)}, in class-label order",
+    }
     for feature in spec.description.output:
         feature.shortDescription = texts.get(feature.name, "")
 
@@ -217,8 +255,11 @@ def _trace(module: torch.nn.Module, example: torch.Tensor):
 def _jobs(spec) -> list[tuple[str, str, str | None]]:
     """(artifact name, precision, compression or None) of every package ``spec`` asks for."""
     precisions, compressions, _, _ = _options(spec)
-    return [("-".join(["coreml", precision, *([compression] if compression else [])]), precision, compression)
-            for precision in precisions for compression in [None, *compressions]]
+    return [
+        ("-".join(["coreml", precision, *([compression] if compression else [])]), precision, compression)
+        for precision in precisions
+        for compression in [None, *compressions]
+    ]
 
 
 def artifact_names(spec) -> tuple[str, ...]:
@@ -233,19 +274,31 @@ def convert(ctx) -> list[Artifact]:
     else:
         module, convention = ctx.deploy_model(), ctx.input_convention()
     example = torch.rand(1, 3, s.height, s.width, generator=torch.Generator().manual_seed(s.seed))
-    jobs = [(name, precision, compression,
-             ctx.workdir / f"casvit_{s.variant}_{s.resolution}_{name.removeprefix('coreml-')}.mlpackage")
-            for name, precision, compression in _jobs(s)]
+    jobs = [
+        (
+            name,
+            precision,
+            compression,
+            ctx.workdir / f"casvit_{s.variant}_{s.resolution}_{name.removeprefix('coreml-')}.mlpackage",
+        )
+        for name, precision, compression in _jobs(s)
+    ]
     # In a child process: coremltools switches the temp folder and cannot be
     # interrupted cleanly; the child's TMPDIR lies inside the run's transaction folder.
     with _quiet("coremltools import"):  # its version warnings; verification imports it in this process
         import coremltools  # noqa: F401
-    return isolate.call(_convert_packages, (ctx, module, convention, example, jobs, target, kind),
-                        workdir=ctx.workdir, label="coremltools", log_path=ctx.workdir / "coremltools.log")
+    return isolate.call(
+        _convert_packages,
+        (ctx, module, convention, example, jobs, target, kind),
+        workdir=ctx.workdir,
+        label="coremltools",
+        log_path=ctx.workdir / "coremltools.log",
+    )
 
 
-def _convert_packages(ctx, module, convention: str, example: torch.Tensor, jobs: list, target: str,
-                      kind: str) -> list[Artifact]:
+def _convert_packages(
+    ctx, module, convention: str, example: torch.Tensor, jobs: list, target: str, kind: str
+) -> list[Artifact]:
     """Trace once, then convert, describe and save one package per (precision, compression)."""
     artifacts = []
     traced = _trace(module, example * (255.0 if convention == "byte" else 1.0))
@@ -259,24 +312,41 @@ def _convert_packages(ctx, module, convention: str, example: torch.Tensor, jobs:
             _describe(ctx, spec, kind, convention, precision, compression, target)
             _save(mlmodel, spec, path)
         seconds = time.perf_counter() - start
-        artifacts.append(Artifact(name, "coreml", compression or precision, path, convention, seconds, details={
-            "package_bytes": size_of(path), "deployment_target": OS_OF_TARGET[target],
-            "mil_opset": spec.mlProgram.functions["main"].opset, "compute_precision": precision,
-            "weight_compression": compression or "none", "input": kind,
-            "outputs": [f.name for f in spec.description.output],
-        }))
+        artifacts.append(
+            Artifact(
+                name,
+                "coreml",
+                compression or precision,
+                path,
+                convention,
+                seconds,
+                details={
+                    "package_bytes": size_of(path),
+                    "deployment_target": OS_OF_TARGET[target],
+                    "mil_opset": spec.mlProgram.functions["main"].opset,
+                    "compute_precision": precision,
+                    "weight_compression": compression or "none",
+                    "input": kind,
+                    "outputs": [f.name for f in spec.description.output],
+                },
+            )
+        )
     return artifacts
 
 
 def _interpreter_runner(artifact: Artifact):
-    from ..mil import Program
+    from .mil import Program
 
     program = Program.load(artifact.path)
 
     def run(x: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
-        out = np.concatenate([program.run({INPUT_NAME: x[i:i + INTERPRETER_BATCH]}, [LOGITS_NAME])[LOGITS_NAME]
-                              for i in range(0, len(x), INTERPRETER_BATCH)])
+        out = np.concatenate(
+            [
+                program.run({INPUT_NAME: x[i : i + INTERPRETER_BATCH]}, [LOGITS_NAME])[LOGITS_NAME]
+                for i in range(0, len(x), INTERPRETER_BATCH)
+            ]
+        )
         artifact.runtime_facts.interpreter_seconds_per_image = round((time.perf_counter() - start) / max(len(x), 1), 3)
         return out.astype(np.float32)
 
@@ -293,8 +363,11 @@ def _coreml_runner(artifact: Artifact, compute_units):
     def run(x: np.ndarray) -> np.ndarray:
         outs = []
         for sample in x:
-            feed = (Image.fromarray(sample.transpose(1, 2, 0).round().astype(np.uint8), "RGB")
-                    if artifact.details.get("input") == "image" else sample[None].astype(np.float32))
+            feed = (
+                Image.fromarray(sample.transpose(1, 2, 0).round().astype(np.uint8), "RGB")
+                if artifact.details.get("input") == "image"
+                else sample[None].astype(np.float32)
+            )
             outs.append(np.asarray(model.predict({INPUT_NAME: feed})[LOGITS_NAME], np.float32).reshape(1, -1))
         return np.concatenate(outs)
 
@@ -313,12 +386,14 @@ def load(artifact: Artifact):
     everything = _coreml_runner(artifact, ct.ComputeUnit.ALL)
 
     def run(x: np.ndarray) -> np.ndarray:
-        from ..parity import compare
+        from ...parity import compare
 
         out = cpu(x)
         for label, other in (("all_compute_units", everything), ("reference_interpreter", interpreter)):
             m = compare(out, other(x))
-            artifact.runtime_facts.comparisons[f"{label}_vs_cpu_only"] = {k: m[k] for k in ("max_abs", "max_rel", "min_cosine")}
+            artifact.runtime_facts.comparisons[f"{label}_vs_cpu_only"] = {
+                k: m[k] for k in ("max_abs", "max_rel", "min_cosine")
+            }
         return out
 
     return run
@@ -329,13 +404,19 @@ def census(artifact: Artifact) -> dict[str, int]:
     counted as ``softmax_not_feeding_classify`` (denied by the audit)."""
     import coremltools as ct
 
-    from ..mil import main_block, op_census
+    from .mil import main_block, op_census
 
     spec = ct.utils.load_spec(str(artifact.path))
     counts = op_census(spec)
     _, block = main_block(spec)
-    fed = {arg.name for op in block.operations if op.type == "classify"
-           for binding in op.inputs.values() for arg in binding.arguments if arg.WhichOneof("binding") == "name"}
+    fed = {
+        arg.name
+        for op in block.operations
+        if op.type == "classify"
+        for binding in op.inputs.values()
+        for arg in binding.arguments
+        if arg.WhichOneof("binding") == "name"
+    }
     misplaced = sum(1 for op in block.operations if op.type == "softmax" and op.outputs[0].name not in fed)
     if misplaced:
         counts["softmax"] -= misplaced
@@ -347,19 +428,28 @@ def runtime_note(artifact: Artifact) -> str:
     import coremltools as ct
 
     if sys.platform == "darwin":
-        return (f"Core ML runtime (coremltools {ct.__version__} MLModel.predict, CPU only; all compute units and "
-                "the reference interpreter compared in details)")
+        return (
+            f"Core ML runtime (coremltools {ct.__version__} MLModel.predict, CPU only; all compute units and "
+            "the reference interpreter compared in details)"
+        )
     return REFERENCE_NOTE
 
 
 TARGET = Target(
-    name="coreml", suffixes=(".mlpackage",), artifact_names=artifact_names,
-    convert=convert, load=load, census=census, runtime_note=runtime_note,
-    # exactly what the reference interpreter (export.mil) executes: "classify" is added by
+    name="coreml",
+    suffixes=(".mlpackage",),
+    artifact_names=artifact_names,
+    convert=convert,
+    load=load,
+    census=census,
+    runtime_note=runtime_note,
+    # exactly what the reference interpreter (``export.targets.coreml.mil``) executes: "classify" is added by
     # ClassifierConfig, "softmax" only feeding it (the census renames any other, denied below)
     allow=SUPPORTED_OPS,
     deny=frozenset({"linear", "matmul", MISPLACED_SOFTMAX, "einsum", "batch_norm", "erf"}),
     memory=MemoryCost(1240 * MIB, 122),
-    tools=("coremltools",), add_arguments=add_arguments, validate=validate,
+    tools=("coremltools",),
+    add_arguments=add_arguments,
+    validate=validate,
     bench=None,  # no Core ML runtime on Linux: no latency rows (accuracy runs the reference interpreter)
 )

@@ -14,11 +14,12 @@ the activation rounding of the calibration images, and on the digits checkpoint
 calibrated with photos it made every measure worse (README). Written by hand: the
 TFLite converter has no bias correction; torch.ao's and AIMET's work on their own
 model formats."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from .errors import ExportError
+from ...errors import ExportError
 
 CORRECTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 INT32 = np.iinfo(np.int32)
@@ -32,7 +33,7 @@ def correct_biases(quantized: bytes, calibrated: bytes, calibration: np.ndarray)
     model and how many biases were corrected."""
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from .tflite_graph import constant_values, dequantized, op_names
+    from .graph import constant_values, dequantized, op_names
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(quantized))
     float_model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
@@ -41,14 +42,19 @@ def correct_biases(quantized: bytes, calibrated: bytes, calibration: np.ndarray)
     ops, float_ops = _weighted_ops(graph, names), _weighted_ops(float_graph, float_names)
     pairs = list(zip(ops, float_ops))
     if len(ops) != len(float_ops) or any(
-            names[op.opcodeIndex] != float_names[f.opcodeIndex]
-            or list(graph.tensors[int(op.inputs[1])].shape) != list(float_graph.tensors[int(f.inputs[1])].shape)
-            for op, f in pairs):
+        names[op.opcodeIndex] != float_names[f.opcodeIndex]
+        or list(graph.tensors[int(op.inputs[1])].shape) != list(float_graph.tensors[int(f.inputs[1])].shape)
+        for op, f in pairs
+    ):
         raise ExportError("bias correction: the int8 model's weighted ops do not match its float model's")
     means = _input_tap_means(calibrated, float_graph, [(names[op.opcodeIndex], f) for op, f in pairs], calibration)
     for (op, float_op), tap_means in zip(pairs, means):
-        error = _weight_error(names[op.opcodeIndex], dequantized(model, graph.tensors[int(op.inputs[1])]),
-                              constant_values(float_model, float_graph.tensors[int(float_op.inputs[1])]), tap_means)
+        error = _weight_error(
+            names[op.opcodeIndex],
+            dequantized(model, graph.tensors[int(op.inputs[1])]),
+            constant_values(float_model, float_graph.tensors[int(float_op.inputs[1])]),
+            tap_means,
+        )
         bias = constant_values(float_model, float_graph.tensors[int(float_op.inputs[2])]).astype(np.float64)
         _set_bias(model, graph, int(op.inputs[2]), bias - error)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), len(pairs)
@@ -58,21 +64,25 @@ def _weighted_ops(graph, names: list[str]) -> list:
     """The corrected ops with a bias, in graph order (the quantizer keeps the order but
     renames the tensor it hands to the graph output). An op without a bias is left
     alone; CAS-ViT has none (every conv carries its folded BatchNorm or its own bias)."""
-    return [op for op in graph.operators
-            if names[op.opcodeIndex] in CORRECTED and len(op.inputs) > 2 and op.inputs[2] >= 0]
+    return [
+        op for op in graph.operators if names[op.opcodeIndex] in CORRECTED and len(op.inputs) > 2 and op.inputs[2] >= 0
+    ]
 
 
 def _input_tap_means(calibrated: bytes, float_graph, ops: list, calibration: np.ndarray) -> list[np.ndarray]:
     """Per op: the mean over the calibration images of what each kernel tap reads,
     ``(kh, kw, C)`` for a convolution, ``(C,)`` for a fully connected layer."""
-    from .tflite_ranges import calibration_runs
+    from .ranges import calibration_runs
 
     sums = [0.0] * len(ops)
     for interpreter in calibration_runs(calibrated, calibration):
         for k, (kind, op) in enumerate(ops):
             x = np.asarray(interpreter.get_tensor(int(op.inputs[0])), np.float64)
-            sums[k] = sums[k] + (x.reshape(-1, x.shape[-1]).mean(0) if kind == "FULLY_CONNECTED"
-                                 else _tap_means(x[0], float_graph.tensors[int(op.inputs[1])].shape, op.builtinOptions))
+            sums[k] = sums[k] + (
+                x.reshape(-1, x.shape[-1]).mean(0)
+                if kind == "FULLY_CONNECTED"
+                else _tap_means(x[0], float_graph.tensors[int(op.inputs[1])].shape, op.builtinOptions)
+            )
     return [s / len(calibration) for s in sums]
 
 
@@ -89,8 +99,14 @@ def _tap_means(x: np.ndarray, weight_shape, options) -> np.ndarray:
         oh, ow = -(-x.shape[0] // sh), -(-x.shape[1] // sw)
         th, tw = max((oh - 1) * sh + kh - x.shape[0], 0), max((ow - 1) * sw + kw - x.shape[1], 0)
         padded = np.pad(x, ((th // 2, th - th // 2), (tw // 2, tw - tw // 2), (0, 0)))
-    return np.stack([np.stack([padded[i:i + (oh - 1) * sh + 1:sh, j:j + (ow - 1) * sw + 1:sw].mean((0, 1))
-                               for j in range(kw)]) for i in range(kh)])
+    return np.stack(
+        [
+            np.stack(
+                [padded[i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw].mean((0, 1)) for j in range(kw)]
+            )
+            for i in range(kh)
+        ]
+    )
 
 
 def _weight_error(kind: str, quantized: np.ndarray, weights: np.ndarray, tap_means: np.ndarray) -> np.ndarray:

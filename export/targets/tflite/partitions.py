@@ -3,12 +3,13 @@ the DELEGATE nodes (XNNPACK partitions) and the original nodes still executed
 outside them. Self-contained (only ``ai_edge_litert``), so it also runs as a
 script in another LiteRT install, e.g. the app's 1.4.0 from ``export.verify_arm``:
 
-    python xnnpack_partitions.py MODEL.tflite...   # one JSON line per model
+    python partitions.py MODEL.tflite...   # one JSON line per model
 
 LiteRT 2.3.0 does not print XNNPACK's "yielding K partitions" line, so the count
 comes from the interpreter's node list: walking back from the outputs, a tensor
 comes from the DELEGATE node that outputs it if there is one, else from the
 original node that writes it; the nodes reached are the ones executed."""
+
 from __future__ import annotations
 
 import json

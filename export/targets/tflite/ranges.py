@@ -10,6 +10,7 @@ min/max. The ranges are written into the calibrated float model
 (``_experimental_calibrate_only``), which the converter's own quantizer
 (``mlir_quantize``) then turns into the int8 model. Written by hand: the TFLite
 converter has no other calibration statistic."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,11 +27,19 @@ def ranged_tensors(model) -> list[int]:
     graph = model.subgraphs[0]
     kept = {int(t) for t in [*graph.inputs, *graph.outputs]}
     for op in reversed(graph.operators or []):
-        if flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) in ("RESHAPE", "SQUEEZE") \
-                and int(op.outputs[0]) in kept:
+        if (
+            flatbuffer_utils.opcode_to_name(model, op.opcodeIndex) in ("RESHAPE", "SQUEEZE")
+            and int(op.outputs[0]) in kept
+        ):
             kept.add(int(op.inputs[0]))
-    return [i for i, t in enumerate(graph.tensors) if i not in kept
-            and t.quantization is not None and t.quantization.min is not None and len(t.quantization.min) == 1]
+    return [
+        i
+        for i, t in enumerate(graph.tensors)
+        if i not in kept
+        and t.quantization is not None
+        and t.quantization.min is not None
+        and len(t.quantization.min) == 1
+    ]
 
 
 def calibration_runs(calibrated: bytes, calibration: np.ndarray):
@@ -38,8 +47,11 @@ def calibration_runs(calibrated: bytes, calibration: np.ndarray):
     reference kernels, every tensor kept): yields the interpreter after each run."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    interpreter = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True,
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter = Interpreter(
+        model_content=calibrated,
+        experimental_preserve_all_tensors=True,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
     interpreter.allocate_tensors()
     for sample in calibration:
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], sample[None])
@@ -55,8 +67,10 @@ def histogram_ranges(calibrated: bytes, calibration: np.ndarray) -> dict[int, tu
     from torch.ao.quantization.observer import HistogramObserver
 
     tensors = ranged_tensors(flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated)))
-    observers = {i: HistogramObserver(dtype=torch.qint8, qscheme=torch.per_tensor_affine,
-                                      quant_min=INT8[0], quant_max=INT8[1]) for i in tensors}
+    observers = {
+        i: HistogramObserver(dtype=torch.qint8, qscheme=torch.per_tensor_affine, quant_min=INT8[0], quant_max=INT8[1])
+        for i in tensors
+    }
     for interpreter in calibration_runs(calibrated, calibration):
         for i, observer in observers.items():
             observer(torch.from_numpy(np.array(interpreter.get_tensor(i), np.float32)))

@@ -1,6 +1,7 @@
 """Seeded non-trivial BatchNorm statistics for random-weight models: freshly built
 models have mean 0 / var 1 everywhere, which would make BN folding a no-op and
 hide folding bugs in tests and random-weight exports."""
+
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,6 @@
 """MIL values from the mlProgram protobuf: dtypes, immediate literals and
 weights in ``weight.bin`` (read with coremltools' own blob reader)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,20 +11,50 @@ from .errors import ProgramError
 
 # MIL DataType name -> NumPy dtype the interpreter computes and stores it in.
 DTYPES = {
-    "BOOL": np.bool_, "FLOAT16": np.float16, "FLOAT32": np.float32, "FLOAT64": np.float64,
-    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
-    "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-    "INT4": np.int8, "UINT1": np.uint8, "UINT2": np.uint8, "UINT3": np.uint8, "UINT4": np.uint8, "UINT6": np.uint8,
+    "BOOL": np.bool_,
+    "FLOAT16": np.float16,
+    "FLOAT32": np.float32,
+    "FLOAT64": np.float64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT4": np.int8,
+    "UINT1": np.uint8,
+    "UINT2": np.uint8,
+    "UINT3": np.uint8,
+    "UINT4": np.uint8,
+    "UINT6": np.uint8,
 }
 # cast's dtype strings.
-CAST_DTYPES = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "int8": np.int8, "uint8": np.uint8,
-               "bool": np.bool_}
+CAST_DTYPES = {
+    "fp16": np.float16,
+    "fp32": np.float32,
+    "int32": np.int32,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "bool": np.bool_,
+}
 # blob reader method per stored dtype (sub-byte types come back unpacked, one value per element).
 _BLOB_READERS = {
-    "FLOAT16": "read_fp16_data", "FLOAT32": "read_float_data", "INT8": "read_int8_data", "UINT8": "read_uint8_data",
-    "INT16": "read_int16_data", "UINT16": "read_uint16_data", "INT32": "read_int32_data",
-    "UINT32": "read_uint32_data", "INT4": "read_int4_data", "UINT1": "read_uint1_data", "UINT2": "read_uint2_data",
-    "UINT3": "read_uint3_data", "UINT4": "read_uint4_data", "UINT6": "read_uint6_data",
+    "FLOAT16": "read_fp16_data",
+    "FLOAT32": "read_float_data",
+    "INT8": "read_int8_data",
+    "UINT8": "read_uint8_data",
+    "INT16": "read_int16_data",
+    "UINT16": "read_uint16_data",
+    "INT32": "read_int32_data",
+    "UINT32": "read_uint32_data",
+    "INT4": "read_int4_data",
+    "UINT1": "read_uint1_data",
+    "UINT2": "read_uint2_data",
+    "UINT3": "read_uint3_data",
+    "UINT4": "read_uint4_data",
+    "UINT6": "read_uint6_data",
 }
 
 

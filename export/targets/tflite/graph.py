@@ -30,6 +30,7 @@ no such option for dynamic-range weights.
   multiply-add per element, but XNNPACK's depthwise kernel then works along a row of
   W*3 channels instead of pixel by pixel over 3 (README: outputs bit-identical; in one
   A/B xs int8 6.26 -> 6.06 ms, fp32 13.36 -> 13.22 ms)."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -127,10 +128,14 @@ def in_float(model, chosen) -> int:
     count = 0
     for graph in model.subgraphs:
         operators = graph.operators or []
-        picked = {i for i, op in enumerate(operators) if _int8_activations_only(model, schema, graph, op)
-                  and chosen(names, graph, op)}
+        picked = {
+            i
+            for i, op in enumerate(operators)
+            if _int8_activations_only(model, schema, graph, op) and chosen(names, graph, op)
+        }
         needed_as_int8 = {int(t) for t in graph.outputs} | {
-            int(t) for i, op in enumerate(operators) if i not in picked for t in op.inputs}
+            int(t) for i, op in enumerate(operators) if i not in picked for t in op.inputs
+        }
         twin, rewritten = {}, []
         for i, op in enumerate(operators):
             if i not in picked:
@@ -199,8 +204,10 @@ def wide_input_normalization(model) -> int:
             x, y = int(op.inputs[0]), int(op.outputs[0])
             shape = [int(d) for d in graph.tensors[x].shape]
             wide = [1, shape[1], 1, shape[2] * 3]
-            tiled = [_tiled_constant(model, schema, graph, producer, int(t), shape[2]) if t >= 0 else -1
-                     for t in op.inputs[1:]]  # -1: no bias
+            tiled = [
+                _tiled_constant(model, schema, graph, producer, int(t), shape[2]) if t >= 0 else -1
+                for t in op.inputs[1:]
+            ]  # -1: no bias
             x_wide, y_wide = (_like(schema, graph, t, "_wide", shape=wide) for t in (x, y))
             rewritten.append(_reshape(model, schema, graph, reshape, x, x_wide))
             op.inputs, op.outputs = np.array([x_wide, *tiled], np.int32), np.array([y_wide], np.int32)
@@ -217,8 +224,13 @@ def _three_channel_scale_shift(names: list[str], graph, op) -> bool:
         return False
     options = op.builtinOptions
     shape = [int(d) for d in graph.tensors[int(op.inputs[0])].shape]
-    return (len(shape) == 4 and shape[0] == 1 and shape[3] == 3 and options.strideH == options.strideW == 1
-            and [int(d) for d in graph.tensors[int(op.inputs[1])].shape] == [1, 1, 1, 3])
+    return (
+        len(shape) == 4
+        and shape[0] == 1
+        and shape[3] == 3
+        and options.strideH == options.strideW == 1
+        and [int(d) for d in graph.tensors[int(op.inputs[1])].shape] == [1, 1, 1, 3]
+    )
 
 
 def _constant(model, schema, graph, name: bytes, values: np.ndarray, tensor_type: int, quantization=None) -> int:
@@ -247,7 +259,9 @@ def dequantized(model, tensor) -> np.ndarray:
     shape = [1] * len(tensor.shape)
     shape[q.quantizedDimension] = -1
     zero_point = np.asarray(q.zeroPoint, np.float64).reshape(shape)
-    return (constant_values(model, tensor).astype(np.float64) - zero_point) * np.asarray(q.scale, np.float64).reshape(shape)
+    return (constant_values(model, tensor).astype(np.float64) - zero_point) * np.asarray(q.scale, np.float64).reshape(
+        shape
+    )
 
 
 def _tiled_constant(model, schema, graph, producer: dict, index: int, reps: int) -> int:
@@ -256,8 +270,9 @@ def _tiled_constant(model, schema, graph, producer: dict, index: int, reps: int)
     widened where it is: its DEQUANTIZE reads the tiled constant instead."""
     if index in producer:
         dequantize = producer[index]
-        dequantize.inputs = np.array([_tiled_constant(model, schema, graph, producer, int(dequantize.inputs[0]), reps)],
-                                     np.int32)
+        dequantize.inputs = np.array(
+            [_tiled_constant(model, schema, graph, producer, int(dequantize.inputs[0]), reps)], np.int32
+        )
         graph.tensors[index].shape = np.array(graph.tensors[int(dequantize.inputs[0])].shape, np.int32)
         return index
     source = graph.tensors[index]
@@ -270,8 +285,9 @@ def _tiled_constant(model, schema, graph, producer: dict, index: int, reps: int)
         tiled.quantizedDimension = quantization.quantizedDimension
         quantization = tiled
     repeats = [1] * (values.ndim - 1) + [reps]
-    return _constant(model, schema, graph, bytes(source.name or b"") + b"_tiled", np.tile(values, repeats),
-                     source.type, quantization)
+    return _constant(
+        model, schema, graph, bytes(source.name or b"") + b"_tiled", np.tile(values, repeats), source.type, quantization
+    )
 
 
 def _reshape(model, schema, graph, opcode: int, source: int, target: int):
@@ -279,8 +295,9 @@ def _reshape(model, schema, graph, opcode: int, source: int, target: int):
     shape = np.array(graph.tensors[target].shape, np.int32)
     options = schema.ReshapeOptionsT()
     options.newShape = [int(d) for d in shape]
-    new_shape = _constant(model, schema, graph, bytes(graph.tensors[target].name or b"") + b"_shape", shape,
-                          schema.TensorType.INT32)
+    new_shape = _constant(
+        model, schema, graph, bytes(graph.tensors[target].name or b"") + b"_shape", shape, schema.TensorType.INT32
+    )
     return _operator(schema, opcode, [source, new_shape], [target], options, schema.BuiltinOptions.ReshapeOptions)
 
 

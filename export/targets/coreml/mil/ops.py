@@ -2,6 +2,7 @@
 executes a Core ML program off macOS. Each op computes in float32 (float64 for
 float64 inputs); the caller rounds every output to the dtype the program declares,
 so an fp16 program rounds after every op as the device does."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -78,7 +79,7 @@ def _depthwise(xp: np.ndarray, weight: np.ndarray, strides, dilations) -> np.nda
     scratch = np.empty_like(out)
     for i in range(kh):
         for j in range(kw):
-            tap = xp[:, :, i * dh: i * dh + sh * (ho - 1) + 1: sh, j * dw: j * dw + sw * (wo - 1) + 1: sw]
+            tap = xp[:, :, i * dh : i * dh + sh * (ho - 1) + 1 : sh, j * dw : j * dw + sw * (wo - 1) + 1 : sw]
             np.multiply(tap, weight[None, :, 0, i, j, None, None], out=scratch)
             out += scratch
     return out
@@ -92,7 +93,9 @@ def _im2col(xp: np.ndarray, weight: np.ndarray, strides, dilations, groups: int)
     n = xp.shape[0]
     ho, wo = _out_size(xp, (kh, kw), strides, dilations)
     span = ((kh - 1) * dh + 1, (kw - 1) * dw + 1)
-    windows = sliding_window_view(xp, span, axis=(2, 3))[:, :, :(ho - 1) * sh + 1:sh, :(wo - 1) * sw + 1:sw, ::dh, ::dw]
+    windows = sliding_window_view(xp, span, axis=(2, 3))[
+        :, :, : (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw, ::dh, ::dw
+    ]
     windows = windows.reshape(n, groups, cin_g, ho, wo, kh, kw)
     w_g = weight.reshape(groups, cout // groups, cin_g, kh, kw)
     out = np.stack([np.tensordot(windows[:, g], w_g[g], axes=([1, 4, 5], [1, 2, 3])) for g in range(groups)], axis=1)
@@ -112,7 +115,7 @@ def gelu(x, mode="EXACT"):
         out *= c(0.5)
         return out
     if mode == "TANH_APPROXIMATION":
-        return c(0.5) * x * (c(1.0) + np.tanh(c(np.sqrt(2.0 / np.pi)) * (x + c(0.044715) * x ** 3)))
+        return c(0.5) * x * (c(1.0) + np.tanh(c(np.sqrt(2.0 / np.pi)) * (x + c(0.044715) * x**3)))
     if mode == "SIGMOID_APPROXIMATION":
         return x / (c(1.0) + np.exp(c(-1.702) * x))
     raise ProgramError(f"gelu: mode {mode!r} is not supported")
@@ -161,7 +164,7 @@ def lut_to_dense_ios16(lut, indices, shape):
     """Palettized weight (iOS 16 form): n-bit indices packed little-endian into bytes."""
     shape = tuple(int(s) for s in shape)
     nbits = int(np.log2(lut.size))
-    if 2 ** nbits != lut.size:
+    if 2**nbits != lut.size:
         raise ProgramError("constexpr_lut_to_dense: the lookup table size is not a power of two")
     count = int(np.prod(shape))
     bits = np.unpackbits(np.asarray(indices, np.uint8), bitorder="little")[: count * nbits].reshape(count, nbits)
@@ -212,6 +215,7 @@ def _expand_blocks(params: np.ndarray, shape) -> np.ndarray:
 def binary(fn):
     def op(x, y):
         return fn(_f(x), _f(y))
+
     return op
 
 
@@ -233,10 +237,20 @@ def softmax(x, axis=-1):
 
 # op type -> implementation ("const" is resolved by the loader).
 OPS = {
-    "conv": conv, "add": binary(np.add), "mul": binary(np.multiply), "sigmoid": sigmoid, "relu": relu,
-    "gelu": gelu, "reduce_mean": reduce_mean, "split": split, "reshape": reshape, "cast": cast,
-    "classify": classify, "constexpr_lut_to_dense": lut_to_dense,
-    "constexpr_affine_dequantize": affine_dequantize, "constexpr_blockwise_shift_scale": blockwise_shift_scale,
+    "conv": conv,
+    "add": binary(np.add),
+    "mul": binary(np.multiply),
+    "sigmoid": sigmoid,
+    "relu": relu,
+    "gelu": gelu,
+    "reduce_mean": reduce_mean,
+    "split": split,
+    "reshape": reshape,
+    "cast": cast,
+    "classify": classify,
+    "constexpr_lut_to_dense": lut_to_dense,
+    "constexpr_affine_dequantize": affine_dequantize,
+    "constexpr_blockwise_shift_scale": blockwise_shift_scale,
     "softmax": softmax,
 }
 SUPPORTED_OPS = frozenset({"const", *OPS})

@@ -3,6 +3,7 @@ mlProgram spec, reads weights with coremltools' blob reader and runs every op in
 NumPy (a whole batch per op), rounding to each op's declared dtype. Lets Linux
 CI verify Core ML artifacts numerically; it supports exactly the ops the Core ML
 audit allows."""
+
 from .errors import ProgramError, UnsupportedOpError
 from .ops import SUPPORTED_OPS
 from .program import Program, main_block, op_census
