@@ -1,6 +1,7 @@
-"""Shared state of one export run: the eval model, its deploy forms, the artifacts
-converted so far, intermediate artifacts built once (e.g. the static ONNX TFLite
-converts from), metadata and progress output."""
+"""Shared state of one export run, each piece read once: the resolved spec, the eval
+model and its weights, the labels, the preprocessing record, the user's labelled
+images, the calibration images, the deploy forms and the intermediate artifacts one
+target builds for another (e.g. the static ONNX TFLite converts from)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from casvit import DeployCASViT, Preprocessing, deploy
 from casvit.model import CASViT
 
-from .preprocessing import artifact_record, convention_of, record_for
+from .preprocessing import artifact_record, convention_of
 from .spec import Artifact, ExportSpec
 
 
@@ -29,20 +31,31 @@ _T0 = time.perf_counter()
 
 @dataclass
 class ExportContext:
-    spec: ExportSpec
+    spec: ExportSpec  # resolved (export.source.resolve)
     model: CASViT  # eval model: the eager reference
     weights: dict[str, Any]  # source, path, sha256, for_deployment
     labels: list[str]
     workdir: Path  # staging folder on the output's filesystem
+    preprocessing: Preprocessing  # the record: defaults, the checkpoint's args, the options
+    preprocessing_source: str
+    validation: Any = None  # the --val-dir images (export.labelled_images.ValidationSet) or None
     converted: list[Artifact] = field(default_factory=list)  # this run's artifacts so far, in conversion order
-    _cache: dict = field(default_factory=dict)
-    preprocessing: Preprocessing = field(init=False)  # the record: from the checkpoint's args and the options
-    preprocessing_source: str = field(init=False)
+    deployed: dict[tuple, DeployCASViT] = field(default_factory=dict)  # deploy forms by (embed, input range)
+    intermediates: dict[Any, Any] = field(default_factory=dict)  # what targets build for others, by key
+    library_warnings: list[str] = field(default_factory=list)  # the converters' own caveats, for the report
 
     log = staticmethod(log)
 
-    def __post_init__(self):
-        self.preprocessing, self.preprocessing_source = record_for(self.spec)
+    @cached_property
+    def calibration(self):
+        """The images int8 models are calibrated on (``export.calibration.CalibrationSet``):
+        the ``--calib-from-val`` split, else ``--calib``, else the bundled photos; read on first use."""
+        from .calibration import load_calibration
+
+        if self.validation is not None and self.validation.calibration is not None:
+            return self.validation.calibration
+        c = self.spec.calibration
+        return load_calibration(self.preprocessing, c.calib, c.calib_count)
 
     def _input_choice(self, embed_normalization: bool | None, input_range: float | None) -> tuple[bool, float]:
         """(embed normalization?, input range), the spec's where not given."""
@@ -52,26 +65,25 @@ class ExportContext:
         )
 
     def deploy_model(self, embed_normalization: bool | None = None, input_range: float | None = None) -> DeployCASViT:
-        """The deploy form (cached); defaults follow the spec."""
-        embed, rng = self._input_choice(embed_normalization, input_range)
-        key = ("deploy", embed, rng)
-        if key not in self._cache:
+        """The deploy form (made once per input choice); defaults follow the spec."""
+        key = self._input_choice(embed_normalization, input_range)
+        if key not in self.deployed:
             p = self.preprocessing
-            self._cache[key] = deploy(self.model, normalize_input=embed, input_range=rng, mean=p.mean, std=p.std)
-        return self._cache[key]
+            self.deployed[key] = deploy(self.model, normalize_input=key[0], input_range=key[1], mean=p.mean, std=p.std)
+        return self.deployed[key]
 
     def input_convention(self, embed_normalization: bool | None = None, input_range: float | None = None) -> str:
         return convention_of(*self._input_choice(embed_normalization, input_range))
 
     def intermediate(self, key, build: Callable[[], Any]) -> Any:
         """``build()``, once per run and ``key``: an intermediate artifact a target
-        makes for others (see ``export.targets.onnx.static_model``)."""
-        if key not in self._cache:
-            self._cache[key] = build()
-        return self._cache[key]
+        makes for others (see ``export.targets.onnx.target.static_model``)."""
+        if key not in self.intermediates:
+            self.intermediates[key] = build()
+        return self.intermediates[key]
 
     def metadata(self, convention: str | None = None) -> dict[str, str]:
-        """Facts every artifact records (string values, for ONNX/TFLite/Core ML metadata);
+        """Facts every artifact records (string values, for each format's metadata);
         ``preprocessing`` is the record, as JSON, for the artifact's input ``convention``
         (default: the spec's), ``labels`` the class names as a JSON list."""
         s = self.spec

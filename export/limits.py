@@ -72,12 +72,11 @@ def estimate_bytes(spec) -> int:
 
 
 def calibration_images(spec) -> int:
-    """How many images a TFLite int8 run calibrates on."""
-    if spec.options.get("calib") is None:
-        return DEFAULT_CALIBRATION_IMAGES
-    from .calibration import DEFAULT_COUNT
-
-    return spec.options.get("calib_count") or DEFAULT_COUNT
+    """How many images a run calibrates on (a folder's count is an upper bound)."""
+    c = spec.calibration
+    if c.calib_from_val is not None:
+        return c.calib_from_val
+    return DEFAULT_CALIBRATION_IMAGES if c.calib is None else c.calib_count
 
 
 def check(spec) -> None:

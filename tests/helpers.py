@@ -58,3 +58,26 @@ def save_photos(folder: Path, names_sizes) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for (name, size), suffix in zip(names_sizes, [".jpg", ".png"] * len(names_sizes)):
         Image.fromarray(photo(name)).resize(size).save(folder / f"{name}{suffix}")
+
+
+def make_spec(**values):
+    """An ExportSpec from option names and values, read as the CLI and the Python API read them."""
+    from export.spec import spec_from
+
+    return spec_from(values)
+
+
+def export_report(**values) -> dict:
+    """Run an export of ``make_spec(**values)``; the content of its report.json."""
+    from export.pipeline import run
+
+    return run(make_spec(**values)).to_json()
+
+
+def eval_model(**values):
+    """The eval model an export of ``make_spec(**values)`` builds (seeded random weights without a checkpoint)."""
+    from export.source import build_model, read_source, resolve
+
+    spec = make_spec(**values)
+    source = read_source(spec)
+    return build_model(resolve(spec, source)[0], source)[0]

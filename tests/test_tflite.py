@@ -22,10 +22,9 @@ from export.audit import audit  # noqa: E402
 from export.errors import ExportError  # noqa: E402
 from export.outset import problems  # noqa: E402
 from export.pipeline import run  # noqa: E402
-from export.spec import ExportSpec  # noqa: E402
 from export.targets.tflite import target as tflite  # noqa: E402
 
-from .helpers import ROOT  # noqa: E402
+from .helpers import ROOT, make_spec  # noqa: E402
 
 SCHEMA_KEYS = {
     "schema",
@@ -353,17 +352,17 @@ def test_onnx2tf_failure_is_one_line_and_keeps_its_log(tmp_path, monkeypatch):
 def byte_export(tmp_path_factory):
     """int8 only, with ImageNet normalization embedded and RGB bytes as input."""
     out = tmp_path_factory.mktemp("tflite_byte")
-    spec = ExportSpec(
+    spec = make_spec(
         targets=("tflite",),
         variant="tiny",
-        height=32,
-        width=32,
+        res=(32, 32),
         out_dir=out,
         embed_normalization=True,
         input_range=255.0,
-        options={"tflite_precisions": ("int8",), "calib_count": 3},
+        tflite_precisions=("int8",),
+        calib_count=3,
     )
-    return run(spec), out
+    return run(spec).to_json(), out
 
 
 @pytest.mark.slow

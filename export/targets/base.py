@@ -52,11 +52,15 @@ class Target:
       convention -> float32 logits, in the artifact's own runtime (it may fill
       ``artifact.runtime_facts``);
     - ``census(artifact) -> dict[str, int]``: op name -> count, read from the file;
-    - ``runtime_note(artifact) -> str``: how parity was verified.
+    - ``runtime_note(artifact) -> str``: how parity was verified;
+    - ``options``: its option record (a frozen dataclass of ``export.options.option``
+      fields), which the CLI and the Python API read; ``spec.options_of(name)`` holds
+      a run's values;
+    - ``validate(spec)``: what its options need beyond their own declarations (files,
+      combinations), checked before any conversion.
     """
 
     name: str
-    suffixes: tuple[str, ...]  # file (or package folder) name endings of its artifacts
     artifact_names: Callable[[ExportSpec], tuple[str, ...]]
     convert: Callable[[Any], list[Artifact]]
     load: Callable[[Artifact], Callable]
@@ -67,8 +71,8 @@ class Target:
     memory: MemoryCost
     deny_prefixes: tuple[str, ...] = ()  # every op starting with one of these is denied too
     tools: tuple[str, ...] = ()  # Python distributions whose versions the report records
-    add_arguments: Callable[[Any], None] | None = None  # the target's own CLI options (an argparse group)
-    validate: Callable[[ExportSpec], None] | None = None  # its options, before any conversion
+    options: type | None = None  # its option record
+    validate: Callable[[ExportSpec], None] | None = None
     depends_on: tuple[str, ...] = ()  # targets whose intermediate artifacts it converts from
     # Whether a run of ``spec`` makes a model of this target calibrated on images
     # (``--calib``, ``--calib-from-val``); None: never.

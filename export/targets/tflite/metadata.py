@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ...fsutil import atomic_write
+from ...quiet import captured
 
 SCHEMA = "casvit-model/2"
 LABELS_FILE = "labels.txt"
@@ -43,7 +44,10 @@ OUTPUT_MEANING = "raw logits; apply softmax for probabilities"
 
 
 def _schema():
-    from mediapipe.tasks.metadata import metadata_schema_py_generated as schema
+    """The metadata schema module; importing mediapipe imports TensorFlow, whose native
+    logging is kept off the console."""
+    with captured():
+        from mediapipe.tasks.metadata import metadata_schema_py_generated as schema
 
     return schema
 

@@ -11,10 +11,10 @@ a scalar normalization (see ``metadata``)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,13 +23,13 @@ from PIL import Image
 from casvit.preprocess import resize
 
 from ... import isolate
-from ...accuracy import calibration_set
-from ...calibration import DEFAULT_COUNT, check_calibration_folder, image_count, load_calibration
 from ...errors import ExportError
 from ...fsutil import atomic_write
 from ...limits import CALIBRATION_BYTES, MIB, calibration_images
 from ...litert_io import dequantize, quantize
+from ...options import OptionRecord, comma_list, option
 from ...outset import converter_log
+from ...quiet import captured
 from ...spec import Artifact
 from ..base import MemoryCost, Target
 from ..onnx import target as onnx
@@ -48,36 +48,13 @@ ONNX2TF_SUFFIX = {"fp32": "float32", "fp16": "float16", "int8-dynamic": "dynamic
 ONNX2TF_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 
 
-def parse_precisions(text: str) -> tuple[str, ...]:
-    """``"int8, fp32"`` -> ("fp32", "int8"): known names, in PRECISIONS order."""
-    names = [t.strip() for t in str(text).split(",") if t.strip()]
-    unknown = [n for n in names if n not in PRECISIONS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown TFLite precision {', '.join(unknown) or repr(text)}; choose from {', '.join(PRECISIONS)}"
-        )
-    return tuple(p for p in PRECISIONS if p in names)
-
-
-def add_arguments(group) -> None:
-    group.add_argument(
-        "--tflite-precisions",
-        type=parse_precisions,
-        default=",".join(PRECISIONS),
-        help="comma-separated precisions; int8 is full-integer inside with float32 input/output",
-    )
-    group.add_argument(
-        "--calib",
-        type=Path,
-        default=None,
-        help="folder of JPEG/PNG images to calibrate int8 on (none: scikit-image's bundled photos); "
-        "an error when the run makes no int8 TFLite model",
-    )
-    group.add_argument(
-        "--calib-count",
-        type=image_count,
-        default=DEFAULT_COUNT,
-        help="at most this many calibration images (first by file name)",
+@dataclass(frozen=True)
+class TFLiteOptions(OptionRecord):
+    tflite_precisions: tuple[str, ...] = option(
+        PRECISIONS,
+        "comma-separated precisions; int8 is full-integer inside with float32 input/output",
+        parse=comma_list(PRECISIONS, "TFLite precision"),
+        metavar="LIST",
     )
 
 
@@ -228,30 +205,14 @@ def _tensor_map(schema, name: str, index: int):
 
 
 def precisions_of(spec) -> tuple[str, ...]:
-    """The precisions ``spec`` asks for (all by default); unknown names are an ExportError."""
-    requested = spec.options.get("tflite_precisions") or PRECISIONS
-    try:
-        return parse_precisions(requested if isinstance(requested, str) else ",".join(requested))
-    except argparse.ArgumentTypeError as e:
-        raise ExportError(str(e)) from None
-
-
-def validate(spec) -> None:
-    """The target's options, checked before any conversion: precisions, calibration folder and images."""
-    precisions_of(spec)
-    count = spec.options.get("calib_count") or DEFAULT_COUNT
-    if spec.options.get("calib") is not None:
-        check_calibration_folder(spec.options["calib"], count)
-    elif count < 1:
-        raise ExportError(f"--calib-count must be at least 1, got {count}")
+    """The precisions ``spec`` asks for."""
+    return spec.options_of("tflite").tflite_precisions
 
 
 def convert(ctx) -> list[Artifact]:
     spec = ctx.spec
     precisions = precisions_of(spec)
-    calib = calibration_set(ctx) or load_calibration(
-        ctx.preprocessing, spec.options.get("calib"), spec.options.get("calib_count") or DEFAULT_COUNT
-    )
+    calib = ctx.calibration
     ctx.log(f"tflite: {len(calib.names)} calibration images from {calib.source}")
     onnx_path = _nhwc_model(ctx, onnx.static_model(ctx, True, input_range(ctx)))
     ctx.log(f"tflite: onnx2tf -> {', '.join(precisions)} (log kept only on failure)")
@@ -299,8 +260,9 @@ def load(artifact: Artifact):
     quantizing the input / dequantizing the output where the model is integer there."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(artifact.path), num_threads=1)
-    interpreter.allocate_tensors()
+    with captured():  # LiteRT's native note that it created the XNNPACK delegate
+        interpreter = Interpreter(model_path=str(artifact.path), num_threads=1)
+        interpreter.allocate_tensors()
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
 
     def run(x: np.ndarray) -> np.ndarray:
@@ -344,7 +306,6 @@ def _calibration_bytes_per_pixel(spec) -> int:
 
 TARGET = Target(
     name="tflite",
-    suffixes=(".tflite",),
     artifact_names=artifact_names,
     convert=convert,
     load=load,
@@ -373,8 +334,7 @@ TARGET = Target(
     deny_prefixes=("Flex", "CUSTOM"),  # every Flex (TensorFlow) op and every custom op
     memory=MemoryCost(1750 * MIB, 226, extra_per_pixel=_calibration_bytes_per_pixel),
     tools=("onnx2tf", "tensorflow", "ai-edge-litert"),
-    add_arguments=add_arguments,
-    validate=validate,
+    options=TFLiteOptions,
     calibrates=lambda spec: "int8" in precisions_of(spec),
     depends_on=("onnx",),
     bench=LITERT,
