@@ -182,12 +182,16 @@ def test_model_json_matches_schema_and_file(export):
         assert meta["preprocessing"]["input_convention"] == entry["input_convention"] == "unit"
         embedded = _embedded_metadata(path)
         assert embedded["variant"] == "tiny" and embedded["resolution"] == "64x64"
-        assert json.loads(embedded["preprocessing"]) == meta["preprocessing"]
+        assert embedded["preprocessing"] == meta["preprocessing"]  # plain JSON values, not JSON in strings
+        assert embedded["num_classes"] == 1000 and embedded["for_deployment"] is False
+        assert embedded["labels"] == labels
 
 
 @pytest.mark.slow
 def test_standard_metadata_declares_scalar_normalization_and_packs_the_labels(export):
-    from export.targets.tflite.metadata import MIN_PARSER_VERSION, read_standard_metadata
+    from export.targets.tflite.metadata import MIN_PARSER_VERSION
+
+    from .helpers import read_standard_metadata
 
     labels = (export["out"] / "labels.txt").read_bytes()
     for entry in _entries(export).values():

@@ -1,9 +1,10 @@
-"""The record every export target declares about itself (``TARGET`` in its module).
+"""The record every export target declares about itself (``TARGET`` in its package's
+``target`` module).
 
-Everything outside the target module that needs to know about a format (the CLI,
-``validate``, the op audit, the tool versions of the report, the benchmarks) reads
-it from this record, so adding a target is one module and one registry line
-(``export.targets.REGISTRY``)."""
+Everything outside the target's package that needs to know about a format (the CLI
+and the Python API through its option record, ``preflight``, the op audit, the tool
+versions of the report, the benchmarks) reads it from this record, so adding a
+target is one package and one registry line (``export.targets.REGISTRY``)."""
 
 from __future__ import annotations
 

@@ -176,7 +176,7 @@ def _finalize(ctx, src: Path, dst: Path, precision: str) -> None:
     signature.inputs = [_tensor_map(schema, INPUT_NAME, in_index)]
     signature.outputs = [_tensor_map(schema, OUTPUT_NAME, out_index)]
     model.signatureDefs = [signature]
-    export_json = json.dumps(ctx.metadata(convention(ctx)), sort_keys=True).encode()
+    export_json = json.dumps(ctx.metadata_record(convention(ctx)), sort_keys=True, ensure_ascii=False).encode()
     _add_metadata(schema, model, "casvit", export_json)
     _add_metadata(schema, model, METADATA_NAME, metadata_buffer(ctx, input_range(ctx), precision))
     body = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
