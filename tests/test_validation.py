@@ -73,6 +73,7 @@ BAD_INPUT = [
     (["--seed", "1e23"], "--seed '1e23': expected a whole number"),
     (["--batch", "100000"], "--batch '100000': expected 1 to 1024"),
     (["--num-classes", "0"], "--num-classes '0': expected at least 1"),
+    (["--num-classes", "1000000000"], "1000000000 classes are too many"),
     (["--noise-inputs", "-3"], "--noise-inputs '-3': expected 0 to 256"),
     (["--mean", "nan,0.4,0.4"], "--mean 'nan,0.4,0.4': expected a finite number"),
     (["--std", "0.2,inf,0.2"], "--std '0.2,inf,0.2': expected a finite number"),
@@ -231,8 +232,14 @@ def test_large_run_prints_its_memory_estimate(monkeypatch, capsys):
 
 
 def test_memory_estimate_grows_with_pixels_batch_and_width():
-    small = make_spec(targets=("onnx",), variant="xs", res=(224, 224))
-    for bigger in (replace(small, res=(448, 224)), replace(small, batch=64), replace(small, variant="m")):
+    small = make_spec(targets=("onnx",), variant="xs", res=(224, 224), num_classes=1000)
+    bigger_ones = (
+        replace(small, res=(448, 224)),
+        replace(small, batch=64),
+        replace(small, variant="m"),
+        replace(small, num_classes=100_000),
+    )
+    for bigger in bigger_ones:
         assert limits.estimate_bytes(bigger) > limits.estimate_bytes(small)
     assert limits.estimate_bytes(replace(small, targets=("coreml",), batch=64)) == limits.estimate_bytes(
         replace(small, targets=("coreml",))

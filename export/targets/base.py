@@ -35,12 +35,15 @@ class MemoryCost:
     "Limits"; ``export.limits`` estimates a run with it): a base, bytes per pixel of
     each image eager PyTorch runs at once (the parity inputs, up to 8) and bytes per
     pixel of each image of the batch the target traces and runs (the larger stage is
-    the peak), plus ``extra_per_pixel(spec)`` for the target's own inputs."""
+    the peak), plus ``extra_per_pixel(spec)`` for the target's own inputs, plus bytes
+    per class beyond the measured 1000 (the classifier's weights in every copy the
+    converters make)."""
 
     base_bytes: int
     per_reference_pixel: int
     per_batch_pixel: int = 0
     extra_per_pixel: Callable[[ExportSpec], int] | None = None
+    per_class: int = 0
 
 
 @dataclass(frozen=True)

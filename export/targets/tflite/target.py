@@ -371,7 +371,7 @@ TARGET = Target(
     ),
     deny=frozenset({"FULLY_CONNECTED", "BATCH_MATMUL", MISPLACED_SOFTMAX, "CUSTOM"}),
     deny_prefixes=("Flex", "CUSTOM"),  # every Flex (TensorFlow) op and every custom op
-    memory=MemoryCost(1750 * MIB, 226, extra_per_pixel=_calibration_bytes_per_pixel),
+    memory=MemoryCost(1750 * MIB, 226, extra_per_pixel=_calibration_bytes_per_pixel, per_class=23500),
     tools=("onnx2tf", "tensorflow", "ai-edge-litert"),
     options=TFLiteOptions,
     calibrates=lambda spec: "int8" in precisions_of(spec),
