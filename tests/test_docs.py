@@ -1,11 +1,12 @@
 """The user documentation runs: every ```bash and ```python block of README.md and
-docs/*.md is executed, in order, one document at a time, in a fresh working folder
-that looks like a checkout (the repository's .venv, Makefile, pyproject.toml and tests/
+docs/*.md is executed, in order, each document in its own fresh working folder that
+looks like a checkout (the repository's .venv, Makefile, pyproject.toml and tests/
 linked in, .venv/bin first on PATH), so `make export ...` and
 `.venv/bin/python -m export ...` run as a user types them and write their `out/`
-there. A block is skipped only when the line right before it says why:
-``<!-- not run: REASON -->``; a skipped block must still parse (bash -n, compile) and
-every `make` line of it must name real targets (make -n).
+there. Documents run side by side, one per core. A block is skipped only when the
+line right before it says why: ``<!-- not run: REASON -->``; a skipped block must
+still parse (bash -n, compile) and every `make` line of it must name real targets
+(make -n).
 
 docs/notes-*.md are working notes that the lead folds into these pages; they are not
 user documentation and are not run here."""
@@ -17,6 +18,7 @@ import re
 import shlex
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,7 @@ NOT_RUN = re.compile(r"^<!--\s*not run:\s*(?P<reason>.*?)\s*-->$")
 FENCE = re.compile(r"^(?P<fence>```+|~~~+)\s*(?P<info>[^`\s]*)")
 LINK = re.compile(r"\[[^\]]*\]\((?P<target>[^)\s]+)\)")
 VENV = ROOT / ".venv"
+STAMP = VENV / ".installed"  # written by `make setup`
 # What a snippet may use from the checkout; everything else it writes stays in its own folder.
 LINKED = (".venv", "Makefile", "tests")
 BLOCK_TIMEOUT = 900
@@ -136,15 +139,12 @@ def test_skipped_blocks_still_parse():
 
 def workspace(folder: Path) -> dict[str, str]:
     """A folder that looks like a checkout to the snippets; returns their environment."""
-    stamp = VENV / ".installed"
-    if not stamp.is_file():
-        pytest.skip("no .venv made by `make setup` in this checkout")
     folder.mkdir()
     for name in LINKED:
         (folder / name).symlink_to(ROOT / name)
     # A copy no newer than the venv's stamp: make never reinstalls the shared .venv from here.
     shutil.copyfile(ROOT / "pyproject.toml", folder / "pyproject.toml")
-    os.utime(folder / "pyproject.toml", (stamp.stat().st_mtime - 1,) * 2)
+    os.utime(folder / "pyproject.toml", (STAMP.stat().st_mtime - 1,) * 2)
     env = dict(os.environ)
     env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return env
@@ -162,13 +162,41 @@ def run_block(block: Block, folder: Path, env: dict[str, str]) -> None:
     )
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(ROOT)))
-def test_snippets_run(document, tmp_path):
-    runnable = [b for b in blocks(document) if b.runnable and b.not_run is None]
-    if not runnable:
-        pytest.skip(f"{document.name} has no snippet to run")
-    folder = tmp_path / "checkout"
+def to_run(document: Path) -> list[Block]:
+    return [b for b in blocks(document) if b.runnable and b.not_run is None]
+
+
+def run_document(document: Path, folder: Path) -> None:
+    """Every runnable block of ``document``, in order, in one fresh workspace."""
     env = workspace(folder)
-    for block in runnable:
+    for block in to_run(document):
         run_block(block, folder, env)
+
+
+RUNNABLE = [d for d in DOCUMENTS if to_run(d)]
+
+
+@pytest.fixture(scope="module")
+def document_runs(request, tmp_path_factory):
+    """The selected documents, started together and run as many at a time as there are
+    cores (they are independent, and most of their time is single-threaded
+    conversion): document -> future."""
+    if not STAMP.is_file():
+        pytest.skip("no .venv made by `make setup` in this checkout")
+    selected = {
+        item.callspec.params["document"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_snippets_run" and item.module.__name__ == __name__
+    }
+    chosen = [d for d in RUNNABLE if d in selected]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        futures = {d: pool.submit(run_document, d, tmp_path_factory.mktemp(d.stem) / "checkout") for d in chosen}
+        yield futures
+        for future in futures.values():
+            future.cancel()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("document", RUNNABLE, ids=lambda p: str(p.relative_to(ROOT)))
+def test_snippets_run(document, document_runs):
+    document_runs[document].result()  # the failing block's assertion, re-raised here
