@@ -6,7 +6,7 @@
   ints and Pillow, which resizes the parity and calibration photos, takes 32-bit
   sizes. The largest tensors are the input (batch x 3 x H x W) and the first stem
   convolution's output (batch x C/2 x H/2 x W/2, C the first stage width).
-- Memory: the peak resident memory is estimated from measurements (README,
+- Memory: the peak resident memory is estimated from measurements (docs/design.md,
   "Limits"): per target a base plus a cost per pixel of every image processed at
   once (eager PyTorch runs the parity inputs 8 at a time; ONNX traces and runs
   the full batch), plus a cost per class beyond 1000 (the classifier's weights in
@@ -34,7 +34,7 @@ MEASURED_LAST_WIDTH = 220  # last-stage width of xs: the per-class costs scale b
 MEASURED_CLASSES = 1000  # the class count of the base measurements
 MIB = 2**20
 # Each target's MemoryCost (its record) is the peak RSS of `python -m export --variant xs
-# --res R --target T [--batch B]` (README, "Limits"). The per-pixel costs are fitted
+# --res R --target T [--batch B]` (docs/design.md, "Limits"). The per-pixel costs are fitted
 # through the largest measured resolution, so smaller runs are over-estimated a little.
 PARITY_ARRAY_BYTES = 16  # per pixel of each parity input: uint8 RGB and float32 copies
 CALIBRATION_BYTES = 30  # per pixel of each TFLite calibration image (float32 copies for onnx2tf)

@@ -173,8 +173,7 @@ def test_checkpoint_may_hold_namespace_but_not_counter(tmp_path):
     assert set(read_checkpoint(ok)) == {"model", "args"}
     with pytest.raises(CheckpointError, match="collections.Counter"):
         read_checkpoint(bad)
-    readme = (ROOT / "README.md").read_text()
-    assert "collections.Counter" in readme  # the README names what is refused
+    assert "collections.Counter" in (ROOT / "docs" / "model.md").read_text()  # the docs name what is refused
 
 
 def test_utf8_bom_never_reaches_the_first_label(tmp_path):
@@ -184,7 +183,7 @@ def test_utf8_bom_never_reaches_the_first_label(tmp_path):
 
 
 def test_int8_centered_cosine_is_reported_not_gated():
-    """README: centered cosine is gated for fp32/fp16 and only reported for int8."""
+    """docs/accuracy.md: centered cosine is gated for fp32/fp16 and only reported for int8."""
     metrics = {
         "finite": True,
         "max_rel": 0.5,
@@ -196,7 +195,7 @@ def test_int8_centered_cosine_is_reported_not_gated():
     }
     assert gate(metrics, TOLERANCES["int8"]) == []
     assert any("centered" in m for m in gate(metrics, TOLERANCES["fp16"]))
-    assert "reported, not gated, for int8" in (ROOT / "README.md").read_text()
+    assert "reported, not gated, for int8" in (ROOT / "docs" / "accuracy.md").read_text()
 
 
 @pytest.mark.slow

@@ -31,7 +31,7 @@ class BenchRuntime:
 
 @dataclass(frozen=True)
 class MemoryCost:
-    """Peak resident memory of an export of this target, from measurements (README,
+    """Peak resident memory of an export of this target, from measurements (docs/design.md,
     "Limits"; ``export.limits`` estimates a run with it): a base, bytes per pixel of
     each image eager PyTorch runs at once (the parity inputs, up to 8) and bytes per
     pixel of each image of the batch the target traces and runs (the larger stage is

@@ -18,7 +18,7 @@ no such option for dynamic-range weights.
   float multiply is faster than its int8 one on x86 without AVX2. The sigmoid itself
   stays int8, a lookup table that gives the same bits on every CPU: with it in float
   the int8 model's outputs differed between ARM64 and x86 (4.7e-3 for xs), with it in
-  int8 they are bit-identical. Measured in the README (``benchmarks.tflite_ab``,
+  int8 they are bit-identical. Measured in docs/tflite.md and README.md at commit bc6431b (``benchmarks.tflite_ab``,
   ``benchmarks.tflite_ablation``, quality on the parity photos and the digits
   checkpoint, ``export.verify_arm``).
 - ``float_depthwise_weights``: XNNPACK has no dynamic-range (hybrid) depthwise
@@ -28,7 +28,7 @@ no such option for dynamic-range weights.
   depthwise conv over 3 channels, runs on a reshaped view of the same memory
   ([1, H, 1, W*3]) with its per-channel weights and bias tiled W times: the same
   multiply-add per element, but XNNPACK's depthwise kernel then works along a row of
-  W*3 channels instead of pixel by pixel over 3 (README: outputs bit-identical; in one
+  W*3 channels instead of pixel by pixel over 3 (README.md at commit bc6431b: outputs bit-identical; in one
   A/B xs int8 6.26 -> 6.06 ms, fp32 13.36 -> 13.22 ms)."""
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def float_islands(model) -> int:
     """Run every int8 GELU of ``model``, every gate product and every residual ADD below
     the highest resolution in float32 (in place). At the highest resolution (the first
     stage) the stream holds most of the elements a DEQUANTIZE/QUANTIZE pair would convert
-    and the rounding error is still small, so those ADDs stay int8 (README: 0.5 % of the
+    and the rounding error is still small, so those ADDs stay int8 (README.md at commit bc6431b: 0.5 % of the
     latency instead of 3 %, quality as good)."""
     names = op_names(model)
     pixels = {id(op): _pixels(graph, op) for graph in model.subgraphs for op in residual_adds(names, graph)}
