@@ -155,6 +155,18 @@ def test_the_python_api_raises_one_type_per_exit_code(tmp_path, monkeypatch):
     assert GateFailure.exit_code == 1
 
 
+def test_the_package_names_the_api_and_loads_it_on_first_use():
+    code = (
+        "import sys, export\n"
+        "assert 'torch' not in sys.modules, 'import export loaded torch'\n"
+        "from export import ExportError, ExportResult, export_model\n"
+        "import export.api, export.errors\n"
+        "assert export_model is export.api.export_model and ExportResult is export.api.ExportResult\n"
+        "assert ExportError is export.errors.ExportError\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
 def test_every_option_has_one_name_one_flag_and_the_api_takes_it():
     names = option_names()
     assert len(names) == len(set(names))
