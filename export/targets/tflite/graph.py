@@ -17,10 +17,10 @@ no such option for dynamic-range weights.
   LOGISTIC's output: CASAtt's spatial and channel gates) run in float too: XNNPACK's
   float multiply is faster than its int8 one on x86 without AVX2. The sigmoid itself
   stays int8, a lookup table that gives the same bits on every CPU: with it in float
-  the int8 model's outputs differed between ARM64 and x86 (4.7e-3 for xs), with it in
-  int8 they are bit-identical. Measured in docs/tflite.md and README.md at commit bc6431b (``benchmarks.tflite_ab``,
-  ``benchmarks.tflite_ablation``, quality on the parity photos and the digits
-  checkpoint, ``export.verify_arm``).
+  the int8 model's outputs differed between ARM64 and x86, with it in int8 they are
+  bit-identical. Each choice was kept because it measured better (``benchmarks.tflite_ab``,
+  ``benchmarks.tflite_ablation``, parity photos, digits, ``export.verify_arm``): figures
+  in docs/tflite.md.
 - ``float_depthwise_weights``: XNNPACK has no dynamic-range (hybrid) depthwise
   convolution; its int8 weights become the float32 values they stand for
   (scale * q), so the layer runs in float with the same weights.
@@ -28,8 +28,8 @@ no such option for dynamic-range weights.
   depthwise conv over 3 channels, runs on a reshaped view of the same memory
   ([1, H, 1, W*3]) with its per-channel weights and bias tiled W times: the same
   multiply-add per element, but XNNPACK's depthwise kernel then works along a row of
-  W*3 channels instead of pixel by pixel over 3 (README.md at commit bc6431b: outputs bit-identical; in one
-  A/B xs int8 6.26 -> 6.06 ms, fp32 13.36 -> 13.22 ms)."""
+  W*3 channels instead of pixel by pixel over 3; outputs are bit-identical (figures in
+  docs/tflite.md)."""
 
 from __future__ import annotations
 
