@@ -161,16 +161,11 @@ def run(
         )
         configs += cfgs
         missing += not_run
-    rows, peak = measure(configs, gmacs, threads, repeats, warmup, round_size, with_memory, log)
-    rows = missing + rows
+    timed = measure(configs, gmacs, threads, repeats, warmup, round_size, with_memory, log)
+    rows = missing + timed.pop("rows")
     return {
         "resolution": res,
-        "threads": threads,
-        "repeats": repeats,
-        "warmup": warmup,
-        "round_size": round_size,
-        "matmul_peak_gflops": peak,
-        "gmacs": gmacs,
+        **timed,
         "published_gmacs": {v: flops.PUBLISHED_GMACS.get(v) for v in variants} if res == 224 else {},
         "rows": rows,
         "naive": naive_summary(naive_records, rows) if with_naive else {},
@@ -187,11 +182,12 @@ def measure(
     with_memory: bool = True,
     log=print,
     inputs: dict[str, np.ndarray] | None = None,
-) -> tuple[list[dict], dict]:
-    """One row per (config, row facts) pair, all timed interleaved in this process,
-    memory measured in a fresh process per config at the most threads; and the float32
-    matmul peak (the best of a measurement before and after the timing loop).
-    ``inputs``: the input of each config key (default: ``runners.sample_input``)."""
+) -> dict:
+    """The timing part of a latency result: one row per (config, row facts) pair, all
+    timed interleaved in this process, memory measured in a fresh process per config
+    at the most threads; the float32 matmul peak (the best of a measurement before and
+    after the timing loop); the settings. ``inputs``: the input of each config key
+    (default: ``runners.sample_input``)."""
     log("measuring the float32 matmul peak")
     peak = {str(t): flops.matmul_peak_gflops(t) for t in sorted({1, *threads})}
     runners, errors = load_runners([c for c, _ in configs], log, inputs)
@@ -222,7 +218,15 @@ def measure(
             row.update(summarize(samples[cfg.key], gmacs[cfg.variant], peak["1"]["best"], cfg.threads))
             row.update(memory.get((cfg.variant, cfg.name), {}))
         rows.append(row)
-    return rows, peak
+    return {
+        "threads": threads,
+        "repeats": repeats,
+        "warmup": warmup,
+        "round_size": round_size,
+        "matmul_peak_gflops": peak,
+        "gmacs": gmacs,
+        "rows": rows,
+    }
 
 
 def naive_summary(records: dict, rows: list[dict]) -> dict:

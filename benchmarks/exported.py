@@ -96,20 +96,15 @@ def run(exported: ExportedSet, threads: list[int], repeats: int, warmup: int, ro
         if s["variant"] in VARIANTS
         else None
     }
-    rows, peak = measure(configs, gmacs, threads, repeats, warmup, round_size, memory, log, inputs)
+    timed = measure(configs, gmacs, threads, repeats, warmup, round_size, memory, log, inputs)
     published = flops.PUBLISHED_GMACS.get(s["variant"]) if s["resolution"] == "224x224" else None
     return {
         "set": str(exported.out_dir),
         "run_id": exported.report["run_id"],
         "resolution": s["resolution"],
-        "threads": threads,
-        "repeats": repeats,
-        "warmup": warmup,
-        "round_size": round_size,
-        "matmul_peak_gflops": peak,
-        "gmacs": gmacs,
+        **timed,
         "published_gmacs": {s["variant"]: published} if published else {},
-        "rows": rows + untimed,
+        "rows": timed["rows"] + untimed,
         "naive": {},
     }
 

@@ -94,6 +94,7 @@ def _measure(exported: ExportedSet, accuracy: AccuracyOptions, workers: int, che
     keep, excluded = _without_calibration(exported, root, files)
     if accuracy.val_count:
         keep = keep[stratified_take(targets[keep], accuracy.val_count, exported.spec["seed"], "--val-count")]
+    load_average = [round(x, 2) for x in os.getloadavg()]  # the figures depend on what else runs
     weights, eager_note = eager_weights(exported, checkpoint)
     log(f"validating {exported.out_dir}: {len(keep)} images in {len(classes)} classes from {root}")
     log(f"eager PyTorch: {eager_note}")
@@ -125,6 +126,7 @@ def _measure(exported: ExportedSet, accuracy: AccuracyOptions, workers: int, che
         "default_max_top1_drop": DEFAULT_MAX_DROP,
         "workers": workers,
         "cores": os.cpu_count(),
+        "load_average_at_start": load_average,
         "decode_seconds": round(decode_seconds, 2),
         "eager_note": eager_note,
         "eager": eager,

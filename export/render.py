@@ -228,10 +228,10 @@ def validations_markdown(report: dict) -> list[str]:
             f"## Validation on `{v['folder']}` ({v['date_utc']} UTC)",
             "",
             *_images_lines(v),
-            *([f"- {v['excluded']}"] if v.get("excluded") else []),
             f"- eager PyTorch: {v['eager_note']}",
-            f"- {v['workers']} worker processes per runtime ({v['cores']} cores), one thread each; images decoded "
-            f"once in {v['decode_seconds']:.1f} s; seconds and images/s count inference only (runtimes loaded)",
+            f"- {v['workers']} worker processes per runtime ({v['cores']} cores, 1-minute load average at start "
+            f"{v['load_average_at_start'][0]}), one thread each; images decoded once in {v['decode_seconds']:.1f} s; "
+            "seconds and images/s count inference only (runtimes loaded)",
             f"- result: **{'PASSED' if v['passed'] else 'FAILED'}**"
             + ("" if v["eager"] is not None else " (no eager reference: accuracy reported, not gated)"),
             *(f"- {a['file']}: **FAIL**: {a['summary']}" for a in v["artifacts"] if "top1" not in a),
