@@ -49,7 +49,8 @@ setup: $(STAMP) ## create .venv with every pinned dependency (idempotent)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[all]"
+	# setuptools' notice about editable installs (a UserWarning of its build backend) is not for our users
+	PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install -q -e ".[all]"
 	touch $@
 
 export: $(STAMP) ## export: make export [TARGET=coreml] [CKPT=...] [VARIANT=xs] [RES=224] [OUT=...]

@@ -82,20 +82,28 @@ class ExportContext:
             self.intermediates[key] = build()
         return self.intermediates[key]
 
-    def metadata(self, convention: str | None = None) -> dict[str, str]:
-        """Facts every artifact records (string values, for each format's metadata);
-        ``preprocessing`` is the record, as JSON, for the artifact's input ``convention``
-        (default: the spec's), ``labels`` the class names as a JSON list."""
+    def metadata_record(self, convention: str | None = None) -> dict[str, Any]:
+        """Facts every artifact records, as plain JSON values: ``preprocessing`` is the
+        record for the artifact's input ``convention`` (default: the spec's), ``labels``
+        the class names in output order."""
         s = self.spec
         return {
             "model": "CAS-ViT",
             "variant": s.variant,
             "resolution": s.resolution,
-            "num_classes": str(self.model.num_classes),
-            "preprocessing": json.dumps(artifact_record(self.preprocessing, convention or self.input_convention())),
-            "labels": json.dumps(self.labels, ensure_ascii=False),
+            "num_classes": int(self.model.num_classes),
+            "preprocessing": artifact_record(self.preprocessing, convention or self.input_convention()),
+            "labels": list(self.labels),
             "weights_source": self.weights["source"],
             "weights_sha256": self.weights.get("sha256", ""),
-            "for_deployment": str(self.weights["for_deployment"]).lower(),
+            "for_deployment": bool(self.weights["for_deployment"]),
             "output": "logits (raw scores; apply softmax for probabilities)",
+        }
+
+    def metadata(self, convention: str | None = None) -> dict[str, str]:
+        """:meth:`metadata_record` as strings, for formats whose metadata is a string map
+        (ONNX ``metadata_props``, Core ML ``userDefined``): other values as JSON."""
+        return {
+            k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=isinstance(v, dict))
+            for k, v in self.metadata_record(convention).items()
         }

@@ -44,8 +44,8 @@ class ExportError(Exception):
 
 
 class GateFailure(ExportError):
-    """An artifact failed its audit or parity gate (exit code 1); ``report`` and the
-    folder it was written to (``where``) come with it."""
+    """An artifact failed its audit, parity or accuracy gate (exit code 1); the run's
+    report (``export.report.RunReport``) and the folder its set went to (``where``) come with it."""
 
     exit_code = EXIT_GATE
 

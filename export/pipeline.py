@@ -22,7 +22,7 @@ from .preflight import validate
 from .preprocessing import record_for
 from .render import write_reports
 from .report import ArtifactReport, RunReport, spec_entry
-from .source import build_model, read_source, resolve
+from .source import build_model, class_names, read_source, resolve
 from .spec import Artifact, ExportSpec
 
 
@@ -55,8 +55,9 @@ def run(spec: ExportSpec, model: torch.nn.Module | None = None) -> RunReport:
     raises ExportError on bad input and GateFailure (after swapping the run's set into
     OUT/rejected) when an artifact misses its gate."""
     source = read_source(spec, model)
-    spec, labels, label_warnings = resolve(spec, source)
+    spec, given_labels = resolve(spec, source)
     validate(spec)  # every option of every target, and the limits, before any work
+    labels, label_warnings = class_names(spec.num_classes, given_labels)
     # Absolute from here on: converters may change the working folder (onnx2tf does).
     spec = replace(spec, out_dir=Path(spec.out_dir).resolve())
     with outset.Transaction(spec.out_dir, force=spec.force) as txn:

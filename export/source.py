@@ -101,10 +101,10 @@ def _state_sha256(module: torch.nn.Module) -> str:
     return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
-def resolve(spec: ExportSpec, source: ModelSource) -> tuple[ExportSpec, list[str], list[str]]:
-    """``spec`` with variant, class count, resolution and OUT filled in, the class names
-    (unique, see ``export.labels``) and warnings about them (renamed repeats); a
-    conflict with the weights is an ExportError."""
+def resolve(spec: ExportSpec, source: ModelSource) -> tuple[ExportSpec, tuple[str, ...] | None]:
+    """``spec`` with variant, class count, resolution and OUT filled in, and the class
+    names given or recorded (None: none were); a conflict with the weights is an
+    ExportError."""
     variant = _agree("--variant", spec.variant, source.variant, source)
     given_labels = read_labels_file(spec.labels) if isinstance(spec.labels, Path) else spec.labels
     labels = given_labels or source.labels
@@ -128,17 +128,18 @@ def resolve(spec: ExportSpec, source: ModelSource) -> tuple[ExportSpec, list[str
     if resolved.out_dir is None:
         size = str(res[0]) if res[0] == res[1] else f"{res[0]}x{res[1]}"
         resolved = replace(resolved, out_dir=Path("out") / f"{resolved.variant}_{size}")
-    names = resolve_labels(num_classes, list(labels) if labels else None)
-    renamed = [f"{old!r} -> {new!r}" for old, new in zip(labels or names, names) if old != new]
-    warnings = (
-        [
-            f"{len(renamed)} repeated class names were renamed to stay unique: {', '.join(renamed[:5])}"
-            + (", ..." if len(renamed) > 5 else "")
-        ]
-        if renamed
-        else []
-    )
-    return resolved, names, warnings
+    return resolved, labels
+
+
+def class_names(num_classes: int, given: tuple[str, ...] | None) -> tuple[list[str], list[str]]:
+    """The model's class names (unique, see ``export.labels``) and a warning when given
+    names repeated and were renamed."""
+    names = resolve_labels(num_classes, list(given) if given else None)
+    renamed = [f"{old!r} -> {new!r}" for old, new in zip(given or names, names) if old != new]
+    if not renamed:
+        return names, []
+    shown = ", ".join(renamed[:5]) + (", ..." if len(renamed) > 5 else "")
+    return names, [f"{len(renamed)} repeated class names were renamed to stay unique: {shown}"]
 
 
 def _agree(flag: str, given, found, source: ModelSource):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -250,7 +251,10 @@ def spec_from(values: dict[str, Any]) -> ExportSpec:
         if record is not None:
             records[name] = options.build(record, values)
     if values:
-        raise ExportError(f"unknown option {', '.join(sorted(values))}; see python -m export --help")
+        unknown = sorted(values)
+        close = difflib.get_close_matches(unknown[0], option_names(), n=1)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ExportError(f"unknown option {', '.join(unknown)}; {hint}(python -m export --help lists them)")
     return replace(spec, target_options=records)
 
 
@@ -288,7 +292,7 @@ class Artifact:
     """
 
     name: str  # unique within a run, e.g. "onnx", "tflite-fp16", "coreml-fp16-palettize8"
-    format: str  # "onnx" | "tflite" | "coreml"
+    format: str  # the name of the target that made it
     precision: str  # "fp32" | "fp16" | "int8" | "int8-dynamic" | "palettize8" ...
     path: Path
     input_convention: str

@@ -81,3 +81,44 @@ def eval_model(**values):
     spec = make_spec(**values)
     source = read_source(spec)
     return build_model(resolve(spec, source)[0], source)[0]
+
+
+def read_standard_metadata(path: Path) -> tuple[dict, dict]:
+    """The TFLITE_METADATA of a ``.tflite`` as a plain dict tree, and its associated files
+    (read with MediaPipe's generated schema, as a metadata reader does)."""
+    import io
+    import zipfile
+
+    from ai_edge_litert.tools import flatbuffer_utils
+    from mediapipe.tasks.metadata import metadata_schema_py_generated as schema
+
+    from export.targets.tflite.metadata import METADATA_IDENTIFIER, METADATA_NAME
+
+    model = flatbuffer_utils.read_model(str(path))
+    (entry,) = [m for m in model.metadata or [] if _text(m.name) == METADATA_NAME]
+    buffer = bytes(model.buffers[entry.buffer].data)
+    if not schema.ModelMetadata.ModelMetadataBufferHasIdentifier(buffer, 0):
+        raise ValueError(f"{path}: TFLITE_METADATA lacks the {METADATA_IDENTIFIER.decode()} identifier")
+    metadata = _plain(schema.ModelMetadataT.InitFromObj(schema.ModelMetadata.GetRootAs(buffer, 0)))
+    with zipfile.ZipFile(io.BytesIO(Path(path).read_bytes())) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    return metadata, files
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _plain(obj):
+    """Generated ``*T`` objects -> dicts/lists/str."""
+    import numpy as np
+
+    if isinstance(obj, bytes):
+        return obj.decode()
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if hasattr(obj, "__dict__"):
+        return {k: _plain(v) for k, v in vars(obj).items() if v is not None}
+    return obj

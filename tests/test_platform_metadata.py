@@ -66,7 +66,7 @@ def test_record_reaches_every_artifact(exported):
     import coremltools as ct
     import onnx
 
-    from export.targets.tflite.metadata import read_standard_metadata
+    from .helpers import read_standard_metadata
 
     out, report = exported
     assert report["preprocessing"]["source"] == "checkpoint args" and report["preprocessing"]["crop_pct"] == 0.95
@@ -98,7 +98,8 @@ def test_unique_labels_are_identical_in_all_four_places(exported):
     import onnx
 
     from export.targets.coreml.mil import main_block
-    from export.targets.tflite.metadata import read_standard_metadata
+
+    from .helpers import read_standard_metadata
 
     out, report = exported
     files = {a["name"]: out / a["file"] for a in report["artifacts"]}

@@ -77,18 +77,20 @@ def test_a_contradiction_with_the_checkpoint_names_both_values(args, message, tm
 
 def test_the_command_line_wins_where_the_weights_allow_it(tmp_path):
     """--res and --labels over the checkpoint's record; a labels file alone sets the class count."""
-    from export.source import read_source, resolve
+    from export.source import class_names, read_source, resolve
 
     names = tmp_path / "names.txt"
     names.write_text("".join(f"digit {d}\n" for d in range(10)))
     spec = make_spec(checkpoint=DIGITS_CHECKPOINT, res=96, labels=names)
-    resolved, labels, warnings = resolve(spec, read_source(spec))
+    resolved, given = resolve(spec, read_source(spec))
+    labels, warnings = class_names(resolved.num_classes, given)
     assert resolved.res == (96, 96) and labels[3] == "digit 3" and resolved.variant == "tiny" and warnings == []
     assert resolved.out_dir.as_posix() == "out/tiny_96"
     three = tmp_path / "three.txt"
     three.write_text("cat\ndog\ncat\n")
     spec = make_spec(variant="tiny", labels=three)
-    resolved, labels, warnings = resolve(spec, read_source(spec))
+    resolved, given = resolve(spec, read_source(spec))
+    labels, warnings = class_names(resolved.num_classes, given)
     assert resolved.num_classes == 3 and labels == ["cat", "dog", "cat (2)"]
     assert warnings == ["1 repeated class names were renamed to stay unique: 'cat' -> 'cat (2)'"]
 

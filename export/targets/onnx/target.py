@@ -222,7 +222,7 @@ TARGET = Target(
         }
     ),
     deny=frozenset({"MatMul", "Gemm", "Softmax", "LogSoftmax", "Einsum", "Attention", "Erf", "BatchNormalization"}),
-    memory=MemoryCost(637 * MIB, 143, 270),
+    memory=MemoryCost(637 * MIB, 143, 270, per_class=6810),
     tools=("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim"),
     options=ONNXOptions,
     bench=ONNXRUNTIME,

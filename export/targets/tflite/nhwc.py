@@ -1,7 +1,7 @@
 """Exact ONNX rewrites of the static model before onnx2tf, for the NHWC runtimes
 (LiteRT/XNNPACK). Written by hand: neither onnxsim nor onnx2tf does them. Each
 keeps the math (up to float rounding order) and was kept only because
-``benchmarks.tflite_ab`` measured it faster on xs@224 (figures in the README).
+``benchmarks.tflite_ab`` measured it faster on xs@224 (figures in README.md at commit bc6431b).
 
 - ``normalization_as_depthwise``: the deploy model normalizes its input as
   ``x * scale + shift`` with (1, 3, 1, 1) constants. In NHWC the innermost axis
