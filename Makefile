@@ -16,7 +16,7 @@ SET      = $(or $(OUT),out/xs_224)
 # A variable as one shell word (paths with spaces or quotes): $(call q,$(OUT)).
 q = '$(subst ','\'',$(1))'
 
-.PHONY: help setup export test test-fast bench peers-setup android-assets android-test verify-arm clean
+.PHONY: help setup export val test test-fast bench peers-setup android-assets android-test verify-arm clean
 
 help: ## show this help
 	@echo "CAS-ViT deployment toolchain"
@@ -34,6 +34,11 @@ help: ## show this help
 	@echo "  Every option: $(PY) -m export --help"
 	@echo "  Exit codes (0 passed, 1 gate failed, 2 bad input, 3 environment, 4 internal error, 130/143 interrupted) are those of"
 	@echo "  $(PY) -m export; through make any failure is make's own 2."
+	@echo "make val VAL=images [OUT=out/xs_224] [VAL_COUNT=N]: top-1/top-5 of every artifact already exported in OUT (and of eager"
+	@echo "  PyTorch when its weights are at hand), each runtime on every core, with the export's gate; appended to OUT's report."
+	@echo "  VAL_ARGS='--workers N --max-top1-drop P --checkpoint FILE' ($(PY) -m export.evaluate --help); exit codes as make export's"
+	@echo "make bench OUT=folder: latency of the artifacts already exported in OUT, interleaved, the table of make bench, written to"
+	@echo "  OUT/bench.md (BENCH_ARGS='--threads 1,2 --repeats 50 ...', $(PY) -m benchmarks.exported --help)"
 	@echo "make bench PEERS=1: also litert-torch and ExecuTorch (XNNPACK) side by side with ours, in .venv-peers"
 	@echo "  (make peers-setup creates it; torch stays 2.13.0 CPU); per-op profile: .venv-peers/bin/python -m benchmarks.peers.profile"
 	@echo "make verify-arm: installs qemu-user-static/mmdebstrap if missing and caches an arm64 root in .cache/arm64;"
@@ -50,6 +55,9 @@ $(STAMP): pyproject.toml
 
 export: $(STAMP) ## export: make export [TARGET=coreml] [CKPT=...] [VARIANT=xs] [RES=224] [OUT=...]
 	$(PY) -m export $(if $(TARGET),--target $(call q,$(TARGET))) $(if $(VARIANT),--variant $(call q,$(VARIANT))) $(if $(RES),--res $(call q,$(RES))) $(if $(OUT),--out $(call q,$(OUT))) $(if $(CKPT),--checkpoint $(call q,$(CKPT))) $(if $(CALIB),--calib $(call q,$(CALIB))) $(if $(CALIB_COUNT),--calib-count $(call q,$(CALIB_COUNT))) $(if $(VAL),--val-dir $(call q,$(VAL))) $(if $(VAL_COUNT),--val-count $(call q,$(VAL_COUNT))) $(EXPORT_ARGS)
+
+val: $(STAMP) ## accuracy of every artifact of an exported set, no re-export: make val VAL=images [OUT=out/xs_224] [VAL_COUNT=N]
+	$(PY) -m export.evaluate $(call q,$(SET)) $(if $(VAL),--val-dir $(call q,$(VAL))) $(if $(VAL_COUNT),--val-count $(call q,$(VAL_COUNT))) $(VAL_ARGS)
 
 test: $(STAMP) ## run the test suite: Kotlin core + resource checks, then pytest (tiny/xs models at small sizes; installs strace for the offline trace)
 	$(MAKE) --no-print-directory android-test
@@ -68,8 +76,8 @@ android-test: ## compile and unit-test the Kotlin core on the JVM, check app res
 verify-arm: $(STAMP) ## every .tflite of OUT in the app's LiteRT on emulated ARM64 (qemu) and x86: make verify-arm [OUT=out/xs_224]
 	$(PY) -m export.verify_arm $(call q,$(SET)) $(VERIFY_ARM_ARGS)
 
-bench: $(STAMP) $(if $(PEERS),$(PEERS_STAMP)) ## latency/size/accuracy across formats: make bench [PEERS=1: also litert-torch and ExecuTorch] [BENCH_ARGS='--help' for options]
-	$(PY) -m benchmarks $(if $(PEERS),--peers) $(BENCH_ARGS)
+bench: $(STAMP) $(if $(PEERS),$(PEERS_STAMP)) ## latency/size/accuracy across formats: make bench [PEERS=1: also litert-torch and ExecuTorch] [BENCH_ARGS='--help' for options]; make bench OUT=folder: latency of an exported set
+	$(if $(OUT),$(PY) -m benchmarks.exported $(call q,$(OUT)),$(PY) -m benchmarks $(if $(PEERS),--peers)) $(BENCH_ARGS)
 
 # The peer toolchains (litert-torch, ExecuTorch) pull jax, transformers and more: they get their own
 # environment, pinned by benchmarks/peers/requirements.txt and held to the core's torch/numpy/LiteRT

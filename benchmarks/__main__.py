@@ -11,7 +11,7 @@ from pathlib import Path
 from casvit import VARIANTS
 
 from .accuracy import ACCURACY_TARGETS
-from .bench import LATENCY_TARGETS
+from .bench import LATENCY_TARGETS, add_timing_arguments
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SMOKE = dict(
@@ -43,17 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("latency")
     g.add_argument("--variants", default="xs,s,m,t", help=f"comma-separated, from {', '.join(VARIANTS)}")
     g.add_argument("--res", type=int, default=224, help="square input resolution (multiple of 32)")
-    g.add_argument("--threads", default="1,2", help="comma-separated thread counts")
-    g.add_argument("--repeats", type=int, default=50, help="timed runs per configuration")
-    g.add_argument("--warmup", type=int, default=5, help="untimed runs per configuration before timing")
-    g.add_argument("--round-size", type=int, default=5, help="consecutive timed runs per configuration per round")
+    add_timing_arguments(g)
     g.add_argument(
         "--targets",
         default=",".join(LATENCY_TARGETS),
         help="export targets timed besides eager torch (Core ML has no Linux runtime; it is in the accuracy part)",
     )
     g.add_argument("--no-naive", dest="naive", action="store_false", help="skip the naive export comparison")
-    g.add_argument("--no-memory", dest="memory", action="store_false", help="skip the per-runtime memory subprocesses")
     g = p.add_argument_group("peer toolchains (litert-torch, ExecuTorch; needs `make peers-setup`)")
     g.add_argument(
         "--peers",

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from export import targets as export_targets
+from export.exported import artifact_from_entry
 from export.inputs import to_convention
 from export.targets.coreml.target import COMPRESSIONS
 
@@ -63,7 +64,7 @@ def evaluate_entry(entry: dict, out_dir: str, x_by_convention, labels: np.ndarra
         "status": entry["status"],
     }
     try:
-        art = artifacts.artifact_from_entry(entry, out_dir)
+        art = artifact_from_entry(entry, out_dir)
         start = time.perf_counter()
         logits = export_targets.get(art.format).load(art)(x_by_convention(art.input_convention))
         row.update(

@@ -14,8 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-from export.spec import Artifact
-
 from .runners import ROOT
 
 
@@ -93,16 +91,3 @@ def entries(result: dict) -> list[dict]:
         {"name": n, "format": result["target"], "status": result["status"], "error": result["error"]}
         for n in result["expected"]
     ]
-
-
-def artifact_from_entry(entry: dict, out_dir: Path) -> Artifact:
-    """Rebuild the Artifact of a report entry (promoted or rejected file)."""
-    rel = entry["files"][0]["path"] if entry.get("files") else entry["file"]
-    return Artifact(
-        entry["name"],
-        entry["format"],
-        entry["precision"],
-        Path(out_dir) / rel,
-        entry["input_convention"],
-        details=entry.get("details", {}),
-    )

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from export import targets as export_targets
+from export.exported import artifact_from_entry
 
 from . import artifacts, flops, naive
 from .latency import interleaved, load_runners, summarize
@@ -16,6 +19,17 @@ from .runners import Config, memory_in_subprocess
 
 # Targets with a Linux runtime (Core ML has none; it is in the accuracy part only).
 LATENCY_TARGETS = tuple(t.name for t in export_targets.records() if t.bench is not None)
+
+
+def add_timing_arguments(group) -> None:
+    """The timing options ``python -m benchmarks`` and ``python -m benchmarks.exported`` share."""
+    group.add_argument("--threads", default="1,2", help="comma-separated thread counts")
+    group.add_argument("--repeats", type=int, default=50, help="timed runs per configuration")
+    group.add_argument("--warmup", type=int, default=5, help="untimed runs per configuration before timing")
+    group.add_argument("--round-size", type=int, default=5, help="consecutive timed runs per configuration per round")
+    group.add_argument(
+        "--no-memory", dest="memory", action="store_false", help="skip the per-runtime memory subprocesses"
+    )
 
 
 def _state_bytes(variant: str, deploy_form: bool) -> int:
@@ -58,7 +72,7 @@ def _variant_configs(
                     {"variant": variant, "format": entry["name"], **{k: entry[k] for k in ("status", "error")}}
                 )
                 continue
-            art = artifacts.artifact_from_entry(entry, result["out_dir"])
+            art = artifact_from_entry(entry, result["out_dir"])
             base.append(
                 (
                     dict(
@@ -139,20 +153,46 @@ def run(
     log=print,
 ) -> dict:
     """The latency result: machine peak, per-variant GMACs, rows, naive-path records."""
-    log("measuring the float32 matmul peak")
-    peak = {str(t): flops.matmul_peak_gflops(t) for t in sorted({1, *threads})}
     gmacs = {v: round(flops.variant_gmacs(v, res, res), 4) for v in variants}
-    configs, naive_records, rows = [], {}, []
+    configs, naive_records, missing = [], {}, []
     for v in variants:
-        cfgs, naive_records[v], missing = _variant_configs(
+        cfgs, naive_records[v], not_run = _variant_configs(
             v, res, threads, work, list(targets), list(export_args), with_naive, log
         )
         configs += cfgs
-        rows += missing
-    runners, errors = load_runners([c for c, _ in configs], log)
+        missing += not_run
+    timed = measure(configs, gmacs, threads, repeats, warmup, round_size, with_memory, log)
+    rows = missing + timed.pop("rows")
+    return {
+        "resolution": res,
+        **timed,
+        "published_gmacs": {v: flops.PUBLISHED_GMACS.get(v) for v in variants} if res == 224 else {},
+        "rows": rows,
+        "naive": naive_summary(naive_records, rows) if with_naive else {},
+    }
+
+
+def measure(
+    configs: list[tuple[Config, dict]],
+    gmacs: dict[str, float | None],
+    threads: list[int],
+    repeats: int,
+    warmup: int,
+    round_size: int,
+    with_memory: bool = True,
+    log=print,
+    inputs: dict[str, np.ndarray] | None = None,
+) -> dict:
+    """The timing part of a latency result: one row per (config, row facts) pair, all
+    timed interleaved in this process, memory measured in a fresh process per config
+    at the most threads; the float32 matmul peak (the best of a measurement before and
+    after the timing loop); the settings. ``inputs``: the input of each config key
+    (default: ``runners.sample_input``)."""
+    log("measuring the float32 matmul peak")
+    peak = {str(t): flops.matmul_peak_gflops(t) for t in sorted({1, *threads})}
+    runners, errors = load_runners([c for c, _ in configs], log, inputs)
     log(f"timing {len(runners)} configurations, {repeats} repeats each, interleaved")
     samples = interleaved(runners, repeats, warmup, round_size, log)
-    # the peak is the best of a measurement before and after the timing loop
     after = {t: flops.matmul_peak_gflops(int(t)) for t in peak}
     peak = {t: {k: max(v, after[t][k]) for k, v in p.items()} for t, p in peak.items()}
     memory = {}
@@ -160,7 +200,8 @@ def run(
         for cfg, _ in configs:
             if cfg.threads == max(threads) and cfg.key in runners:
                 log(f"memory: {cfg.key} in a fresh process")
-                memory[(cfg.variant, cfg.name)] = memory_in_subprocess(cfg)
+                memory[(cfg.variant, cfg.name)] = memory_in_subprocess(cfg, x=(inputs or {}).get(cfg.key))
+    rows = []
     for cfg, facts in configs:
         row = {
             "variant": cfg.variant,
@@ -178,16 +219,13 @@ def run(
             row.update(memory.get((cfg.variant, cfg.name), {}))
         rows.append(row)
     return {
-        "resolution": res,
         "threads": threads,
         "repeats": repeats,
         "warmup": warmup,
         "round_size": round_size,
         "matmul_peak_gflops": peak,
         "gmacs": gmacs,
-        "published_gmacs": {v: flops.PUBLISHED_GMACS.get(v) for v in variants} if res == 224 else {},
         "rows": rows,
-        "naive": naive_summary(naive_records, rows) if with_naive else {},
     }
 
 

@@ -46,9 +46,9 @@ def digits_split(size: int = 64) -> dict[str, np.ndarray]:
     }
 
 
-def write_image_folder(folder, rgb: np.ndarray, labels: np.ndarray) -> None:
-    """An ImageFolder layout (``folder/<digit>/<index>.png``) plus ``folder/labels.txt``
-    (0..9, one per line) for ``python -m export --val-dir folder --labels folder/labels.txt``.
+def write_image_folder(folder, rgb: np.ndarray, labels: np.ndarray, names: tuple[str, ...] = LABELS) -> None:
+    """An ImageFolder layout (``folder/<names[digit]>/<index>.png``) plus ``folder/labels.txt``
+    (the names, one per line) for ``python -m export --val-dir folder --labels folder/labels.txt``.
     The labels file sits beside the class folders: a file, so it is not taken for a class."""
     from pathlib import Path
 
@@ -56,9 +56,19 @@ def write_image_folder(folder, rgb: np.ndarray, labels: np.ndarray) -> None:
 
     folder = Path(folder)
     for index, (image, label) in enumerate(zip(rgb, labels)):
-        (folder / str(label)).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image, "RGB").save(folder / str(label) / f"{index:04d}.png")
-    (folder / "labels.txt").write_text("".join(f"{c}\n" for c in LABELS))
+        (folder / names[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image, "RGB").save(folder / names[label] / f"{index:04d}.png")
+    (folder / "labels.txt").write_text("".join(f"{c}\n" for c in names))
+
+
+def class_names(kind: str) -> tuple[str, ...]:
+    """Folder names of the ten digits: "digits" ("0".."9", the digits checkpoint's labels) or
+    "imagenet" (the first ten ImageNet-1K names, labels of any 1000-class model, e.g. seeded xs)."""
+    if kind == "imagenet":
+        from export.labels import imagenet_labels
+
+        return tuple(imagenet_labels()[:NUM_CLASSES])
+    return LABELS
 
 
 if __name__ == "__main__":
@@ -70,8 +80,16 @@ if __name__ == "__main__":
     )
     parser.add_argument("folder")
     parser.add_argument("--size", type=int, default=64, help="image side in pixels (multiple of 32)")
-    parser.add_argument("--split", default="test", choices=["test", "train"], help="which part of the split")
+    parser.add_argument(
+        "--split", default="test", choices=["test", "train", "all"], help="which part of the split (all: 1797 images)"
+    )
+    parser.add_argument(
+        "--names", default="digits", choices=["digits", "imagenet"], help="class folder names (see class_names)"
+    )
     args = parser.parse_args()
     split = digits_split(args.size)
-    write_image_folder(args.folder, split[f"{args.split}_rgb"], split[f"{args.split}_y"])
-    print(f"{len(split[f'{args.split}_y'])} images in {NUM_CLASSES} class folders under {args.folder}")
+    parts = ["train", "test"] if args.split == "all" else [args.split]
+    rgb = np.concatenate([split[f"{p}_rgb"] for p in parts])
+    labels = np.concatenate([split[f"{p}_y"] for p in parts])
+    write_image_folder(args.folder, rgb, labels, class_names(args.names))
+    print(f"{len(labels)} images in {NUM_CLASSES} class folders under {args.folder}")

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from export.quiet import captured
+
 from .runners import Config, make_runner
 
 
@@ -56,13 +58,17 @@ def summarize(samples_ns: list[int], gmacs: float | None, core_peak_gflops: floa
     return out
 
 
-def load_runners(configs: list[Config], log=print) -> tuple[dict[str, Callable], dict[str, str]]:
-    """Runners keyed by config key, and the load error of every config that failed."""
+def load_runners(
+    configs: list[Config], log=print, inputs: dict[str, np.ndarray] | None = None
+) -> tuple[dict[str, Callable], dict[str, str]]:
+    """Runners keyed by config key (each on ``inputs[key]``, default ``runners.sample_input``),
+    and the load error of every config that failed."""
     runners, errors = {}, {}
     for cfg in configs:
         try:
-            runners[cfg.key] = make_runner(cfg)
-            runners[cfg.key]()  # fail here, not in the timed loop
+            with captured():  # runtimes' native notes (LiteRT's XNNPACK line) stay off the console
+                runners[cfg.key] = make_runner(cfg, (inputs or {}).get(cfg.key))
+                runners[cfg.key]()  # fail here, not in the timed loop
         except Exception as e:  # noqa: BLE001 -- recorded as data
             errors[cfg.key] = f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"[:400]
             runners.pop(cfg.key, None)

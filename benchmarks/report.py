@@ -58,13 +58,17 @@ def _machine_line(m: dict) -> str:
 
 
 def bench_markdown(result: dict) -> str:
+    """The latency tables of ``make bench``, or of ``make bench OUT=folder`` (``latency["set"]``)."""
     lat = result["latency"]
+    res = lat["resolution"]  # a side (make bench) or "HxW" (an exported set)
+    size = res if isinstance(res, str) else f"{res}x{res}"
     lines = [
         "# CAS-ViT latency, size and compute",
         "",
         _machine_line(result["machine"]),
         "",
-        f"Resolution {lat['resolution']}x{lat['resolution']}, batch 1, {lat['repeats']} timed runs per row after "
+        *([f"Exported set `{lat['set']}` (run {lat['run_id']}), as it is: no re-export.", ""] if "set" in lat else []),
+        f"Resolution {size}, batch 1, {lat['repeats']} timed runs per row after "
         f"{lat['warmup']} warm-up runs, interleaved in rounds of {lat['round_size']}. Float32 2048^3 matmul peak "
         "(best of torch and ONNX Runtime): "
         + ", ".join(
@@ -78,7 +82,7 @@ def bench_markdown(result: dict) -> str:
         "| variant | GMACs (conv, deploy form) | published GMACs |",
         "|---|---:|---:|",
     ]
-    lines += [f"| {v} | {g:.3f} | {_num(lat['published_gmacs'].get(v))} |" for v, g in lat["gmacs"].items()]
+    lines += [f"| {v} | {_num(g, '.3f')} | {_num(lat['published_gmacs'].get(v))} |" for v, g in lat["gmacs"].items()]
     lines += [
         "",
         "| variant | format | precision | threads | median ms | p90 ms | GFLOP/s | % of core peak | "

@@ -120,16 +120,16 @@ def measure_memory(cfg: Config, input_path: Path, runs: int = 3) -> dict:
     return {"peak_rss_mib": round(after / 2**20, 1), "model_rss_mib": round(max(0, after - before) / 2**20, 1)}
 
 
-def memory_in_subprocess(cfg: Config, timeout: float = 600) -> dict:
-    """:func:`measure_memory` in a fresh interpreter (the input is handed over as a
-    .npy file so ONNX Runtime and LiteRT processes never import torch); errors are
-    returned, not raised."""
+def memory_in_subprocess(cfg: Config, timeout: float = 600, x: np.ndarray | None = None) -> dict:
+    """:func:`measure_memory` in a fresh interpreter on ``x`` (default :func:`sample_input`;
+    handed over as a .npy file so ONNX Runtime and LiteRT processes never import torch);
+    errors are returned, not raised."""
     import subprocess
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         input_path = Path(tmp) / "input.npy"
-        np.save(input_path, sample_input(cfg.res, cfg.input_convention))
+        np.save(input_path, sample_input(cfg.res, cfg.input_convention) if x is None else x)
         cmd = [sys.executable, "-m", "benchmarks.runners", json.dumps(asdict(cfg)), str(input_path)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)

@@ -128,6 +128,24 @@ def prepare(
     )
 
 
+def judge(row: dict, eager: dict, precision: str, max_top1_drop: float | None) -> CheckResult:
+    """The accuracy gate on one artifact's ``scores`` row against eager's on the same
+    images: its top-1 may fall at most ``max_drop_for(precision, max_top1_drop)``
+    points below eager's, or lose one image (see the module docstring)."""
+    allowed = max_drop_for(precision, max_top1_drop)
+    drop = eager["top1"] - row["top1"]
+    lost = eager["correct"] - row["correct"]
+    passed = drop <= allowed + 1e-9 or lost <= 1
+    net = f"{abs(lost)} image{'s' if abs(lost) != 1 else ''} {'lost' if lost >= 0 else 'gained'}"
+    summary = (
+        f"top-1 {row['top1']:.2f}% (eager {eager['top1']:.2f}%, drop {drop:.2f} points, {net}; "
+        f"allowed {allowed:g} points or one image)"
+    )
+    return CheckResult(
+        "accuracy", passed, summary, {**row, "top1_drop": drop, "images_lost": lost, "max_top1_drop": allowed}
+    )
+
+
 def check(artifact, runner, ctx) -> CheckResult | None:
     """The accuracy check of one artifact (None when the run has no ``--val-dir``)."""
     validation: ValidationSet | None = ctx.validation if ctx is not None else None
@@ -137,22 +155,10 @@ def check(artifact, runner, ctx) -> CheckResult | None:
     logits, seconds = predict(runner, validation.rgb, artifact.input_convention, artifact.name, record.mean, record.std)
     row = scores(logits, validation.targets, validation.class_ids, validation.eager_logits)
     eager = scores(validation.eager_logits, validation.targets, [])
-    allowed = max_drop_for(artifact.precision, ctx.spec.accuracy.max_top1_drop)
-    drop = eager["top1"] - row["top1"]
-    lost = eager["correct"] - row["correct"]
-    passed = drop <= allowed + 1e-9 or lost <= 1
-    net = f"{abs(lost)} image{'s' if abs(lost) != 1 else ''} {'lost' if lost >= 0 else 'gained'}"
-    summary = (
-        f"top-1 {row['top1']:.2f}% (eager {eager['top1']:.2f}%, drop {drop:.2f} points, {net}; "
-        f"allowed {allowed:g} points or one image)"
-    )
-    log(f"{artifact.name}: accuracy {'ok' if passed else 'FAILED'}: {summary}, {seconds:.1f} s")
-    return CheckResult(
-        "accuracy",
-        passed,
-        summary,
-        {**row, "seconds": round(seconds, 2), "top1_drop": drop, "images_lost": lost, "max_top1_drop": allowed},
-    )
+    result = judge(row, eager, artifact.precision, ctx.spec.accuracy.max_top1_drop)
+    result.details["seconds"] = round(seconds, 2)
+    log(f"{artifact.name}: accuracy {'ok' if result.passed else 'FAILED'}: {result.summary}, {seconds:.1f} s")
+    return result
 
 
 def as_entry(result: CheckResult | None) -> dict | None:

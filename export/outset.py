@@ -61,8 +61,10 @@ def converter_log(target: str) -> str:
     return f"{target}-converter.log"
 
 
-# Reports that later checks write beside a set (``make verify-arm``): ours, replaced with the set.
-CHECK_REPORTS = ("verify-arm.json", "verify-arm.md")
+# Reports that later checks write beside a set: ours, replaced with the set.
+VERIFY_ARM_REPORTS = ("verify-arm.json", "verify-arm.md")  # make verify-arm
+BENCH_REPORTS = ("bench.json", "bench.md")  # make bench OUT=... (python -m benchmarks.exported)
+CHECK_REPORTS = VERIFY_ARM_REPORTS + BENCH_REPORTS
 TOOL = "casvit-deploy"
 
 

@@ -13,7 +13,11 @@ from .report import RunReport
 
 def write_reports(folder: Path, report: RunReport) -> None:
     """report.json and report.md of a run (the manifest is written by ``export.outset``)."""
-    data = report.to_json()
+    write_report_data(folder, report.to_json())
+
+
+def write_report_data(folder: Path, data: dict) -> None:
+    """report.json from its JSON form, and report.md rendered from it, each atomically."""
     atomic_write(folder / "report.json", json.dumps(data, indent=2) + "\n")
     atomic_write(folder / "report.md", _markdown(data))
 
@@ -99,7 +103,8 @@ def _markdown(report: dict) -> str:
             f"{a['status']}{' (' + failure_summary(a) + ')' if not a.get('passed', True) else ''} |"
         )
     notes = [f"> Note from a converter: {w}" for w in report.get("library_warnings", [])]
-    lines += ["", *notes, *([""] if notes else []), *accuracy_markdown(report), "## Per artifact", ""]
+    lines += ["", *notes, *([""] if notes else []), *accuracy_markdown(report), *validations_markdown(report)]
+    lines += ["## Per artifact", ""]
     for a in report["artifacts"]:
         lines += [
             f"### {a['name']}",
@@ -133,11 +138,21 @@ def accuracy_markdown(report: dict) -> list[str]:
     if not acc:
         return lines + ([""] if lines else [])
     measured = [a for a in report["artifacts"] if a.get("accuracy")]
-    e = acc["eager"]
-    lines += [
+    rows = [(a["file"], a["name"], a["accuracy"]["details"], a["accuracy"]["passed"]) for a in measured]
+    return [
+        *lines,
         *([""] if lines else []),
         f"## Accuracy on `{acc['folder']}`",
         "",
+        *_images_lines(acc),
+        "",
+        *accuracy_tables(acc, acc["eager"], rows),
+    ]
+
+
+def _images_lines(acc: dict) -> list[str]:
+    """What an accuracy measurement ran on, and its gate."""
+    return [
         f"- {acc['images_measured']} images in {len(acc['classes'])} classes ({acc['images_found']} found"
         + (
             f", {acc['calibration_images']} taken for int8 calibration and left out, listed in report.json"
@@ -157,35 +172,75 @@ def accuracy_markdown(report: dict) -> list[str]:
             else "fp32 0, fp16 0.1, int8 and compressed weights 1.0 points"
         )
         + ", or one image",
-        "",
-        "| model | top-1 % | top-5 % | agrees with eager % | images | seconds | top-1 drop (points) | gate |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
-        f"| eager PyTorch | {e['top1']:.2f} | {e['top5']:.2f} | 100.00 | {e['images']} | {e['seconds']:.1f} | | |",
     ]
-    for a in measured:
-        d = a["accuracy"]["details"]
+
+
+def _gate_cell(passed: bool | None) -> str:
+    return "not gated" if passed is None else "ok" if passed else "FAIL"
+
+
+def accuracy_tables(acc: dict, eager: dict | None, rows: list[tuple], speed: bool = False) -> list[str]:
+    """The accuracy table (eager first; None: not measured) and the per-class table of
+    ``rows``: (file, artifact name, the accuracy details, gate passed or None); ``speed``
+    adds images/s."""
+    rate = " images/s |" if speed else ""
+    lines = [
+        f"| model | top-1 % | top-5 % | agrees with eager % | images | seconds |{rate} top-1 drop (points) | gate |",
+        "|---|---:|---:|---:|---:|---:|" + ("---:|" if speed else "") + "---:|---|",
+    ]
+    if eager is not None:
+        e_rate = f" {eager['images_per_second']:.1f} |" if speed else ""
         lines.append(
-            f"| {a['file']} | {d['top1']:.2f} | {d['top5']:.2f} | {d['agreement']:.2f} | {d['images']} | "
-            f"{d['seconds']:.1f} | {d['top1_drop']:.2f} | {'ok' if a['accuracy']['passed'] else 'FAIL'} |"
+            f"| eager PyTorch | {eager['top1']:.2f} | {eager['top5']:.2f} | 100.00 | {eager['images']} | "
+            f"{eager['seconds']:.1f} |{e_rate} | |"
         )
-    classes = list(e["per_class"])
+    for file, _, d, passed in rows:
+        agrees = f"{d['agreement']:.2f}" if "agreement" in d else ""
+        drop = f"{d['top1_drop']:.2f}" if "top1_drop" in d else ""
+        d_rate = f" {d['images_per_second']:.1f} |" if speed else ""
+        lines.append(
+            f"| {file} | {d['top1']:.2f} | {d['top5']:.2f} | {agrees} | {d['images']} | {d['seconds']:.1f} |"
+            f"{d_rate} {drop} | {_gate_cell(passed)} |"
+        )
+    models = ([("eager", eager)] if eager is not None else []) + [(name, d) for _, name, d, _ in rows]
     lines += [
         "",
         "Per class (top-1 %):",
         "",
-        "| class | images | eager | " + " | ".join(a["name"] for a in measured) + " |",
-        "|---|---:|---:|" + "---:|" * len(measured),
+        "| class | images | " + " | ".join(name for name, _ in models) + " |",
+        "|---|---:|" + "---:|" * len(models),
     ]
-    counts = acc.get("class_counts", {})
+    classes, counts = list(models[0][1]["per_class"]) if models else [], acc.get("class_counts", {})
     for cid, name in list(zip(classes, acc["classes"]))[:MAX_CLASS_ROWS]:
         lines.append(
-            f"| {name} | {counts.get(name, '')} | {e['per_class'][cid]:.1f} | "
-            + " | ".join(f"{a['accuracy']['details']['per_class'][cid]:.1f}" for a in measured)
-            + " |"
+            f"| {name} | {counts.get(name, '')} | " + " | ".join(f"{d['per_class'][cid]:.1f}" for _, d in models) + " |"
         )
     if len(classes) > MAX_CLASS_ROWS:
         lines.append(f"\n(first {MAX_CLASS_ROWS} of {len(classes)} classes; report.json has all)")
     return lines + [""]
+
+
+def validations_markdown(report: dict) -> list[str]:
+    """report.md lines of every later validation of the set (``python -m export.evaluate``)."""
+    lines = []
+    for v in report.get("validations", []):
+        lines += [
+            f"## Validation on `{v['folder']}` ({v['date_utc']} UTC)",
+            "",
+            *_images_lines(v),
+            f"- eager PyTorch: {v['eager_note']}",
+            f"- {v['workers']} worker processes per runtime ({v['cores']} cores, 1-minute load average at start "
+            f"{v['load_average_at_start'][0]}), one thread each; images decoded once in {v['decode_seconds']:.1f} s; "
+            "seconds and images/s count inference only (runtimes loaded)",
+            f"- result: **{'PASSED' if v['passed'] else 'FAILED'}**"
+            + ("" if v["eager"] is not None else " (no eager reference: accuracy reported, not gated)"),
+            *(f"- {a['file']}: **FAIL**: {a['summary']}" for a in v["artifacts"] if "top1" not in a),
+            "",
+            *accuracy_tables(
+                v, v["eager"], [(a["file"], a["name"], a, a["passed"]) for a in v["artifacts"] if "top1" in a], True
+            ),
+        ]
+    return lines
 
 
 def accuracy_console_lines(report: dict) -> list[str]:
@@ -234,5 +289,30 @@ def console_table(report: RunReport, out_dir: Path) -> str:
     if not report["weights"]["for_deployment"]:
         lines.append("NOTE: random weights -- these artifacts are NOT FOR DEPLOYMENT")
     lines += accuracy_console_lines(report)
+    lines.append(f"report: {out_dir / 'report.md'}")
+    return "\n".join(lines)
+
+
+def validation_console(v: dict, out_dir: Path) -> str:
+    """What ``python -m export.evaluate`` prints after a validation."""
+    lines = [f"accuracy on {v['images_measured']} images of {v['folder']} ({v['workers']} workers per runtime):"]
+    if v["eager"] is not None:
+        e = v["eager"]
+        lines.append(
+            f"  {'eager PyTorch':<44} top-1 {e['top1']:6.2f}%  top-5 {e['top5']:6.2f}%  {'':14}"
+            f"{e['images_per_second']:8.1f} images/s"
+        )
+    else:
+        lines.append(f"  eager PyTorch: {v['eager_note']}")
+    for a in v["artifacts"]:
+        if "top1" not in a:
+            lines.append(f"  {a['file']:<44} FAIL: {a['summary']}")
+            continue
+        agrees = f"agrees {a['agreement']:6.2f}%" if "agreement" in a else ""
+        verdict = "not gated" if a["passed"] is None else "ok" if a["passed"] else "FAIL: " + a["summary"]
+        lines.append(
+            f"  {a['file']:<44} top-1 {a['top1']:6.2f}%  top-5 {a['top5']:6.2f}%  {agrees:<14}"
+            f"{a['images_per_second']:8.1f} images/s  {verdict}"
+        )
     lines.append(f"report: {out_dir / 'report.md'}")
     return "\n".join(lines)

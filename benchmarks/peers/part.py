@@ -9,6 +9,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from export.exported import artifact_from_entry
+
 from .. import artifacts
 from .table import short_error, unavailable_rows
 
@@ -39,7 +41,7 @@ def export_ours(variant: str, res: int, work: Path, log=print) -> tuple[list[dic
                 }
             )
             continue
-        art = artifacts.artifact_from_entry(entry, result["out_dir"])
+        art = artifact_from_entry(entry, result["out_dir"])
         ours.append(
             {
                 "format": f"ours-{entry['name']}",

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from ..errors import ExportError, OneLineParser
 from ..fsutil import atomic_write
-from ..outset import CHECK_REPORTS, OutputLock, recover_stale
+from ..outset import VERIFY_ARM_REPORTS, OutputLock, recover_stale
 from .evaluate import verify
 from .outputset import BadInput, load
 from .render import render_markdown
 from .sides import DEFAULT_CACHE, QEMU_CPU, SetupFailed, prepare
 
-JSON_NAME, MD_NAME = CHECK_REPORTS
+JSON_NAME, MD_NAME = VERIFY_ARM_REPORTS
 
 
 def build_parser() -> argparse.ArgumentParser:
