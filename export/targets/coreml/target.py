@@ -1,46 +1,41 @@
 """Core ML target: the traced deploy model converted by coremltools to an ML Program
-(.mlpackage), optionally weight-compressed with coremltools' own optimizers. The
+(.mlpackage) in fp16, fp32 or W8A8 (int8 weights and activations, calibrated on images:
+``w8a8``), optionally weight-compressed with coremltools' own optimizers. The
 classifier's ``classLabel_probs`` are softmax probabilities (one ``softmax`` op in
 front of the ``classify`` op); the raw float32 ``logits`` stay an output.
-Off macOS each package is run by the NumPy reference interpreter (``export.targets.coreml.mil``);
+Off macOS each package is run by the reference interpreter (``export.targets.coreml.mil``);
 on macOS by MLModel.predict as well."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-import logging
-import os
-import shutil
 import sys
 import time
-import uuid
-import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ... import isolate
-from ...errors import ExportError, first_line
-from ...fsutil import atomic_write, size_of
+from ...accuracy import calibration_set
+from ...calibration import DEFAULT_COUNT, check_calibration_folder, load_calibration
+from ...errors import ExportError
+from ...fsutil import size_of
 from ...limits import MIB
 from ...spec import Artifact
 from ..base import MemoryCost, Target
+from . import w8a8
+from .convert import INPUT_NAME, LABEL_NAME, LOGITS_NAME, PROBABILITIES_NAME, pipeline, program, quiet, save, trace
 from .mil import SUPPORTED_OPS
 from .outputs import expose_logits
 
-INPUT_NAME, LOGITS_NAME, LABEL_NAME, PROBABILITIES_NAME = "image", "logits", "classLabel", "probabilities"
 MISPLACED_SOFTMAX = "softmax_not_feeding_classify"  # census name of a softmax anywhere else (denied)
-PRECISIONS = ("fp16", "fp32")
-COMPRESSIONS = ("palettize8", "palettize6", "linear8")
+# Activation quantization belongs to w8a8 only: elsewhere the census renames these ops (denied).
+ACTIVATION_QUANTIZATION = {op: f"{op}_outside_w8a8" for op in ("quantize", "dequantize")}
+PRECISIONS = ("fp16", "fp32", "w8a8")
+PRECISION_GROUPS = {"both": ("fp16", "fp32"), "all": PRECISIONS}
+COMPRESSIONS = ("palettize8", "palettize6", "linear8")  # weight compression of the fp16 and fp32 programs
 DEPLOYMENT_TARGETS = ("iOS16", "iOS17", "iOS18")
 OS_OF_TARGET = {"iOS16": "iOS 16 / macOS 13", "iOS17": "iOS 17 / macOS 14", "iOS18": "iOS 18 / macOS 15"}
-# coremltools fuses the input normalization (mul + add) into batch_norm, and its
-# re-run of that pass on an fp16 program fails; keep them as mul and add.
-SKIPPED_PASSES = ("common::fuse_elementwise_to_batchnorm",)
-REFERENCE_NOTE = "Core ML program verified by the reference interpreter (export.targets.coreml.mil, NumPy)"
+REFERENCE_NOTE = "Core ML program verified by the reference interpreter (export.targets.coreml.mil, torch kernels)"
 # Images per interpreter run: every op runs once on the whole batch (xs at 224: ~40 MB
 # for the largest activation of 16 images in float32).
 INTERPRETER_BATCH = 16
@@ -48,19 +43,22 @@ INTERPRETER_BATCH = 16
 
 def add_arguments(group) -> None:
     group.add_argument(
-        "--coreml-precision", default="fp16", choices=[*PRECISIONS, "both"], help="compute precision of the ML Program"
+        "--coreml-precision",
+        default="fp16",
+        help="comma list of fp16, fp32, w8a8 (int8 weights and activations for the Neural Engine, calibrated "
+        "like TFLite int8 with --calib/--calib-from-val), or both (fp16,fp32) or all",
     )
     group.add_argument(
         "--coreml-compress",
         default="none",
         help=f"weight compression, comma list of {', '.join(COMPRESSIONS)} (or none); "
-        "each is an extra artifact per precision",
+        "each is an extra artifact per fp16/fp32 precision",
     )
     group.add_argument(
         "--coreml-target",
         default="iOS16",
         choices=DEPLOYMENT_TARGETS,
-        help="minimum deployment target (iOS16 = macOS 13)",
+        help=f"minimum deployment target (iOS16 = macOS 13); w8a8 needs {w8a8.MINIMUM_TARGET} and raises it",
     )
     group.add_argument(
         "--coreml-input",
@@ -71,12 +69,21 @@ def add_arguments(group) -> None:
     )
 
 
+def _precisions(text) -> list[str]:
+    """``"w8a8, fp16"`` -> ["fp16", "w8a8"]: known names (or groups), in PRECISIONS order."""
+    names = [t.strip() for t in str(text).split(",") if t.strip()]
+    unknown = [n for n in names if n not in PRECISIONS and n not in PRECISION_GROUPS]
+    if unknown or not names:
+        raise ExportError(
+            f"--coreml-precision {text!r}: choose a comma list of {', '.join(PRECISIONS)}, or both or all"
+        )
+    chosen = {p for n in names for p in PRECISION_GROUPS.get(n, (n,))}
+    return [p for p in PRECISIONS if p in chosen]
+
+
 def _options(spec) -> tuple[list[str], list[str], str, str]:
     o = spec.options
-    precision = o.get("coreml_precision", "fp16")
-    precisions = list(PRECISIONS) if precision == "both" else [precision]
-    if not set(precisions) <= set(PRECISIONS):
-        raise ExportError(f"--coreml-precision {precision!r}: choose fp16, fp32 or both")
+    precisions = _precisions(o.get("coreml_precision", "fp16"))
     text = str(o.get("coreml_compress", "none") or "none")
     compress = [c.strip() for c in text.split(",") if c.strip() and c.strip() != "none"]
     unknown = [c for c in compress if c not in COMPRESSIONS]
@@ -92,73 +99,17 @@ def _options(spec) -> tuple[list[str], list[str], str, str]:
     return precisions, list(dict.fromkeys(compress)), target, kind
 
 
+def calibrates(spec) -> bool:
+    """Whether a run of ``spec`` makes a W8A8 package (calibrated on images)."""
+    return "w8a8" in _options(spec)[0]
+
+
 def validate(spec) -> None:
-    """The target's options, checked before any conversion (ExportError when wrong)."""
+    """The target's options, checked before any conversion (ExportError when wrong),
+    and the calibration folder of a w8a8 run."""
     _options(spec)
-
-
-@contextlib.contextmanager
-def _quiet(name: str):
-    """coremltools' progress bars and version warnings out of the export log; its
-    failures as a one-line ExportError."""
-    logger = logging.getLogger("coremltools")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with (
-            contextlib.redirect_stdout(io.StringIO()),
-            contextlib.redirect_stderr(io.StringIO()),
-            warnings.catch_warnings(),
-        ):
-            warnings.simplefilter("ignore")
-            yield
-    except ExportError:
-        raise
-    except Exception as e:  # coremltools raises plain exceptions of many kinds
-        raise ExportError(f"{name}: Core ML conversion failed: {type(e).__name__}: {first_line(e)}") from e
-    finally:
-        logger.setLevel(level)
-
-
-def _pipeline(compression: str | None):
-    import coremltools as ct
-    import coremltools.optimize.coreml as cto
-
-    pipeline = ct.PassPipeline.DEFAULT
-    pipeline.remove_passes(SKIPPED_PASSES)
-    if compression:
-        if compression.startswith("palettize"):
-            name = "compression::palettize_weights"
-            op_config = cto.OpPalettizerConfig(mode="kmeans", nbits=int(compression[-1]))
-        else:
-            name = "compression::linear_quantize_weights"
-            op_config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")
-        pipeline.append_pass(name)  # compresses the final (fp16 or fp32) weights
-        pipeline.set_options(name, {"config": cto.OptimizationConfig(global_config=op_config)})
-    return pipeline
-
-
-def _convert(ctx, traced, kind: str, precision: str, compression: str | None, target: str):
-    import coremltools as ct
-
-    shape = (1, 3, ctx.spec.height, ctx.spec.width)
-    if kind == "image":  # scale is a scalar in ImageType: mean/std stay in the model as mul/add
-        inputs = [
-            ct.ImageType(name=INPUT_NAME, shape=shape, color_layout=ct.colorlayout.RGB, scale=1.0, bias=[0.0] * 3)
-        ]
-    else:
-        inputs = [ct.TensorType(name=INPUT_NAME, shape=shape, dtype=np.float32)]
-    return ct.convert(
-        traced,
-        inputs=inputs,
-        outputs=[ct.TensorType(name=LOGITS_NAME)],
-        classifier_config=ct.ClassifierConfig(list(ctx.labels)),
-        convert_to="mlprogram",
-        minimum_deployment_target=getattr(ct.target, target),
-        pass_pipeline=_pipeline(compression),
-        compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
-        skip_model_load=True,
-    )
+    if calibrates(spec) and spec.options.get("calib") is not None:
+        check_calibration_folder(spec.options["calib"], spec.options.get("calib_count") or DEFAULT_COUNT)
 
 
 def _describe(ctx, spec, kind: str, convention: str, precision: str, compression: str | None, target: str) -> None:
@@ -178,8 +129,9 @@ def _describe(ctx, spec, kind: str, convention: str, precision: str, compression
     user = {
         **ctx.metadata(convention),
         "coreml_input": kind,
-        "compute_precision": precision,
-        "weight_compression": compression or "none",
+        "compute_precision": "fp16" if precision == "w8a8" else precision,
+        "weight_compression": compression or ("int8" if precision == "w8a8" else "none"),
+        "activation_quantization": "int8" if precision == "w8a8" else "none",
         "minimum_deployment_target": OS_OF_TARGET[target],
     }
     for key, value in user.items():
@@ -212,62 +164,29 @@ def _project_version() -> str:
         return "unknown (casvit-deploy not installed)"
 
 
-def _save(mlmodel, spec, path: Path) -> None:
-    """Write the package under a temporary name, give its manifest stable identifiers,
-    then rename it into place."""
-    import coremltools as ct
-
-    staging = path.with_name(f".tmp-{path.name}")
-    shutil.rmtree(staging, ignore_errors=True)
-    ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True).save(str(staging))
-    manifest_path = staging / "Manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    renamed = {}
-    for key, item in manifest["itemInfoEntries"].items():  # coremltools draws random UUIDs
-        renamed[key] = str(uuid.uuid5(uuid.NAMESPACE_URL, "casvit-deploy/" + item["path"])).upper()
-    manifest["itemInfoEntries"] = {renamed[k]: v for k, v in manifest["itemInfoEntries"].items()}
-    manifest["rootModelIdentifier"] = renamed[manifest["rootModelIdentifier"]]
-    atomic_write(manifest_path, json.dumps(manifest, indent=4, sort_keys=True) + "\n")
-    root = manifest["itemInfoEntries"][manifest["rootModelIdentifier"]]["path"]
-    _serialize_deterministically(staging / "Data" / root)
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(staging, path)
-
-
-def _serialize_deterministically(spec_path: Path) -> None:
-    """Rewrite the spec with map entries (metadata ``userDefined``) in sorted order:
-    protobuf's default order follows a per-process hash seed, so two conversions in
-    two processes would otherwise differ in bytes."""
-    from coremltools.proto import Model_pb2
-
-    spec = Model_pb2.Model()
-    spec.ParseFromString(spec_path.read_bytes())
-    atomic_write(spec_path, spec.SerializeToString(deterministic=True))
-
-
-def _trace(module: torch.nn.Module, example: torch.Tensor):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.trace: coremltools takes TorchScript
-        return torch.jit.trace(module.eval(), example, check_trace=False)
-
-
-def _jobs(spec) -> list[tuple[str, str, str | None]]:
-    """(artifact name, precision, compression or None) of every package ``spec`` asks for."""
-    precisions, compressions, _, _ = _options(spec)
+def _jobs(spec) -> list[tuple[str, str, str | None, str]]:
+    """(artifact name, precision, compression or None, deployment target) of every package
+    ``spec`` asks for; weight compression applies to fp16 and fp32 (w8a8 has int8 weights)."""
+    precisions, compressions, target, _ = _options(spec)
+    w8a8_target = max(target, w8a8.MINIMUM_TARGET, key=DEPLOYMENT_TARGETS.index)
     return [
-        ("-".join(["coreml", precision, *([compression] if compression else [])]), precision, compression)
+        (
+            "-".join(["coreml", precision, *([compression] if compression else [])]),
+            precision,
+            compression,
+            w8a8_target if precision == "w8a8" else target,
+        )
         for precision in precisions
-        for compression in [None, *compressions]
+        for compression in [None, *(compressions if precision != "w8a8" else [])]
     ]
 
 
 def artifact_names(spec) -> tuple[str, ...]:
-    return tuple(name for name, _, _ in _jobs(spec))
+    return tuple(name for name, *_ in _jobs(spec))
 
 
 def convert(ctx) -> list[Artifact]:
-    _, _, target, kind = _options(ctx.spec)
+    _, _, _, kind = _options(ctx.spec)
     s = ctx.spec
     if kind == "image":
         module, convention = ctx.deploy_model(embed_normalization=True, input_range=255.0), "byte"
@@ -275,21 +194,22 @@ def convert(ctx) -> list[Artifact]:
         module, convention = ctx.deploy_model(), ctx.input_convention()
     example = torch.rand(1, 3, s.height, s.width, generator=torch.Generator().manual_seed(s.seed))
     jobs = [
-        (
-            name,
-            precision,
-            compression,
-            ctx.workdir / f"casvit_{s.variant}_{s.resolution}_{name.removeprefix('coreml-')}.mlpackage",
-        )
-        for name, precision, compression in _jobs(s)
+        (*job, ctx.workdir / f"casvit_{s.variant}_{s.resolution}_{job[0].removeprefix('coreml-')}.mlpackage")
+        for job in _jobs(s)
     ]
+    calib = None
+    if calibrates(s):
+        calib = calibration_set(ctx) or load_calibration(
+            ctx.preprocessing, s.options.get("calib"), s.options.get("calib_count") or DEFAULT_COUNT
+        )
+        ctx.log(f"coreml: {len(calib.names)} calibration images from {calib.source}")
     # In a child process: coremltools switches the temp folder and cannot be
     # interrupted cleanly; the child's TMPDIR lies inside the run's transaction folder.
-    with _quiet("coremltools import"):  # its version warnings; verification imports it in this process
+    with quiet("coremltools import"):  # its version warnings; verification imports it in this process
         import coremltools  # noqa: F401
     return isolate.call(
         _convert_packages,
-        (ctx, module, convention, example, jobs, target, kind),
+        (ctx, module, convention, example, jobs, kind, calib),
         workdir=ctx.workdir,
         label="coremltools",
         log_path=ctx.workdir / "coremltools.log",
@@ -297,20 +217,26 @@ def convert(ctx) -> list[Artifact]:
 
 
 def _convert_packages(
-    ctx, module, convention: str, example: torch.Tensor, jobs: list, target: str, kind: str
+    ctx, module, convention: str, example: torch.Tensor, jobs: list, kind: str, calib
 ) -> list[Artifact]:
-    """Trace once, then convert, describe and save one package per (precision, compression)."""
+    """Trace once, then convert, describe and save one package per job."""
     artifacts = []
-    traced = _trace(module, example * (255.0 if convention == "byte" else 1.0))
-    for name, precision, compression, path in jobs:
+    example = example * (255.0 if convention == "byte" else 1.0)
+    traced = trace(module, example)
+    for name, precision, compression, target, path in jobs:
         ctx.log(f"{name}: converting with coremltools ({precision}, target {target}, {kind} input)")
         start = time.perf_counter()
-        with _quiet(name):
-            mlmodel = _convert(ctx, traced, kind, precision, compression, target)
+        details = {}
+        with quiet(name):
+            if precision == "w8a8":
+                mlmodel = w8a8.program(ctx, module, convention, example, kind, target, calib)
+                details = {"calibration": calib.describe(), "quantization": w8a8.DESCRIPTION}
+            else:
+                mlmodel = program(ctx, traced, kind, precision, target, pipeline(compression))
             spec = mlmodel.get_spec()
             expose_logits(spec, len(ctx.labels), LOGITS_NAME, PROBABILITIES_NAME)
             _describe(ctx, spec, kind, convention, precision, compression, target)
-            _save(mlmodel, spec, path)
+            save(mlmodel, spec, path)
         seconds = time.perf_counter() - start
         artifacts.append(
             Artifact(
@@ -324,10 +250,11 @@ def _convert_packages(
                     "package_bytes": size_of(path),
                     "deployment_target": OS_OF_TARGET[target],
                     "mil_opset": spec.mlProgram.functions["main"].opset,
-                    "compute_precision": precision,
-                    "weight_compression": compression or "none",
+                    "compute_precision": "fp16" if precision == "w8a8" else precision,
+                    "weight_compression": compression or ("int8" if precision == "w8a8" else "none"),
                     "input": kind,
                     "outputs": [f.name for f in spec.description.output],
+                    **details,
                 },
             )
         )
@@ -401,7 +328,8 @@ def load(artifact: Artifact):
 
 def census(artifact: Artifact) -> dict[str, int]:
     """MIL op counts; a softmax whose output does not feed the classify op directly is
-    counted as ``softmax_not_feeding_classify`` (denied by the audit)."""
+    counted as ``softmax_not_feeding_classify``, and quantize/dequantize in a program that
+    is not w8a8 as ``quantize_outside_w8a8``/``dequantize_outside_w8a8`` (all denied by the audit)."""
     import coremltools as ct
 
     from .mil import main_block, op_census
@@ -421,6 +349,8 @@ def census(artifact: Artifact) -> dict[str, int]:
     if misplaced:
         counts["softmax"] -= misplaced
         counts = {k: v for k, v in counts.items() if v} | {MISPLACED_SOFTMAX: misplaced}
+    if artifact.precision != "w8a8":
+        counts = {ACTIVATION_QUANTIZATION.get(k, k): v for k, v in counts.items()}
     return counts
 
 
@@ -444,12 +374,16 @@ TARGET = Target(
     census=census,
     runtime_note=runtime_note,
     # exactly what the reference interpreter (``export.targets.coreml.mil``) executes: "classify" is added by
-    # ClassifierConfig, "softmax" only feeding it (the census renames any other, denied below)
+    # ClassifierConfig, "softmax" only feeding it, quantize/dequantize only in w8a8 (the census renames the
+    # others, denied below)
     allow=SUPPORTED_OPS,
-    deny=frozenset({"linear", "matmul", MISPLACED_SOFTMAX, "einsum", "batch_norm", "erf"}),
+    deny=frozenset(
+        {"linear", "matmul", MISPLACED_SOFTMAX, *ACTIVATION_QUANTIZATION.values(), "einsum", "batch_norm", "erf"}
+    ),
     memory=MemoryCost(1240 * MIB, 122),
     tools=("coremltools",),
     add_arguments=add_arguments,
     validate=validate,
+    calibrates=calibrates,
     bench=None,  # no Core ML runtime on Linux: no latency rows (accuracy runs the reference interpreter)
 )

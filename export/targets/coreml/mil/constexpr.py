@@ -42,15 +42,13 @@ def lut_to_dense(**args):
 
 
 def affine_dequantize(quantized_data, zero_point, scale, axis):
-    """Linear-quantized weight (iOS 16 form): (q - zero_point) * scale along ``axis``."""
+    """Linear-quantized weight (iOS 16 form): (q - zero_point) * scale along ``axis``
+    (each of zero point and scale a scalar or a vector)."""
     q = np.asarray(quantized_data)
-    axis = int(_scalar(axis))
     shape = [1] * q.ndim
-    zp, sc = np.asarray(zero_point), np.asarray(scale)
-    if zp.ndim:
-        shape[axis] = -1
-    zp = zp.astype(np.float32).reshape(shape if zp.ndim else ())
-    sc = sc.astype(np.float32).reshape(shape if sc.ndim else ())
+    shape[int(_scalar(axis))] = -1
+    zp, sc = (np.asarray(p).astype(np.float32) for p in (zero_point, scale))
+    zp, sc = (p.reshape(shape) if p.ndim else p for p in (zp, sc))
     return ((q.astype(np.float32) - zp) * sc).astype(np.asarray(scale).dtype)
 
 

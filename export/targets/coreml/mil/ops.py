@@ -32,7 +32,10 @@ QUANTIZED = {"int8": (-128, 127, torch.int8), "uint8": (0, 255, torch.uint8)}
 
 def tensor(x) -> torch.Tensor:
     """A torch view of a NumPy value (constants and feeds); tensors pass through."""
-    return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+    if isinstance(x, torch.Tensor):
+        return x
+    x = np.asarray(x)
+    return torch.from_numpy(x if x.flags.c_contiguous else x.copy())
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:

@@ -86,7 +86,8 @@ class Program:
     ``run(feeds, outputs)`` takes the model's declared inputs (an image input as an
     NCHW float array of whole numbers 0-255, in RGB order) and returns the requested
     outputs (default: every declared output) by name as NumPy values, computing only
-    the ops they need and freeing each value after its last use. A feed may hold a
+    the ops they need and freeing each value after its last use; ``observe(name,
+    value)``, when given, sees every input and computed value (a tensor) as it is made. A feed may hold a
     batch of N samples where the program declares batch 1: every op then runs once on
     the whole batch (the batch axis must stay the leading axis of every value; ops
     that would mix samples are refused).
@@ -129,7 +130,7 @@ class Program:
             raise ProgramError(f"{package} is not an .mlpackage (no Manifest.json)")
         return cls(ct.utils.load_spec(str(package)), package / WEIGHTS_IN_PACKAGE)
 
-    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, object]:
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None, observe=None) -> dict[str, object]:
         missing = sorted(set(self.inputs) - set(feeds))
         if missing:
             raise ProgramError(f"missing input(s): {', '.join(missing)}")
@@ -145,10 +146,15 @@ class Program:
         env: dict[str, object] = {}
         for name, value in values.items():
             env[name] = self._declared(tensor(value), self.inputs[name], f"input {name!r}", batch)
+            if observe is not None:
+                observe(name, env[name])
         with torch.inference_mode(), _threads(THREADS):
             for step, dead in self._plan(tuple(outputs)):
                 result = self._call(step, env, batch)
                 self._store(env, step.op, list(result) if len(step.op.outputs) > 1 else [result], batch)
+                if observe is not None:
+                    for out in step.op.outputs:
+                        observe(out.name, env[out.name])
                 for name in dead:
                     del env[name]
         return {name: _numpy(env[name]) for name in outputs}
