@@ -101,6 +101,26 @@ def test_quantize_and_dequantize_equal_coremltools_reference(dtype, per_channel)
     np.testing.assert_array_equal(_np(out), expected)
 
 
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+@pytest.mark.parametrize("output_dtype,zero_point", [("int8", None), ("int8", -7), ("uint8", 131)])
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_fused_quantize_dequantize_is_the_pair_bit_for_bit(dtype, output_dtype, zero_point, per_channel):
+    """The interpreter runs a quantize read only by its dequantize as ``fake_quantize``."""
+    x = (RNG.standard_normal((3, 4, 6, 5)) * 8).astype(dtype)
+    x.flat[:4] = [1e4, -1e4, 0.0, 0.4]  # saturating both ways, and zero
+    zp_dtype = np.uint8 if output_dtype == "uint8" else np.int8
+    if per_channel:
+        scale, axis = RNG.uniform(0.02, 0.09, 4).astype(dtype), 1
+        zp = None if zero_point is None else np.full(4, zero_point, zp_dtype)
+    else:
+        scale, axis = dtype(0.0531), None
+        zp = None if zero_point is None else zp_dtype(zero_point)
+    pair = ops.dequantize(ops.quantize(x, scale, output_dtype, zp, axis), scale, zp, axis)
+    fused = ops.fake_quantize(x, scale, output_dtype, zp, axis)
+    assert fused.dtype == pair.dtype
+    np.testing.assert_array_equal(_np(fused), _np(pair))
+
+
 def test_constexpr_weights_by_hand():
     q = np.array([[-128, 5], [127, -1]], np.int8)
     # iOS 16 form: (q - zero_point) * scale along axis 0

@@ -140,17 +140,31 @@ def softmax(x, axis=-1):
     return torch.softmax(_float(x), dim=int(_scalar(axis)))
 
 
-def _along(param, rank: int, axis) -> torch.Tensor:
-    """A quantization scale or zero point shaped to broadcast against a tensor of ``rank``:
-    a scalar as it is, a vector along ``axis`` (per channel)."""
+def _along(param, like: torch.Tensor, axis):
+    """A quantization scale or zero point in ``like``'s dtype, ready to broadcast against
+    it: a scalar as a Python float (torch's fast scalar kernels; the same float32
+    arithmetic), a vector shaped along ``axis`` (per channel)."""
     param = tensor(param)
     if param.dim() == 0:
-        return param
+        return float(param)
     if param.dim() != 1 or axis is None:
         raise ProgramError("quantize/dequantize: scale and zero point must be scalars, or vectors with an axis")
-    shape = [1] * rank
-    shape[int(_scalar(axis)) % rank] = -1
-    return param.reshape(shape)
+    shape = [1] * like.dim()
+    shape[int(_scalar(axis)) % like.dim()] = -1
+    return param.reshape(shape).to(like.dtype)
+
+
+def _range(output_dtype) -> tuple[int, int, torch.dtype]:
+    name = str(_scalar(output_dtype))
+    if name not in QUANTIZED:
+        raise ProgramError(f"quantize: output_dtype {name!r} is not supported")
+    return QUANTIZED[name]
+
+
+def _rounded_quotient(x: torch.Tensor, scale, axis) -> torch.Tensor:
+    """round(x / scale), the division in x's dtype (an fp16 program rounds it to fp16),
+    rounding half to even."""
+    return torch.round(x / _along(scale, x, axis))
 
 
 def quantize(input, scale, output_dtype, zero_point=None, axis=None):
@@ -160,13 +174,10 @@ def quantize(input, scale, output_dtype, zero_point=None, axis=None):
     the division in the input's dtype (an fp16 program rounds it to fp16), rounding
     half to even, the zero point added before saturating to the output range."""
     x = tensor(input)
-    name = str(_scalar(output_dtype))
-    if name not in QUANTIZED:
-        raise ProgramError(f"quantize: output_dtype {name!r} is not supported")
-    low, high, dtype = QUANTIZED[name]
-    q = torch.round(x / _along(scale, x.dim(), axis).to(x.dtype))
+    low, high, dtype = _range(output_dtype)
+    q = _rounded_quotient(x, scale, axis)
     if zero_point is not None:
-        q += _along(zero_point, x.dim(), axis).to(x.dtype)
+        q += _along(zero_point, x, axis)
     return q.clamp_(low, high).to(dtype)
 
 
@@ -174,11 +185,26 @@ def dequantize(input, scale, zero_point=None, axis=None):
     """MIL dequantize: (input - zero_point) * scale, in the scale's dtype (exact up to the
     one rounding of the product: |input - zero_point| <= 255 is exact in fp16)."""
     q = tensor(input)
-    s = _along(scale, q.dim(), axis)
-    x = q.to(s.dtype)
+    x = q.to(tensor(scale).dtype)
     if zero_point is not None:
-        x -= _along(zero_point, q.dim(), axis).to(s.dtype)
-    return x * s
+        x -= _along(zero_point, x, axis)
+    return x.mul_(_along(scale, x, axis))
+
+
+def fake_quantize(input, scale, output_dtype, zero_point=None, axis=None):
+    """dequantize(quantize(input)) with the same parameters, in one pass and without the
+    integer tensor: clip(round(input / scale), low - zero_point, high - zero_point) * scale.
+    Bit for bit the two ops: the integers involved are exact in fp16 and float32, and the
+    one product is rounded once, as dequantize rounds it."""
+    x = tensor(input)
+    low, high, _ = _range(output_dtype)
+    q = _rounded_quotient(x, scale, axis)
+    zp = 0.0 if zero_point is None else _along(zero_point, x, axis)
+    if isinstance(zp, float):
+        q.clamp_(low - zp, high - zp)
+    else:
+        torch.clamp(q, low - zp, high - zp, out=q)
+    return q.mul_(_along(scale, x, axis))
 
 
 def _binary(fn):

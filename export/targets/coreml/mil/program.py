@@ -11,7 +11,7 @@ import torch
 
 from .constexpr import CONSTEXPR_OPS
 from .errors import ProgramError, UnsupportedOpError
-from .ops import OPS, SUPPORTED_OPS, tensor
+from .ops import OPS, SUPPORTED_OPS, fake_quantize, tensor
 from .values import DTYPES, RUNTIME_DTYPES, BlobFiles, decode, tensor_dtype, tensor_shape
 
 WEIGHTS_IN_PACKAGE = Path("Data") / "com.apple.CoreML" / "weights"
@@ -50,11 +50,13 @@ class _Var:
 @dataclass
 class _Step:
     """One runtime op with its arguments bound: ``static`` (constants, literals,
-    attributes) once at load, ``dynamic`` (``_Var`` or lists holding some) per run."""
+    attributes) once at load, ``dynamic`` (``_Var`` or lists holding some) per run;
+    ``fn`` computes its outputs (the op's implementation unless fused)."""
 
     op: object  # the protobuf Operation
     static: dict
     dynamic: dict
+    fn: object = None
 
     def reads(self) -> set[str]:
         return {v.name for value in self.dynamic.values() for v in _listed(value) if isinstance(v, _Var)}
@@ -116,6 +118,7 @@ class Program:
                 self._store(self._constants, op, [CONSTEXPR_OPS[op.type](**self._args(step, self._constants))])
             else:
                 self._steps.append(self._bind(op))
+        self._steps = _fused(self._steps, set(self.outputs))
         self.inputs = {i.name: i.type for i in self.function.inputs}
         self.image_inputs = {
             f.name: f.type.imageType for f in spec.description.input if f.type.WhichOneof("Type") == "imageType"
@@ -226,7 +229,7 @@ class Program:
         if batch > 1:
             args = _batched_args(op, args, batch)
         try:
-            return OPS[op.type](**args)
+            return (step.fn or OPS[op.type])(**args)
         except TypeError as e:
             raise ProgramError(f"op {op.type} ({op.outputs[0].name}): unexpected arguments: {e}") from None
 
@@ -255,6 +258,41 @@ class Program:
         if tuple(value.shape) != shape:
             raise ProgramError(f"{what}: computed shape {tuple(value.shape)}, the program declares {shape}")
         return value
+
+
+def _fused(steps: list[_Step], outputs: set[str]) -> list[_Step]:
+    """``steps`` with each quantize whose only reader is a dequantize of the same scale,
+    zero point and axis replaced by one ``fake_quantize`` step writing the dequantize's
+    output (bit for bit the pair; the integer tensor is never made). A quantize output
+    that is a program output, or read elsewhere, stays as it is."""
+    readers: dict[str, list[_Step]] = {}
+    for step in steps:
+        for name in step.reads():
+            readers.setdefault(name, []).append(step)
+    fused, dropped = {}, set()
+    for step in steps:
+        if step.op.type != "quantize" or step.op.outputs[0].name in outputs:
+            continue
+        (reader, *others) = readers.get(step.op.outputs[0].name, [None])
+        params = ("scale", "zero_point", "axis")
+        if (
+            others
+            or reader is None
+            or reader.op.type != "dequantize"
+            or set(reader.dynamic) != {"input"}
+            or any(not _same(step.static.get(k), reader.static.get(k)) for k in params)
+        ):
+            continue
+        fused[id(reader)] = _Step(reader.op, step.static, step.dynamic, fake_quantize)
+        dropped.add(id(step))
+    return [fused.get(id(step), step) for step in steps if id(step) not in dropped]
+
+
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and bool(np.all(a == b))
 
 
 def _numpy(value):
