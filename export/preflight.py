@@ -82,6 +82,7 @@ def _check_calibration_use(spec: ExportSpec) -> None:
     asked for without one, it would be silently ignored, so it is an error."""
     if spec.options.get("calib") is not None and not targets.calibrating(spec):
         raise ExportError(
-            "--calib is only used to calibrate an int8 model (TFLite int8), which this run does not "
-            "make: add one (e.g. --target tflite with int8 in --tflite-precisions) or drop --calib"
+            "--calib is only used to calibrate an int8 model (TFLite int8, Core ML w8a8), which this run does "
+            "not make: add one (e.g. --target tflite with int8 in --tflite-precisions, or --coreml-precision w8a8) "
+            "or drop --calib"
         )

@@ -76,6 +76,7 @@ BAD_INPUT = [
     (["--num-classes", "0"], "--num-classes must be at least 1, got 0"),
     (["--noise-inputs", "-3"], "--noise-inputs must be from 0 to 256, got -3"),
     (["--target", "coreml", "--coreml-compress", "zip"], "--coreml-compress: unknown zip"),
+    (["--target", "coreml", "--coreml-precision", "fp16,int4"], "--coreml-precision 'fp16,int4': choose"),
     (["--target", "tflite", "--tflite-precisions", "fp64"], "unknown TFLite precision fp64"),
     (["--target", "all,onnx"], "'all' already means onnx,tflite,coreml"),
     (["--variant", "custom"], "--variant custom takes its architecture from a checkpoint"),
@@ -112,7 +113,8 @@ def _calib_case(tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind", ["missing", "gray", "bomb", "bomb-warning"])
-def test_bad_calibration_folder_is_found_before_any_work(kind, tmp_path, capsys, no_model):
+@pytest.mark.parametrize("target", [["tflite"], ["coreml", "--coreml-precision", "w8a8"]])
+def test_bad_calibration_folder_is_found_before_any_work(kind, target, tmp_path, capsys, no_model):
     folder, message = _calib_case(tmp_path, kind)
     code, out, err = _run_cli(
         capsys,
@@ -121,7 +123,7 @@ def test_bad_calibration_folder_is_found_before_any_work(kind, tmp_path, capsys,
         "--res",
         "64",
         "--target",
-        "tflite",
+        *target,
         "--calib",
         str(folder),
         "--out",
@@ -130,7 +132,14 @@ def test_bad_calibration_folder_is_found_before_any_work(kind, tmp_path, capsys,
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
 
 
-@pytest.mark.parametrize("args", [["--target", "onnx"], ["--target", "tflite", "--tflite-precisions", "fp32,fp16"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--target", "onnx"],
+        ["--target", "tflite", "--tflite-precisions", "fp32,fp16"],
+        ["--target", "coreml", "--coreml-precision", "fp16,fp32"],
+    ],
+)
 def test_calib_without_an_int8_tflite_model_is_an_error(args, tmp_path, capsys, no_model):
     folder = _rgb_folder(tmp_path / "calib")
     code, out, err = _run_cli(
