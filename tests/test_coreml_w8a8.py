@@ -8,8 +8,9 @@ dequantize inside w8a8, and the accuracy on held-out digits of the digits checkp
 
 from __future__ import annotations
 
+import json
+import shlex
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,14 +21,14 @@ import torch.nn.functional as F
 from benchmarks.digits import digits_split, write_image_folder
 from export import parity
 from export.audit import audit
+from export.cli import main as cli_main
 from export.pipeline import run
 from export.spec import Artifact, ExportSpec
 from export.targets.coreml import convert, w8a8
 from export.targets.coreml import target as coreml
-from export.targets.coreml.mil import Program, ops
-from export.targets.coreml.outputs import expose_logits
+from export.targets.coreml.mil import ops
 
-from .helpers import DIGITS_CHECKPOINT
+from .helpers import DIGITS_CHECKPOINT, ROOT
 
 pytestmark = pytest.mark.skipif(sys.platform == "darwin", reason="Linux path: on macOS load() uses MLModel.predict")
 SIZE, CLASSES = 16, 5
@@ -60,9 +61,7 @@ def _images(count: int, seed: int) -> np.ndarray:
 def _program(traced, precision: str, passes):
     ctx = SimpleNamespace(spec=SimpleNamespace(height=SIZE, width=SIZE), labels=[f"c{i}" for i in range(CLASSES)])
     mlmodel = convert.program(ctx, traced, "tensor", precision, w8a8.MINIMUM_TARGET, passes)
-    spec = mlmodel.get_spec()
-    renamed = expose_logits(spec, CLASSES, convert.LOGITS_NAME, convert.PROBABILITIES_NAME)
-    return Program(spec, Path(mlmodel.weights_dir)), renamed, mlmodel
+    return (*w8a8.interpreted(mlmodel, CLASSES), mlmodel)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +73,9 @@ def small_w8a8():
     traced = convert.trace(corrected, torch.from_numpy(calibration[:1]))
     with convert.quiet("test"):
         float_program, renamed, _ = _program(traced, "fp16", convert.pipeline())
-        ranges = w8a8.activation_ranges(float_program, calibration, "image", "logits", renamed)
+        ranges = w8a8.activation_ranges(
+            float_program, calibration, "image", "logits", renamed, w8a8.EXPORT_RECIPE.ranges
+        )
         passes = convert.pipeline()
         w8a8.add_passes(passes, ranges)
         program, _, mlmodel = _program(traced, "w8a8", passes)
@@ -153,7 +154,7 @@ def test_scales_are_coremltools_formula_on_our_ranges(small_w8a8):
         source = quantized_value(step.dynamic["input"].name)
         low, high = ranges[source]
         _, scale, zero_point = _utils.quantize_weight_by_dtype(
-            np.array([low, high], np.float16), 0, types.int8, w8a8.ACTIVATION_MODE.upper()
+            np.array([low, high], np.float16), 0, types.int8, w8a8.EXPORT_RECIPE.activation_mode.upper()
         )
         assert step.static["scale"] == scale.astype(np.float16), source
         assert step.static["zero_point"] == zero_point.astype(np.int8), source
@@ -174,13 +175,24 @@ def test_small_w8a8_program_matches_the_float_net_within_int8_tolerance(small_w8
     assert result["metrics"]["min_centered_cosine"] >= 0.95, result["metrics"]  # the signal survives int8
 
 
+NOTES = ROOT / "docs" / "notes-issue24.md"
+DOC_OUT = "out/w8a8-tiny"  # the snippets' output folder, a temporary one here
+
+
+def _snippet(language: str) -> str:
+    """The first ``language`` block of the user notes after the marker that says a test runs it."""
+    text = NOTES.read_text().split("<!-- run by tests/test_coreml_w8a8.py -->", 1)[1]
+    return text.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+
 @pytest.fixture(scope="module")
 def tiny_export(tmp_path_factory):
+    """The notes' quick-start command, run as written (its OUT in a temporary folder)."""
     out = tmp_path_factory.mktemp("w8a8")
-    spec = ExportSpec(
-        targets=("coreml",), variant="tiny", height=64, width=64, out_dir=out, options={"coreml_precision": "fp16,w8a8"}
-    )
-    return run(spec), out
+    args = shlex.split(_snippet("sh").replace(DOC_OUT, str(out)))
+    assert args[:3] == [".venv/bin/python", "-m", "export"]
+    assert cli_main(args[3:]) == 0
+    return json.loads((out / "report.json").read_text()), out
 
 
 @pytest.mark.slow
@@ -202,6 +214,13 @@ def test_tiny_w8a8_export_passes_audit_and_int8_parity(tiny_export):
     assert d["calibration"]["count"] == 20 and "scikit-image" in d["calibration"]["source"]
     assert d["quantization"] == w8a8.DESCRIPTION
     assert report["network_attempts"] == 0
+
+
+@pytest.mark.slow
+def test_notes_python_snippet_runs_the_package(tiny_export, capsys):
+    _, out = tiny_export
+    exec(_snippet("python").replace(DOC_OUT, str(out)), {})
+    assert capsys.readouterr().out.strip() == "(16, 1000)"
 
 
 @pytest.mark.slow

@@ -7,15 +7,17 @@ dictionary ({MIL value name: {"rmin", "rmax"}}), so here the reference interpret
 passes (``compression::insert_prefix_quantize_dequantize_pair``,
 ``compression::insert_suffix_quantize_dequantize_pair``,
 ``common::dequantize_quantize_pair_elimination``), then ``linear_quantize_weights``,
-run inside the conversion of the W8A8 program. Choices, measured on the seeded xs model
-and the digits checkpoint (docs/notes-issue24.md): affine int8 activations (a zero point),
-min/max ranges (a histogram search did not pay), the adds left in fp16 (the residual
-stream is not rounded to int8 after every block), every conv weight int8 per output
-channel with its bias corrected for the rounding of its weights."""
+run inside the conversion of the W8A8 program. Choices (``Recipe``), measured by
+``benchmarks.w8a8_ablation`` on the seeded xs model and the digits checkpoint: affine
+int8 activations (a zero point), the adds left in fp16 (the residual stream is not
+rounded to int8 after every block), every conv weight int8 per output channel with its
+bias corrected for the rounding of its weights, and ranges from a histogram search
+(torch.ao's ``HistogramObserver``, as the TFLite int8 path) instead of min/max."""
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,19 +29,32 @@ from .convert import program as convert_program
 from .mil import Program
 from .outputs import expose_logits
 
-ACTIVATION_MODE = "linear"  # affine int8 (a zero point per tensor)
 WEIGHT_MODE = "linear_symmetric"  # int8 per output channel, no zero point
 # Every conv weight (coremltools' default threshold, 2048 elements, keeps the small ones
 # in fp16); coremltools never compresses a constant of fewer than 10 elements.
 WEIGHT_THRESHOLD, SMALLEST_COMPRESSED = 0, 10
-FLOAT_OPS = ("add",)  # op types the activation passes leave alone
 MINIMUM_TARGET = "iOS17"  # quantize/dequantize are iOS 17 ops
 CALIBRATION_BATCH = 16
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a W8A8 program is made. The export uses the defaults; ``benchmarks.w8a8_ablation``
+    measures the alternatives."""
+
+    activation_mode: str = "linear"  # affine int8 (a zero point per tensor); or "linear_symmetric"
+    float_ops: tuple[str, ...] = ("add",)  # op types the activation passes leave alone
+    ranges: str = "histogram"  # torch.ao's HistogramObserver per value (``activation_ranges``), or "minmax"
+    bias_correction: bool = True
+
+
+EXPORT_RECIPE = Recipe()
 # What the report says about a W8A8 package.
 DESCRIPTION = {
-    "activations": f"int8 per tensor ({ACTIVATION_MODE}: with a zero point) at the inputs and outputs of the "
-    "convolutions, ranges = min/max over the calibration images (reference interpreter, fp16 program); "
-    f"{', '.join(FLOAT_OPS)} ops, GELU, the gate products and the means in fp16",
+    "activations": f"int8 per tensor ({EXPORT_RECIPE.activation_mode}: with a zero point) at the inputs and "
+    "outputs of the convolutions; ranges from torch.ao's HistogramObserver over the calibration images "
+    "(min/max for the normalized input and the logits), measured by the reference interpreter on the fp16 "
+    f"program; {', '.join(EXPORT_RECIPE.float_ops)} ops, GELU, the gate products and the means in fp16",
     "weights": f"int8 per output channel ({WEIGHT_MODE}), every conv; biases corrected for the weight rounding",
     "passes": [
         "compression::insert_prefix_quantize_dequantize_pair",
@@ -97,22 +112,46 @@ def bias_corrected(module: torch.nn.Module, calibration: np.ndarray) -> torch.nn
     return module
 
 
-def activation_ranges(program, calibration: np.ndarray, input_name: str, output: str, renamed: dict) -> dict:
+def ends(program) -> set[str]:
+    """The values whose range stays min/max under the histogram statistic, as in the TFLite
+    int8 path: the first conv's input (the normalized image) and the last conv's output
+    (the logits: clipping the largest would change the top-1)."""
+    convs = [step.op for step in program._steps if step.op.type == "conv"]
+    return {convs[0].inputs["x"].arguments[0].name, convs[-1].outputs[0].name}
+
+
+def activation_ranges(
+    program, calibration: np.ndarray, input_name: str, output: str, renamed: dict, statistic: str = "minmax"
+) -> dict:
     """(min, max) of every float value of ``program`` over the calibration images, by the
-    value's name in the converted program (``renamed``: names the export changed since)."""
+    value's name in the converted program (``renamed``: names the export changed since);
+    ``statistic="histogram"``: the range torch.ao's ``HistogramObserver`` picks (its search
+    trades clipping against rounding) for every value but the ``ends``."""
+    from torch.ao.quantization.observer import HistogramObserver
+
     ranges: dict[str, tuple[float, float]] = {}
+    observers: dict[str, HistogramObserver] = {}
+    kept = ends(program) if statistic == "histogram" else set()
 
     def observe(name: str, value: torch.Tensor) -> None:
         if not value.is_floating_point():
             return
-        low, high = (float(v) for v in torch.aminmax(value))
+        if statistic == "histogram" and name not in kept:
+            name = renamed.get(name, name)
+            observers.setdefault(name, HistogramObserver(dtype=torch.qint8, quant_min=-128, quant_max=127))
+            observers[name](value.float().contiguous())
+            return
         name = renamed.get(name, name)
+        low, high = (float(v) for v in torch.aminmax(value))
         if name in ranges:
             low, high = min(low, ranges[name][0]), max(high, ranges[name][1])
         ranges[name] = (low, high)
 
     for i in range(0, len(calibration), CALIBRATION_BATCH):
         program.run({input_name: calibration[i : i + CALIBRATION_BATCH]}, [output], observe=observe)
+    for name, observer in observers.items():
+        scale, zero_point = (float(v) for v in observer.calculate_qparams())
+        ranges[name] = ((-128 - zero_point) * scale, (127 - zero_point) * scale)
     return ranges
 
 
@@ -131,7 +170,7 @@ class _ConvertedNames(dict):
         return self[sanitized]
 
 
-def add_passes(pipeline, ranges: dict) -> None:
+def add_passes(pipeline, ranges: dict, recipe: Recipe = EXPORT_RECIPE) -> None:
     """Append the activation quantization passes with ``ranges`` and int8 weight
     quantization to a coremltools ``PassPipeline``."""
     import coremltools.optimize.coreml as cto
@@ -140,8 +179,8 @@ def add_passes(pipeline, ranges: dict) -> None:
         {name: {"rmin": np.float32(lo), "rmax": np.float32(hi)} for name, (lo, hi) in ranges.items()}
     )
     activations = cto.OptimizationConfig(
-        global_config=cto.OpLinearQuantizerConfig(mode=ACTIVATION_MODE, dtype="int8"),
-        op_type_configs={op: None for op in FLOAT_OPS},
+        global_config=cto.OpLinearQuantizerConfig(mode=recipe.activation_mode, dtype="int8"),
+        op_type_configs={op: None for op in recipe.float_ops},
     )
     for name in (
         "compression::insert_prefix_quantize_dequantize_pair",
@@ -164,18 +203,35 @@ def add_passes(pipeline, ranges: dict) -> None:
     )
 
 
-def program(ctx, module: torch.nn.Module, convention: str, example: torch.Tensor, kind: str, target: str, calib):
+def interpreted(mlmodel, num_classes: int) -> tuple[Program, dict[str, str]]:
+    """A converted (unsaved) classifier as the export saves it, in the reference interpreter:
+    the program with its ``logits`` output, and the values renamed for it (new -> converted name)."""
+    spec = mlmodel.get_spec()
+    renamed = expose_logits(spec, num_classes, LOGITS_NAME, PROBABILITIES_NAME)
+    return Program(spec, Path(mlmodel.weights_dir)), renamed
+
+
+def program(
+    ctx,
+    module: torch.nn.Module,
+    convention: str,
+    example: torch.Tensor,
+    kind: str,
+    target: str,
+    calib,
+    recipe: Recipe = EXPORT_RECIPE,
+):
     """The W8A8 program of ``module`` (an unloaded MLModel): conv biases corrected on the
     calibration images ``calib``, activation ranges measured by the reference interpreter
     over the fp16 program of that model, then coremltools' activation and weight
     quantization passes in a second conversion."""
     p = ctx.preprocessing
     x = to_convention(calib.rgb, convention, p.mean, p.std)
-    traced = trace(bias_corrected(module, x), example)
-    float_model = convert_program(ctx, traced, kind, "fp16", target, pipeline())
-    spec = float_model.get_spec()
-    renamed = expose_logits(spec, len(ctx.labels), LOGITS_NAME, PROBABILITIES_NAME)
-    ranges = activation_ranges(Program(spec, Path(float_model.weights_dir)), x, INPUT_NAME, LOGITS_NAME, renamed)
+    traced = trace(bias_corrected(module, x) if recipe.bias_correction else module, example)
+    float_program, renamed = interpreted(
+        convert_program(ctx, traced, kind, "fp16", target, pipeline()), len(ctx.labels)
+    )
+    ranges = activation_ranges(float_program, x, INPUT_NAME, LOGITS_NAME, renamed, recipe.ranges)
     passes = pipeline()
-    add_passes(passes, ranges)
+    add_passes(passes, ranges, recipe)
     return convert_program(ctx, traced, kind, "w8a8", target, passes)
