@@ -26,13 +26,13 @@ import numpy as np
 # (label, Recipe keyword arguments): from coremltools' documented W8A8 to the export's recipe.
 RECIPES = [
     (
-        "coremltools defaults (symmetric, adds int8, no bias correction)",
-        dict(activation_mode="linear_symmetric", float_ops=(), bias_correction=False),
+        "coremltools' documented W8A8 (symmetric, min/max, adds int8)",
+        dict(activation_mode="linear_symmetric", float_ops=(), ranges="minmax", bias_correction=False),
     ),
-    ("+ affine activations", dict(float_ops=(), bias_correction=False)),
-    ("+ adds in fp16", dict(bias_correction=False)),
-    ("+ bias correction (the export's recipe)", dict()),
-    ("export's recipe with histogram ranges", dict(ranges="histogram")),
+    ("+ affine activations", dict(float_ops=(), ranges="minmax", bias_correction=False)),
+    ("+ adds in fp16", dict(ranges="minmax", bias_correction=False)),
+    ("+ bias correction", dict(ranges="minmax")),
+    ("+ histogram ranges (the export's recipe)", dict()),
 ]
 
 
