@@ -79,6 +79,22 @@ def quality(reference: np.ndarray, output: np.ndarray, photos: np.ndarray, label
     }
 
 
+TABLE_HEADER = (
+    "| model | inputs | worst centered cosine | mean | worst on photos | centered MSE | top-1 agreement | top-1 % |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def table_row(name: str, q: dict) -> str:
+    """One markdown row of TABLE_HEADER from ``quality``'s figures."""
+    photo = "" if q["photos_min_centered_cosine"] is None else f"{q['photos_min_centered_cosine']:.4f}"
+    top1 = "" if q["top1"] is None else f"{100 * q['top1']:.2f}"
+    return (
+        f"| {name} | {q['inputs']} | {q['min_centered_cosine']:.4f} | {q['mean_centered_cosine']:.4f} | "
+        f"{photo} | {q['centered_mse']:.3e} | {q['top1_agreement']:.3f} | {top1} |"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.int8_quality",
@@ -98,18 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     reference = reference_logits(model, to_convention(rgb, "normalized"))
     if labels is not None:
         print(f"eager top-1 {100 * np.mean(reference.argmax(1) == labels):.2f} % on {len(labels)} labelled inputs")
-    print(
-        "| file | inputs | worst centered cosine | mean | worst on photos | centered MSE | top-1 agreement | top-1 % |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(TABLE_HEADER.replace("| model |", "| file |"))
     for path in args.files:
-        q = quality(reference, run_file(path, rgb), photos, labels)
-        photo = "" if q["photos_min_centered_cosine"] is None else f"{q['photos_min_centered_cosine']:.4f}"
-        top1 = "" if q["top1"] is None else f"{100 * q['top1']:.2f}"
-        print(
-            f"| {path} | {q['inputs']} | {q['min_centered_cosine']:.4f} | {q['mean_centered_cosine']:.4f} | "
-            f"{photo} | {q['centered_mse']:.3e} | {q['top1_agreement']:.3f} | {top1} |"
-        )
+        print(table_row(str(path), quality(reference, run_file(path, rgb), photos, labels)))
     return 0
 
 

@@ -75,18 +75,9 @@ def run(variant: str, res: int, checkpoint: Path | None, calib: Path | None, cal
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = [
-        "| recipe | worst centered cosine | mean | worst on photos | centered MSE | top-1 agreement | top-1 % |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        photos = "" if r["photos_min_centered_cosine"] is None else f"{r['photos_min_centered_cosine']:.4f}"
-        top1 = "" if r["top1"] is None else f"{100 * r['top1']:.2f}"
-        lines.append(
-            f"| {r['recipe']} | {r['min_centered_cosine']:.4f} | {r['mean_centered_cosine']:.4f} | {photos} | "
-            f"{r['centered_mse']:.3e} | {r['top1_agreement']:.3f} | {top1} |"
-        )
-    return "\n".join(lines)
+    from .int8_quality import TABLE_HEADER, table_row
+
+    return "\n".join([TABLE_HEADER.replace("| model |", "| recipe |"), *(table_row(r["recipe"], r) for r in rows)])
 
 
 def main(argv: list[str] | None = None) -> int:
