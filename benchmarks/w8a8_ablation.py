@@ -43,17 +43,22 @@ def run(variant: str, res: int, checkpoint: Path | None, calib: Path | None, cal
     from export.context import ExportContext
     from export.inputs import to_convention
     from export.labels import resolve_labels
-    from export.pipeline import build_model, reference_logits
-    from export.spec import ExportSpec
+    from export.pipeline import reference_logits
+    from export.preprocessing import record_for
+    from export.source import build_model, read_source, resolve
+    from export.spec import spec_from
     from export.targets.coreml import w8a8
 
     from .int8_quality import inputs, quality
 
-    spec = ExportSpec(targets=("coreml",), variant=variant, height=res, width=res, checkpoint=checkpoint)
-    model, weights = build_model(spec)
+    spec = spec_from({"targets": ("coreml",), "variant": variant, "res": (res, res), "checkpoint": checkpoint})
+    source = read_source(spec)
+    spec, _ = resolve(spec, source)
+    model, weights = build_model(spec, source)
     _, rgb, photos, labels = inputs(variant, res, checkpoint, noise=16)
     with tempfile.TemporaryDirectory() as work:
-        ctx = ExportContext(spec, model, weights, resolve_labels(model.num_classes), Path(work))
+        record, record_source = record_for(spec, source.training_args)
+        ctx = ExportContext(spec, model, weights, resolve_labels(model.num_classes), Path(work), record, record_source)
         record = ctx.preprocessing
         reference = reference_logits(model, to_convention(rgb, "normalized", record.mean, record.std))
         calibration = load_calibration(record, calib, calib_count)

@@ -22,13 +22,12 @@ from benchmarks.digits import digits_split, write_image_folder
 from export import parity
 from export.audit import audit
 from export.cli import main as cli_main
-from export.pipeline import run
-from export.spec import Artifact, ExportSpec
+from export.spec import Artifact
 from export.targets.coreml import convert, w8a8
 from export.targets.coreml import target as coreml
 from export.targets.coreml.mil import ops
 
-from .helpers import DIGITS_CHECKPOINT, ROOT
+from .helpers import DIGITS_CHECKPOINT, ROOT, export_report
 
 pytestmark = pytest.mark.skipif(sys.platform == "darwin", reason="Linux path: on macOS load() uses MLModel.predict")
 SIZE, CLASSES = 16, 5
@@ -240,17 +239,16 @@ def test_digits_w8a8_keeps_eager_top1_within_one_image(tmp_path):
     folder = tmp_path / "digits"
     split = digits_split(64)
     write_image_folder(folder, split["test_rgb"], split["test_y"])
-    report = run(
-        ExportSpec(
-            targets=("coreml",),
-            variant="tiny",
-            height=64,
-            width=64,
-            checkpoint=DIGITS_CHECKPOINT,
-            labels=folder / "labels.txt",
-            out_dir=tmp_path / "out",
-            options={"coreml_precision": "w8a8", "val_dir": folder, "calib_from_val": 60},
-        )
+    report = export_report(
+        targets=("coreml",),
+        variant="tiny",
+        res=(64, 64),
+        checkpoint=DIGITS_CHECKPOINT,
+        labels=folder / "labels.txt",
+        out_dir=tmp_path / "out",
+        coreml_precision="w8a8",
+        val_dir=folder,
+        calib_from_val=60,
     )
     (entry,) = report["artifacts"]
     d = entry["accuracy"]["details"]

@@ -18,6 +18,7 @@ import torch
 
 from ...errors import ExportError, first_line
 from ...fsutil import atomic_write
+from ...quiet import captured
 
 INPUT_NAME, LOGITS_NAME, LABEL_NAME, PROBABILITIES_NAME = "image", "logits", "classLabel", "probabilities"
 # coremltools fuses the input normalization (mul + add) into batch_norm, and its
@@ -46,6 +47,28 @@ def quiet(name: str):
         raise ExportError(f"{name}: Core ML conversion failed: {type(e).__name__}: {first_line(e)}") from e
     finally:
         logger.setLevel(level)
+
+
+def import_coremltools() -> list[str]:
+    """Import coremltools in this process (verification uses it here) with its import
+    chatter (TensorFlow's native logging among it) off the console; returns the note for
+    the report when this torch is newer than the newest coremltools was tested with."""
+    with captured():
+        import coremltools as ct
+        from coremltools import _deps
+
+    tested = _deps._TORCH_MAX_VERSION
+    if _release(torch.__version__) <= _release(tested):
+        return []
+    return [
+        f"coremltools {ct.__version__} was tested with torch up to {tested}; this export used torch "
+        f"{torch.__version__} (every Core ML artifact is still checked for parity against eager PyTorch)"
+    ]
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """ "2.13.0+cpu" -> (2, 13, 0)."""
+    return tuple(int(part) for part in version.split("+")[0].split(".")[:3] if part.isdigit())
 
 
 def pipeline(compression: str | None = None):

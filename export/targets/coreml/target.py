@@ -10,20 +10,30 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ... import isolate
-from ...accuracy import calibration_set
-from ...calibration import DEFAULT_COUNT, check_calibration_folder, load_calibration
-from ...errors import ExportError
 from ...fsutil import size_of
 from ...limits import MIB
+from ...options import OptionRecord, comma_list, option
 from ...spec import Artifact
 from ..base import MemoryCost, Target
 from . import w8a8
-from .convert import INPUT_NAME, LABEL_NAME, LOGITS_NAME, PROBABILITIES_NAME, pipeline, program, quiet, save, trace
+from .convert import (
+    INPUT_NAME,
+    LABEL_NAME,
+    LOGITS_NAME,
+    PROBABILITIES_NAME,
+    import_coremltools,
+    pipeline,
+    program,
+    quiet,
+    save,
+    trace,
+)
 from .mil import SUPPORTED_OPS
 from .outputs import expose_logits
 
@@ -42,75 +52,65 @@ REFERENCE_NOTE = "Core ML program verified by the reference interpreter (export.
 INTERPRETER_PIXELS = 16 * 224 * 224
 
 
-def add_arguments(group) -> None:
-    group.add_argument(
-        "--coreml-precision",
-        default="fp16",
-        help="comma list of fp16, fp32, w8a8 (int8 weights and activations for the Neural Engine, calibrated "
-        "like TFLite int8 with --calib/--calib-from-val), or both (fp16,fp32) or all",
-    )
-    group.add_argument(
-        "--coreml-compress",
-        default="none",
-        help=f"weight compression, comma list of {', '.join(COMPRESSIONS)} (or none); "
-        "each is an extra artifact per fp16/fp32 precision",
-    )
-    group.add_argument(
-        "--coreml-target",
-        default="iOS16",
-        choices=DEPLOYMENT_TARGETS,
-        help=f"minimum deployment target (iOS16 = macOS 13); w8a8 needs {w8a8.MINIMUM_TARGET} and raises it",
-    )
-    group.add_argument(
-        "--coreml-input",
-        default="image",
-        choices=["image", "tensor"],
-        help="image: RGB 0-255 ImageType with the record's mean/std inside the model; "
-        "tensor: float input in the convention of --embed-normalization/--input-range",
-    )
-
-
-def _precisions(text) -> list[str]:
-    """``"w8a8, fp16"`` -> ["fp16", "w8a8"]: known names (or groups), in PRECISIONS order."""
-    names = [t.strip() for t in str(text).split(",") if t.strip()]
+def _precisions(value) -> tuple[str, ...]:
+    """``"w8a8, fp16"``, a sequence, or a group (both = fp16,fp32; all) -> known precisions
+    in PRECISIONS order."""
+    items = str(value).split(",") if isinstance(value, str) else list(value)
+    names = [str(t).strip() for t in items if str(t).strip()]
     unknown = [n for n in names if n not in PRECISIONS and n not in PRECISION_GROUPS]
     if unknown or not names:
-        raise ExportError(
-            f"--coreml-precision {text!r}: choose a comma list of {', '.join(PRECISIONS)}, or both or all"
+        raise ValueError(
+            f"unknown precision {', '.join(unknown) or '(empty)'}; choose a comma list of "
+            f"{', '.join(PRECISIONS)}, or {' or '.join(PRECISION_GROUPS)}"
         )
     chosen = {p for n in names for p in PRECISION_GROUPS.get(n, (n,))}
-    return [p for p in PRECISIONS if p in chosen]
+    return tuple(p for p in PRECISIONS if p in chosen)
+
+
+def _compressions(value) -> tuple[str, ...]:
+    """``"palettize8,linear8"``, a sequence, or none -> known compressions in COMPRESSIONS order."""
+    items = str(value).split(",") if isinstance(value, str) else list(value)
+    chosen = [str(c).strip() for c in items if str(c).strip() and str(c).strip() != "none"]
+    return comma_list(COMPRESSIONS, "compression")(chosen) if chosen else ()
+
+
+@dataclass(frozen=True)
+class CoreMLOptions(OptionRecord):
+    coreml_precision: tuple[str, ...] = option(
+        ("fp16",),
+        "compute precision of the ML Program, comma list of fp16, fp32, w8a8 (int8 weights and activations for "
+        "the Neural Engine, calibrated on the same images as TFLite int8), or both (fp16,fp32) or all",
+        parse=_precisions,
+        metavar="LIST",
+    )
+    coreml_compress: tuple[str, ...] = option(
+        (),
+        f"weight compression, comma list of {', '.join(COMPRESSIONS)} (or none); each is an extra artifact per "
+        "fp16/fp32 precision",
+        parse=_compressions,
+        metavar="LIST",
+    )
+    coreml_target: str = option(
+        "iOS16",
+        f"minimum deployment target (iOS16 = macOS 13); w8a8 needs {w8a8.MINIMUM_TARGET} and raises it",
+        choices=DEPLOYMENT_TARGETS,
+    )
+    coreml_input: str = option(
+        "image",
+        "image: RGB 0-255 ImageType with the record's mean/std inside the model; "
+        "tensor: float input in the convention of --embed-normalization/--input-range",
+        choices=("image", "tensor"),
+    )
 
 
 def _options(spec) -> tuple[list[str], list[str], str, str]:
-    o = spec.options
-    precisions = _precisions(o.get("coreml_precision", "fp16"))
-    text = str(o.get("coreml_compress", "none") or "none")
-    compress = [c.strip() for c in text.split(",") if c.strip() and c.strip() != "none"]
-    unknown = [c for c in compress if c not in COMPRESSIONS]
-    if unknown:
-        raise ExportError(
-            f"--coreml-compress: unknown {', '.join(unknown)}; choose from {', '.join(COMPRESSIONS)} or none"
-        )
-    target, kind = o.get("coreml_target", "iOS16"), o.get("coreml_input", "image")
-    if target not in DEPLOYMENT_TARGETS or kind not in ("image", "tensor"):
-        raise ExportError(
-            f"--coreml-target must be one of {', '.join(DEPLOYMENT_TARGETS)}; --coreml-input image or tensor"
-        )
-    return precisions, list(dict.fromkeys(compress)), target, kind
+    o: CoreMLOptions = spec.options_of("coreml")
+    return list(o.coreml_precision), list(o.coreml_compress), o.coreml_target, o.coreml_input
 
 
 def calibrates(spec) -> bool:
     """Whether a run of ``spec`` makes a W8A8 package (calibrated on images)."""
     return "w8a8" in _options(spec)[0]
-
-
-def validate(spec) -> None:
-    """The target's options, checked before any conversion (ExportError when wrong),
-    and the calibration folder of a w8a8 run."""
-    _options(spec)
-    if calibrates(spec) and spec.options.get("calib") is not None:
-        check_calibration_folder(spec.options["calib"], spec.options.get("calib_count") or DEFAULT_COUNT)
 
 
 def _describe(ctx, spec, kind: str, convention: str, precision: str, compression: str | None, target: str) -> None:
@@ -200,14 +200,11 @@ def convert(ctx) -> list[Artifact]:
     ]
     calib = None
     if calibrates(s):
-        calib = calibration_set(ctx) or load_calibration(
-            ctx.preprocessing, s.options.get("calib"), s.options.get("calib_count") or DEFAULT_COUNT
-        )
+        calib = ctx.calibration
         ctx.log(f"coreml: {len(calib.names)} calibration images from {calib.source}")
     # In a child process: coremltools switches the temp folder and cannot be
     # interrupted cleanly; the child's TMPDIR lies inside the run's transaction folder.
-    with quiet("coremltools import"):  # its version warnings; verification imports it in this process
-        import coremltools  # noqa: F401
+    ctx.library_warnings.extend(import_coremltools())
     return isolate.call(
         _convert_packages,
         (ctx, module, convention, example, jobs, kind, calib),
@@ -366,7 +363,6 @@ def runtime_note(artifact: Artifact) -> str:
 
 TARGET = Target(
     name="coreml",
-    suffixes=(".mlpackage",),
     artifact_names=artifact_names,
     convert=convert,
     load=load,
@@ -379,10 +375,9 @@ TARGET = Target(
     deny=frozenset(
         {"linear", "matmul", MISPLACED_SOFTMAX, *ACTIVATION_QUANTIZATION.values(), "einsum", "batch_norm", "erf"}
     ),
-    memory=MemoryCost(1240 * MIB, 122),
+    memory=MemoryCost(1240 * MIB, 122, per_class=9960),
     tools=("coremltools",),
-    add_arguments=add_arguments,
-    validate=validate,
+    options=CoreMLOptions,
     calibrates=calibrates,
     bench=None,  # no Core ML runtime on Linux: no latency rows (accuracy runs the reference interpreter)
 )
