@@ -1,8 +1,8 @@
 """Top-1 on the held-out digits test split through every format and precision.
 
 The digits checkpoint (trained by :mod:`benchmarks.train_digits` if missing) is
-exported with ``python -m export --checkpoint``; int8 is calibrated on training
-images (never test images). Every artifact gets the same test pixels in its own
+exported with ``python -m export --checkpoint``; TFLite int8 and Core ML w8a8 are
+calibrated on training images (never test images). Every artifact gets the same test pixels in its own
 input convention through ``export.inputs.to_convention``.
 """
 
@@ -24,8 +24,9 @@ from .train_digits import default_checkpoint, evaluate, save_checkpoint, train
 
 # Targets whose load() runs on Linux (Core ML through the reference interpreter).
 ACCURACY_TARGETS = tuple(t.name for t in export_targets.records() if t.linux_accuracy)
-# Core ML: fp16 plus every weight compression the target offers.
-COREML_ARGS = ["--coreml-compress", ",".join(COMPRESSIONS)]
+# Core ML: fp16 with every weight compression the target offers, and W8A8.
+COREML_ARGS = ["--coreml-precision", "fp16,w8a8", "--coreml-compress", ",".join(COMPRESSIONS)]
+CALIBRATED = ("tflite", "coreml")  # targets whose runs above calibrate on images (--calib)
 
 
 def write_calibration_folder(rgb: np.ndarray, folder: Path) -> Path:
@@ -124,7 +125,7 @@ def run(
 
     for target in targets:
         args = ["--checkpoint", str(Path(ckpt).resolve()), *extra_args]
-        if target == "tflite":
+        if target in CALIBRATED:
             args += ["--calib", str(calib.resolve()), "--calib-count", str(calib_count)]
         if target == "coreml":
             args += COREML_ARGS

@@ -1,7 +1,7 @@
-"""How much of the input-dependent signal quantized .tflite files keep, against eager
-PyTorch, on more inputs than the export's six parity inputs:
+"""How much of the input-dependent signal quantized .tflite files and Core ML packages
+keep, against eager PyTorch, on more inputs than the export's six parity inputs:
 
-    python -m benchmarks.int8_quality A.tflite B.tflite ...                 # seeded xs@224
+    python -m benchmarks.int8_quality A.tflite B.mlpackage ...              # seeded xs@224
     python -m benchmarks.int8_quality --checkpoint tests/data/casvit_tiny_digits.pth --res 64 A.tflite ...
 
 Seeded weights (the exporter's): the parity photos plus ``--noise`` seeded noise
@@ -10,8 +10,9 @@ Per file: the worst and mean centered cosine (each output centered by the
 reference's mean over all inputs, as ``export.parity.compare``), the worst over the
 photos alone, the centered mean squared error, top-1 agreement with eager and, on
 the digits, top-1 accuracy against their labels (eager's is printed first).
-Takes our files (NHWC RGB in [0, 1]) and litert-torch's (NCHW normalized, int8 or
-float I/O), so the peers' files of ``make bench PEERS=1`` can be compared too."""
+Takes our files (.tflite: NHWC RGB in [0, 1]; .mlpackage with an image input, run by
+the reference interpreter) and litert-torch's (NCHW normalized, int8 or float I/O), so
+the peers' files of ``make bench PEERS=1`` can be compared too."""
 
 from __future__ import annotations
 
@@ -41,12 +42,20 @@ def inputs(variant: str, res: int, checkpoint: Path | None, noise: int):
     return seeded_model(variant, "eval"), rgb, photo_mask(names), None
 
 
-def run_tflite(path: Path, rgb: np.ndarray) -> np.ndarray:
-    """Logits of ``path`` for each image: ours take NHWC RGB in [0, 1], litert-torch's NCHW
-    normalized input (``benchmarks.peers.run.tflite_predict`` handles layout and int8 I/O)."""
-    from ai_edge_litert.interpreter import Interpreter
-
+def run_file(path: Path, rgb: np.ndarray) -> np.ndarray:
+    """Logits of ``path`` for each image: a Core ML package (image input: 0-255 pixels) in
+    the reference interpreter, our .tflite files on NHWC RGB in [0, 1], litert-torch's on
+    NCHW normalized input (``benchmarks.peers.run.tflite_predict`` handles layout and int8 I/O)."""
     from export.inputs import to_convention
+
+    if path.suffix == ".mlpackage":
+        from export.targets.coreml.mil import Program
+
+        program, x = Program.load(path), to_convention(rgb, "byte")
+        return np.concatenate(
+            [program.run({"image": x[i : i + 16]}, ["logits"])["logits"] for i in range(0, len(x), 16)]
+        )
+    from ai_edge_litert.interpreter import Interpreter
 
     from .peers.run import tflite_predict
 
@@ -70,6 +79,22 @@ def quality(reference: np.ndarray, output: np.ndarray, photos: np.ndarray, label
     }
 
 
+TABLE_HEADER = (
+    "| model | inputs | worst centered cosine | mean | worst on photos | centered MSE | top-1 agreement | top-1 % |\n"
+    "|---|---:|---:|---:|---:|---:|---:|---:|"
+)
+
+
+def table_row(name: str, q: dict) -> str:
+    """One markdown row of TABLE_HEADER from ``quality``'s figures."""
+    photo = "" if q["photos_min_centered_cosine"] is None else f"{q['photos_min_centered_cosine']:.4f}"
+    top1 = "" if q["top1"] is None else f"{100 * q['top1']:.2f}"
+    return (
+        f"| {name} | {q['inputs']} | {q['min_centered_cosine']:.4f} | {q['mean_centered_cosine']:.4f} | "
+        f"{photo} | {q['centered_mse']:.3e} | {q['top1_agreement']:.3f} | {top1} |"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.int8_quality",
@@ -89,18 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     reference = reference_logits(model, to_convention(rgb, "normalized"))
     if labels is not None:
         print(f"eager top-1 {100 * np.mean(reference.argmax(1) == labels):.2f} % on {len(labels)} labelled inputs")
-    print(
-        "| file | inputs | worst centered cosine | mean | worst on photos | centered MSE | top-1 agreement | top-1 % |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(TABLE_HEADER.replace("| model |", "| file |"))
     for path in args.files:
-        q = quality(reference, run_tflite(path, rgb), photos, labels)
-        photo = "" if q["photos_min_centered_cosine"] is None else f"{q['photos_min_centered_cosine']:.4f}"
-        top1 = "" if q["top1"] is None else f"{100 * q['top1']:.2f}"
-        print(
-            f"| {path} | {q['inputs']} | {q['min_centered_cosine']:.4f} | {q['mean_centered_cosine']:.4f} | "
-            f"{photo} | {q['centered_mse']:.3e} | {q['top1_agreement']:.3f} | {top1} |"
-        )
+        print(table_row(str(path), quality(reference, run_file(path, rgb), photos, labels)))
     return 0
 
 

@@ -32,10 +32,10 @@ TOLERANCES: dict[str, Tolerance] = {
 
 def tolerance_for(precision: str) -> Tolerance:
     """fp32 / fp16 by name; every int8 or palettized/quantized-weight precision
-    (``int8``, ``int8-dynamic``, ``palettize6`` ...) falls under ``int8``."""
+    (``int8``, ``int8-dynamic``, ``palettize6``, ``w8a8`` ...) falls under ``int8``."""
     if precision in TOLERANCES:
         return TOLERANCES[precision]
-    if precision.startswith(("int8", "palettize", "linear8")):
+    if precision.startswith(("int8", "palettize", "linear8", "w8a8")):
         return TOLERANCES["int8"]
     raise ValueError(f"no tolerance defined for precision {precision!r}")
 

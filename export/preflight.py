@@ -71,8 +71,9 @@ def _check_combinations(spec: ExportSpec) -> None:
     given = "--calib" if c.calib is not None else "--calib-from-val" if c.calib_from_val is not None else None
     if given and not targets.calibrating(spec):
         raise ExportError(
-            f"{given} is only used to calibrate an int8 model (TFLite int8), which this run does not "
-            f"make: add one (e.g. --target tflite with int8 in --tflite-precisions) or drop {given}"
+            f"{given} is only used to calibrate an int8 model (TFLite int8, Core ML w8a8), which this run does "
+            f"not make: add one (e.g. --target tflite with int8 in --tflite-precisions, or --coreml-precision w8a8) "
+            f"or drop {given}"
         )
 
 

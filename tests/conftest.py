@@ -59,7 +59,7 @@ def tiny_tflite_export(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def digits_export(tmp_path_factory):
     """The digits-trained checkpoint exported once to every TFLite precision and to
-    quantized Core ML, with digit names as labels: (out folder, report)."""
+    quantized Core ML (compressed weights and W8A8), with digit names as labels: (out folder, report)."""
     from export.pipeline import run
 
     out = tmp_path_factory.mktemp("digits")
@@ -76,7 +76,7 @@ def digits_export(tmp_path_factory):
             tflite_precisions=("fp32", "fp16", "int8-dynamic", "int8"),
             calib=None,
             calib_count=100,
-            coreml_precision="fp16",
+            coreml_precision="fp16,w8a8",
             coreml_compress="palettize6,linear8",
             coreml_target="iOS16",
             coreml_input="image",

@@ -288,6 +288,8 @@ def test_progress_lines_while_measuring(monkeypatch, capsys):
         (("tflite",), {"tflite_precisions": ("int8",), "calib_from_val": 20}, True, False),
         (("tflite",), {"tflite_precisions": ("int8-dynamic",)}, True, False),  # no calibration involved
         (("coreml",), {}, True, False),
+        (("coreml",), {"coreml_precision": "fp16,w8a8"}, True, True),  # w8a8 calibrates its activations
+        (("coreml",), {"coreml_precision": "w8a8", "calib_from_val": 20}, True, False),
         (("tflite",), {"tflite_precisions": ("int8",)}, False, False),  # random weights: nothing to protect
     ],
 )

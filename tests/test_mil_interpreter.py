@@ -1,5 +1,5 @@
-"""The NumPy reference interpreter (export.targets.coreml.mil), proven on its own: each op against
-PyTorch on random tensors, weight decompression against coremltools, fp16
+"""The reference interpreter (export.targets.coreml.mil), proven on its own: each op against
+PyTorch or NumPy on random tensors, weight decompression against coremltools, fp16
 rounding after every op, and refusal of ops it does not implement."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from export.targets.coreml.mil import Program, ProgramError, UnsupportedOpError, ops
+from export.targets.coreml.mil import Program, ProgramError, UnsupportedOpError, constexpr, ops
 
 RNG = np.random.default_rng(0)
 
@@ -104,7 +104,7 @@ def test_weight_decompression_matches_coremltools():
         lut = randn(2**nbits).astype(np.float16)
         packed = RNG.integers(0, 256, int(np.prod(shape)) * nbits // 8, dtype=np.uint8)
         np.testing.assert_array_equal(
-            ops.lut_to_dense_ios16(lut, packed, shape), constexpr_lut_to_dense.decompress(lut, packed, shape)
+            constexpr.lut_to_dense_ios16(lut, packed, shape), constexpr_lut_to_dense.decompress(lut, packed, shape)
         )
     q, zp, scale = (
         RNG.integers(-128, 128, (6, 4, 3, 3), dtype=np.int8),
@@ -112,13 +112,13 @@ def test_weight_decompression_matches_coremltools():
         randn(6).astype(np.float16),
     )
     np.testing.assert_array_equal(
-        ops.affine_dequantize(q, zp, scale, 0), constexpr_affine_dequantize.decompress(q, zp, scale, 0)
+        constexpr.affine_dequantize(q, zp, scale, 0), constexpr_affine_dequantize.decompress(q, zp, scale, 0)
     )
     indices, lut = RNG.integers(0, 64, (6, 4, 3, 3), dtype=np.uint8), randn(2, 1, 1, 1, 64, 1).astype(np.float16)
-    np.testing.assert_array_equal(ops.lut_to_dense_ios18(indices, lut), lut18.decompress(indices, lut, None))
+    np.testing.assert_array_equal(constexpr.lut_to_dense_ios18(indices, lut), lut18.decompress(indices, lut, None))
     block_scale = randn(6, 2, 1, 1).astype(np.float16)
     np.testing.assert_allclose(
-        ops.blockwise_shift_scale(q, block_scale),
+        constexpr.blockwise_shift_scale(q, block_scale),
         constexpr_blockwise_shift_scale.decompress(q, block_scale, None),
         rtol=1e-3,
     )

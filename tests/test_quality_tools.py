@@ -12,7 +12,7 @@ pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
 def test_int8_quality_reproduces_the_export_parity_metric(tiny_tflite_export):
     """On the export's own six parity inputs (photos + 2 noise) the tool's worst centered
     cosine and top-1 agreement equal what the export's parity check wrote in the report."""
-    from benchmarks.int8_quality import inputs, quality, run_tflite
+    from benchmarks.int8_quality import inputs, quality, run_file
     from export.inputs import to_convention
     from export.pipeline import reference_logits
 
@@ -21,7 +21,7 @@ def test_int8_quality_reproduces_the_export_parity_metric(tiny_tflite_export):
     assert photos.tolist() == [True] * 4 + [False] * 2
     reference = reference_logits(model, to_convention(rgb, "normalized"))
     for entry in tiny_tflite_export["report"]["artifacts"]:
-        q = quality(reference, run_tflite(tiny_tflite_export["out"] / entry["file"], rgb), photos)
+        q = quality(reference, run_file(tiny_tflite_export["out"] / entry["file"], rgb), photos)
         metrics = entry["parity"]["metrics"]
         assert q["min_centered_cosine"] == pytest.approx(metrics["min_centered_cosine"], abs=1e-6), entry["name"]
         assert q["top1_agreement"] == metrics["top1_agreement"]

@@ -43,11 +43,25 @@ def test_every_artifact_passed_its_gate(exported):
     _, report, *_ = exported
     assert report["passed"] and report["weights"]["for_deployment"]
     names = {a["name"] for a in report["artifacts"]}
-    assert {"tflite-int8", "tflite-int8-dynamic", "coreml-fp16-palettize6", "coreml-fp16-linear8"} <= names
+    assert {
+        "tflite-int8",
+        "tflite-int8-dynamic",
+        "coreml-fp16-palettize6",
+        "coreml-fp16-linear8",
+        "coreml-w8a8",
+    } <= names
 
 
 @pytest.mark.parametrize(
-    "name", ["tflite-int8", "tflite-int8-dynamic", "coreml-fp16-palettize6", "coreml-fp16-linear8", "coreml-fp16"]
+    "name",
+    [
+        "tflite-int8",
+        "tflite-int8-dynamic",
+        "coreml-fp16-palettize6",
+        "coreml-fp16-linear8",
+        "coreml-w8a8",
+        "coreml-fp16",
+    ],
 )
 def test_quantized_model_keeps_its_predictions_on_held_out_digits(exported, name):
     out, report, rgb, labels, reference = exported

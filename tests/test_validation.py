@@ -78,6 +78,7 @@ BAD_INPUT = [
     (["--mean", "nan,0.4,0.4"], "--mean 'nan,0.4,0.4': expected a finite number"),
     (["--std", "0.2,inf,0.2"], "--std '0.2,inf,0.2': expected a finite number"),
     (["--target", "coreml", "--coreml-compress", "zip"], "--coreml-compress 'zip': unknown compression zip"),
+    (["--target", "coreml", "--coreml-precision", "fp16,int4"], "--coreml-precision 'fp16,int4'"),
     (["--target", "tflite", "--tflite-precisions", "fp64"], "unknown TFLite precision fp64"),
     (["--target", "all,onnx"], "'all' already means onnx,tflite,coreml"),
     (["--variant", "custom"], "--variant custom takes its architecture from a checkpoint"),
@@ -114,7 +115,8 @@ def _calib_case(tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind", ["missing", "corrupt", "bomb", "bomb-warning"])
-def test_bad_calibration_folder_is_found_before_any_work(kind, tmp_path, capsys, no_model):
+@pytest.mark.parametrize("target", [["tflite"], ["coreml", "--coreml-precision", "w8a8"]])
+def test_bad_calibration_folder_is_found_before_any_work(kind, target, tmp_path, capsys, no_model):
     folder, message = _calib_case(tmp_path, kind)
     code, out, err = _run_cli(
         capsys,
@@ -123,7 +125,7 @@ def test_bad_calibration_folder_is_found_before_any_work(kind, tmp_path, capsys,
         "--res",
         "64",
         "--target",
-        "tflite",
+        *target,
         "--calib",
         str(folder),
         "--out",
@@ -132,7 +134,14 @@ def test_bad_calibration_folder_is_found_before_any_work(kind, tmp_path, capsys,
     assert code == 2 and len(err.strip().splitlines()) == 1 and message in err, err
 
 
-@pytest.mark.parametrize("args", [["--target", "onnx"], ["--target", "tflite", "--tflite-precisions", "fp32,fp16"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--target", "onnx"],
+        ["--target", "tflite", "--tflite-precisions", "fp32,fp16"],
+        ["--target", "coreml", "--coreml-precision", "fp16,fp32"],
+    ],
+)
 def test_calib_without_an_int8_tflite_model_is_an_error(args, tmp_path, capsys, no_model):
     folder = _rgb_folder(tmp_path / "calib")
     code, out, err = _run_cli(

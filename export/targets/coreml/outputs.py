@@ -19,10 +19,11 @@ def _rename_var(block, old: str, new: str) -> None:
                     arg.name = new
 
 
-def expose_logits(spec, num_classes: int, logits_name: str, probabilities_name: str) -> None:
+def expose_logits(spec, num_classes: int, logits_name: str, probabilities_name: str) -> dict[str, str]:
     """Add the classifier's raw scores as a float32 multiarray output ``logits_name`` (what
     parity compares) and put a softmax between them and the classify op, whose
-    label dictionary then holds probabilities."""
+    label dictionary then holds probabilities. Returns the values it renamed, new
+    name -> name in the converted program."""
     from coremltools.proto import FeatureTypes_pb2
 
     from .mil import main_block
@@ -32,15 +33,18 @@ def expose_logits(spec, num_classes: int, logits_name: str, probabilities_name: 
     if len(classify) != 1:
         raise ExportError("the converted classifier has no single classify op")
     scores = classify[0].inputs["probabilities"].arguments[0].name
+    renamed = {}
     if scores != logits_name:  # fp16: 'logits' (fp16) -> cast -> scores (fp32)
         _rename_var(block, logits_name, logits_name + "_fp16")
         _rename_var(block, scores, logits_name)
+        renamed = {logits_name + "_fp16": logits_name, logits_name: scores}
     _insert_softmax(block, classify[0], logits_name, probabilities_name)
     block.outputs.append(logits_name)
     out = spec.description.output.add()
     out.name = logits_name
     out.type.multiArrayType.shape.extend([1, num_classes])
     out.type.multiArrayType.dataType = FeatureTypes_pb2.ArrayFeatureType.FLOAT32
+    return renamed
 
 
 def _insert_softmax(block, classify, scores: str, probabilities: str) -> None:

@@ -1,52 +1,70 @@
 """Core ML target: the traced deploy model converted by coremltools to an ML Program
-(.mlpackage), optionally weight-compressed with coremltools' own optimizers. The
+(.mlpackage) in fp16, fp32 or W8A8 (int8 weights and activations, calibrated on images:
+``w8a8``), optionally weight-compressed with coremltools' own optimizers. The
 classifier's ``classLabel_probs`` are softmax probabilities (one ``softmax`` op in
 front of the ``classify`` op); the raw float32 ``logits`` stay an output.
-Off macOS each package is run by the NumPy reference interpreter (``export.targets.coreml.mil``);
+Off macOS each package is run by the reference interpreter (``export.targets.coreml.mil``);
 on macOS by MLModel.predict as well."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-import logging
-import os
-import shutil
 import sys
 import time
-import uuid
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from ... import isolate
-from ...errors import ExportError, first_line
-from ...fsutil import atomic_write, size_of
+from ...fsutil import size_of
 from ...limits import MIB
 from ...options import OptionRecord, comma_list, option
-from ...quiet import captured
 from ...spec import Artifact
 from ..base import MemoryCost, Target
+from . import w8a8
+from .convert import (
+    INPUT_NAME,
+    LABEL_NAME,
+    LOGITS_NAME,
+    PROBABILITIES_NAME,
+    import_coremltools,
+    pipeline,
+    program,
+    quiet,
+    save,
+    trace,
+)
 from .mil import SUPPORTED_OPS
 from .outputs import expose_logits
 
-INPUT_NAME, LOGITS_NAME, LABEL_NAME, PROBABILITIES_NAME = "image", "logits", "classLabel", "probabilities"
 MISPLACED_SOFTMAX = "softmax_not_feeding_classify"  # census name of a softmax anywhere else (denied)
-PRECISIONS = ("fp16", "fp32")
-COMPRESSIONS = ("palettize8", "palettize6", "linear8")
+# Activation quantization belongs to w8a8 only: elsewhere the census renames these ops (denied).
+ACTIVATION_QUANTIZATION = {op: f"{op}_outside_w8a8" for op in ("quantize", "dequantize")}
+PRECISIONS = ("fp16", "fp32", "w8a8")
+PRECISION_GROUPS = {"both": ("fp16", "fp32"), "all": PRECISIONS}
+COMPRESSIONS = ("palettize8", "palettize6", "linear8")  # weight compression of the fp16 and fp32 programs
 DEPLOYMENT_TARGETS = ("iOS16", "iOS17", "iOS18")
 OS_OF_TARGET = {"iOS16": "iOS 16 / macOS 13", "iOS17": "iOS 17 / macOS 14", "iOS18": "iOS 18 / macOS 15"}
-# coremltools fuses the input normalization (mul + add) into batch_norm, and its
-# re-run of that pass on an fp16 program fails; keep them as mul and add.
-SKIPPED_PASSES = ("common::fuse_elementwise_to_batchnorm",)
-REFERENCE_NOTE = "Core ML program verified by the reference interpreter (export.targets.coreml.mil, NumPy)"
-# Images per interpreter run: every op runs once on the whole batch (xs at 224: ~40 MB
-# for the largest activation of 16 images in float32).
-INTERPRETER_BATCH = 16
+REFERENCE_NOTE = "Core ML program verified by the reference interpreter (export.targets.coreml.mil, torch kernels)"
+# Pixels per interpreter run: every op runs once on the whole batch, 16 images at 224x224
+# (xs: ~40 MB for the largest activation in float32), more of smaller images, whose ops
+# would otherwise cost more in per-op overhead than in arithmetic.
+INTERPRETER_PIXELS = 16 * 224 * 224
+
+
+def _precisions(value) -> tuple[str, ...]:
+    """``"w8a8, fp16"``, a sequence, or a group (both = fp16,fp32; all) -> known precisions
+    in PRECISIONS order."""
+    items = str(value).split(",") if isinstance(value, str) else list(value)
+    names = [str(t).strip() for t in items if str(t).strip()]
+    unknown = [n for n in names if n not in PRECISIONS and n not in PRECISION_GROUPS]
+    if unknown or not names:
+        raise ValueError(
+            f"unknown precision {', '.join(unknown) or '(empty)'}; choose a comma list of "
+            f"{', '.join(PRECISIONS)}, or {' or '.join(PRECISION_GROUPS)}"
+        )
+    chosen = {p for n in names for p in PRECISION_GROUPS.get(n, (n,))}
+    return tuple(p for p in PRECISIONS if p in chosen)
 
 
 def _compressions(value) -> tuple[str, ...]:
@@ -58,15 +76,25 @@ def _compressions(value) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class CoreMLOptions(OptionRecord):
-    coreml_precision: str = option("fp16", "compute precision of the ML Program", choices=(*PRECISIONS, "both"))
+    coreml_precision: tuple[str, ...] = option(
+        ("fp16",),
+        "compute precision of the ML Program, comma list of fp16, fp32, w8a8 (int8 weights and activations for "
+        "the Neural Engine, calibrated on the same images as TFLite int8), or both (fp16,fp32) or all",
+        parse=_precisions,
+        metavar="LIST",
+    )
     coreml_compress: tuple[str, ...] = option(
         (),
         f"weight compression, comma list of {', '.join(COMPRESSIONS)} (or none); each is an extra artifact per "
-        "precision",
+        "fp16/fp32 precision",
         parse=_compressions,
         metavar="LIST",
     )
-    coreml_target: str = option("iOS16", "minimum deployment target (iOS16 = macOS 13)", choices=DEPLOYMENT_TARGETS)
+    coreml_target: str = option(
+        "iOS16",
+        f"minimum deployment target (iOS16 = macOS 13); w8a8 needs {w8a8.MINIMUM_TARGET} and raises it",
+        choices=DEPLOYMENT_TARGETS,
+    )
     coreml_input: str = option(
         "image",
         "image: RGB 0-255 ImageType with the record's mean/std inside the model; "
@@ -77,96 +105,12 @@ class CoreMLOptions(OptionRecord):
 
 def _options(spec) -> tuple[list[str], list[str], str, str]:
     o: CoreMLOptions = spec.options_of("coreml")
-    precisions = list(PRECISIONS) if o.coreml_precision == "both" else [o.coreml_precision]
-    return precisions, list(o.coreml_compress), o.coreml_target, o.coreml_input
+    return list(o.coreml_precision), list(o.coreml_compress), o.coreml_target, o.coreml_input
 
 
-@contextlib.contextmanager
-def _quiet(name: str):
-    """coremltools' progress bars and version warnings out of the export log; its
-    failures as a one-line ExportError."""
-    logger = logging.getLogger("coremltools")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with (
-            contextlib.redirect_stdout(io.StringIO()),
-            contextlib.redirect_stderr(io.StringIO()),
-            warnings.catch_warnings(),
-        ):
-            warnings.simplefilter("ignore")
-            yield
-    except ExportError:
-        raise
-    except Exception as e:  # coremltools raises plain exceptions of many kinds
-        raise ExportError(f"{name}: Core ML conversion failed: {type(e).__name__}: {first_line(e)}") from e
-    finally:
-        logger.setLevel(level)
-
-
-def _import_coremltools() -> list[str]:
-    """Import coremltools in this process (verification uses it here) with its import
-    chatter (TensorFlow's native logging among it) off the console; returns the note for
-    the report when this torch is newer than the newest coremltools was tested with."""
-    import torch
-
-    with captured():
-        import coremltools as ct
-        from coremltools import _deps
-
-    tested = _deps._TORCH_MAX_VERSION
-    if _release(torch.__version__) <= _release(tested):
-        return []
-    return [
-        f"coremltools {ct.__version__} was tested with torch up to {tested}; this export used torch "
-        f"{torch.__version__} (every Core ML artifact is still checked for parity against eager PyTorch)"
-    ]
-
-
-def _release(version: str) -> tuple[int, ...]:
-    """ "2.13.0+cpu" -> (2, 13, 0)."""
-    return tuple(int(part) for part in version.split("+")[0].split(".")[:3] if part.isdigit())
-
-
-def _pipeline(compression: str | None):
-    import coremltools as ct
-    import coremltools.optimize.coreml as cto
-
-    pipeline = ct.PassPipeline.DEFAULT
-    pipeline.remove_passes(SKIPPED_PASSES)
-    if compression:
-        if compression.startswith("palettize"):
-            name = "compression::palettize_weights"
-            op_config = cto.OpPalettizerConfig(mode="kmeans", nbits=int(compression[-1]))
-        else:
-            name = "compression::linear_quantize_weights"
-            op_config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8")
-        pipeline.append_pass(name)  # compresses the final (fp16 or fp32) weights
-        pipeline.set_options(name, {"config": cto.OptimizationConfig(global_config=op_config)})
-    return pipeline
-
-
-def _convert(ctx, traced, kind: str, precision: str, compression: str | None, target: str):
-    import coremltools as ct
-
-    shape = (1, 3, ctx.spec.height, ctx.spec.width)
-    if kind == "image":  # scale is a scalar in ImageType: mean/std stay in the model as mul/add
-        inputs = [
-            ct.ImageType(name=INPUT_NAME, shape=shape, color_layout=ct.colorlayout.RGB, scale=1.0, bias=[0.0] * 3)
-        ]
-    else:
-        inputs = [ct.TensorType(name=INPUT_NAME, shape=shape, dtype=np.float32)]
-    return ct.convert(
-        traced,
-        inputs=inputs,
-        outputs=[ct.TensorType(name=LOGITS_NAME)],
-        classifier_config=ct.ClassifierConfig(list(ctx.labels)),
-        convert_to="mlprogram",
-        minimum_deployment_target=getattr(ct.target, target),
-        pass_pipeline=_pipeline(compression),
-        compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
-        skip_model_load=True,
-    )
+def calibrates(spec) -> bool:
+    """Whether a run of ``spec`` makes a W8A8 package (calibrated on images)."""
+    return "w8a8" in _options(spec)[0]
 
 
 def _describe(ctx, spec, kind: str, convention: str, precision: str, compression: str | None, target: str) -> None:
@@ -186,8 +130,9 @@ def _describe(ctx, spec, kind: str, convention: str, precision: str, compression
     user = {
         **ctx.metadata(convention),
         "coreml_input": kind,
-        "compute_precision": precision,
-        "weight_compression": compression or "none",
+        "compute_precision": "fp16" if precision == "w8a8" else precision,
+        "weight_compression": compression or ("int8" if precision == "w8a8" else "none"),
+        "activation_quantization": "int8" if precision == "w8a8" else "none",
         "minimum_deployment_target": OS_OF_TARGET[target],
     }
     for key, value in user.items():
@@ -220,62 +165,29 @@ def _project_version() -> str:
         return "unknown (casvit-deploy not installed)"
 
 
-def _save(mlmodel, spec, path: Path) -> None:
-    """Write the package under a temporary name, give its manifest stable identifiers,
-    then rename it into place."""
-    import coremltools as ct
-
-    staging = path.with_name(f".tmp-{path.name}")
-    shutil.rmtree(staging, ignore_errors=True)
-    ct.models.MLModel(spec, weights_dir=mlmodel.weights_dir, skip_model_load=True).save(str(staging))
-    manifest_path = staging / "Manifest.json"
-    manifest = json.loads(manifest_path.read_text())
-    renamed = {}
-    for key, item in manifest["itemInfoEntries"].items():  # coremltools draws random UUIDs
-        renamed[key] = str(uuid.uuid5(uuid.NAMESPACE_URL, "casvit-deploy/" + item["path"])).upper()
-    manifest["itemInfoEntries"] = {renamed[k]: v for k, v in manifest["itemInfoEntries"].items()}
-    manifest["rootModelIdentifier"] = renamed[manifest["rootModelIdentifier"]]
-    atomic_write(manifest_path, json.dumps(manifest, indent=4, sort_keys=True) + "\n")
-    root = manifest["itemInfoEntries"][manifest["rootModelIdentifier"]]["path"]
-    _serialize_deterministically(staging / "Data" / root)
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(staging, path)
-
-
-def _serialize_deterministically(spec_path: Path) -> None:
-    """Rewrite the spec with map entries (metadata ``userDefined``) in sorted order:
-    protobuf's default order follows a per-process hash seed, so two conversions in
-    two processes would otherwise differ in bytes."""
-    from coremltools.proto import Model_pb2
-
-    spec = Model_pb2.Model()
-    spec.ParseFromString(spec_path.read_bytes())
-    atomic_write(spec_path, spec.SerializeToString(deterministic=True))
-
-
-def _trace(module: torch.nn.Module, example: torch.Tensor):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.trace: coremltools takes TorchScript
-        return torch.jit.trace(module.eval(), example, check_trace=False)
-
-
-def _jobs(spec) -> list[tuple[str, str, str | None]]:
-    """(artifact name, precision, compression or None) of every package ``spec`` asks for."""
-    precisions, compressions, _, _ = _options(spec)
+def _jobs(spec) -> list[tuple[str, str, str | None, str]]:
+    """(artifact name, precision, compression or None, deployment target) of every package
+    ``spec`` asks for; weight compression applies to fp16 and fp32 (w8a8 has int8 weights)."""
+    precisions, compressions, target, _ = _options(spec)
+    w8a8_target = max(target, w8a8.MINIMUM_TARGET, key=DEPLOYMENT_TARGETS.index)
     return [
-        ("-".join(["coreml", precision, *([compression] if compression else [])]), precision, compression)
+        (
+            "-".join(["coreml", precision, *([compression] if compression else [])]),
+            precision,
+            compression,
+            w8a8_target if precision == "w8a8" else target,
+        )
         for precision in precisions
-        for compression in [None, *compressions]
+        for compression in [None, *(compressions if precision != "w8a8" else [])]
     ]
 
 
 def artifact_names(spec) -> tuple[str, ...]:
-    return tuple(name for name, _, _ in _jobs(spec))
+    return tuple(name for name, *_ in _jobs(spec))
 
 
 def convert(ctx) -> list[Artifact]:
-    _, _, target, kind = _options(ctx.spec)
+    _, _, _, kind = _options(ctx.spec)
     s = ctx.spec
     if kind == "image":
         module, convention = ctx.deploy_model(embed_normalization=True, input_range=255.0), "byte"
@@ -283,20 +195,19 @@ def convert(ctx) -> list[Artifact]:
         module, convention = ctx.deploy_model(), ctx.input_convention()
     example = torch.rand(1, 3, s.height, s.width, generator=torch.Generator().manual_seed(s.seed))
     jobs = [
-        (
-            name,
-            precision,
-            compression,
-            ctx.workdir / f"casvit_{s.variant}_{s.resolution}_{name.removeprefix('coreml-')}.mlpackage",
-        )
-        for name, precision, compression in _jobs(s)
+        (*job, ctx.workdir / f"casvit_{s.variant}_{s.resolution}_{job[0].removeprefix('coreml-')}.mlpackage")
+        for job in _jobs(s)
     ]
+    calib = None
+    if calibrates(s):
+        calib = ctx.calibration
+        ctx.log(f"coreml: {len(calib.names)} calibration images from {calib.source}")
     # In a child process: coremltools switches the temp folder and cannot be
     # interrupted cleanly; the child's TMPDIR lies inside the run's transaction folder.
-    ctx.library_warnings.extend(_import_coremltools())
+    ctx.library_warnings.extend(import_coremltools())
     return isolate.call(
         _convert_packages,
-        (ctx, module, convention, example, jobs, target, kind),
+        (ctx, module, convention, example, jobs, kind, calib),
         workdir=ctx.workdir,
         label="coremltools",
         log_path=ctx.workdir / "coremltools.log",
@@ -304,20 +215,26 @@ def convert(ctx) -> list[Artifact]:
 
 
 def _convert_packages(
-    ctx, module, convention: str, example: torch.Tensor, jobs: list, target: str, kind: str
+    ctx, module, convention: str, example: torch.Tensor, jobs: list, kind: str, calib
 ) -> list[Artifact]:
-    """Trace once, then convert, describe and save one package per (precision, compression)."""
+    """Trace once, then convert, describe and save one package per job."""
     artifacts = []
-    traced = _trace(module, example * (255.0 if convention == "byte" else 1.0))
-    for name, precision, compression, path in jobs:
+    example = example * (255.0 if convention == "byte" else 1.0)
+    traced = trace(module, example)
+    for name, precision, compression, target, path in jobs:
         ctx.log(f"{name}: converting with coremltools ({precision}, target {target}, {kind} input)")
         start = time.perf_counter()
-        with _quiet(name):
-            mlmodel = _convert(ctx, traced, kind, precision, compression, target)
+        details = {}
+        with quiet(name):
+            if precision == "w8a8":
+                mlmodel = w8a8.program(ctx, module, convention, example, kind, target, calib)
+                details = {"calibration": calib.describe(), "quantization": w8a8.DESCRIPTION}
+            else:
+                mlmodel = program(ctx, traced, kind, precision, target, pipeline(compression))
             spec = mlmodel.get_spec()
             expose_logits(spec, len(ctx.labels), LOGITS_NAME, PROBABILITIES_NAME)
             _describe(ctx, spec, kind, convention, precision, compression, target)
-            _save(mlmodel, spec, path)
+            save(mlmodel, spec, path)
         seconds = time.perf_counter() - start
         artifacts.append(
             Artifact(
@@ -331,10 +248,11 @@ def _convert_packages(
                     "package_bytes": size_of(path),
                     "deployment_target": OS_OF_TARGET[target],
                     "mil_opset": spec.mlProgram.functions["main"].opset,
-                    "compute_precision": precision,
-                    "weight_compression": compression or "none",
+                    "compute_precision": "fp16" if precision == "w8a8" else precision,
+                    "weight_compression": compression or ("int8" if precision == "w8a8" else "none"),
                     "input": kind,
                     "outputs": [f.name for f in spec.description.output],
+                    **details,
                 },
             )
         )
@@ -348,11 +266,9 @@ def _interpreter_runner(artifact: Artifact):
 
     def run(x: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
+        batch = max(1, INTERPRETER_PIXELS // (x.shape[-2] * x.shape[-1]))
         out = np.concatenate(
-            [
-                program.run({INPUT_NAME: x[i : i + INTERPRETER_BATCH]}, [LOGITS_NAME])[LOGITS_NAME]
-                for i in range(0, len(x), INTERPRETER_BATCH)
-            ]
+            [program.run({INPUT_NAME: x[i : i + batch]}, [LOGITS_NAME])[LOGITS_NAME] for i in range(0, len(x), batch)]
         )
         artifact.runtime_facts.interpreter_seconds_per_image = round((time.perf_counter() - start) / max(len(x), 1), 3)
         return out.astype(np.float32)
@@ -408,7 +324,8 @@ def load(artifact: Artifact):
 
 def census(artifact: Artifact) -> dict[str, int]:
     """MIL op counts; a softmax whose output does not feed the classify op directly is
-    counted as ``softmax_not_feeding_classify`` (denied by the audit)."""
+    counted as ``softmax_not_feeding_classify``, and quantize/dequantize in a program that
+    is not w8a8 as ``quantize_outside_w8a8``/``dequantize_outside_w8a8`` (all denied by the audit)."""
     import coremltools as ct
 
     from .mil import main_block, op_census
@@ -428,6 +345,8 @@ def census(artifact: Artifact) -> dict[str, int]:
     if misplaced:
         counts["softmax"] -= misplaced
         counts = {k: v for k, v in counts.items() if v} | {MISPLACED_SOFTMAX: misplaced}
+    if artifact.precision != "w8a8":
+        counts = {ACTIVATION_QUANTIZATION.get(k, k): v for k, v in counts.items()}
     return counts
 
 
@@ -450,11 +369,15 @@ TARGET = Target(
     census=census,
     runtime_note=runtime_note,
     # exactly what the reference interpreter (``export.targets.coreml.mil``) executes: "classify" is added by
-    # ClassifierConfig, "softmax" only feeding it (the census renames any other, denied below)
+    # ClassifierConfig, "softmax" only feeding it, quantize/dequantize only in w8a8 (the census renames the
+    # others, denied below)
     allow=SUPPORTED_OPS,
-    deny=frozenset({"linear", "matmul", MISPLACED_SOFTMAX, "einsum", "batch_norm", "erf"}),
+    deny=frozenset(
+        {"linear", "matmul", MISPLACED_SOFTMAX, *ACTIVATION_QUANTIZATION.values(), "einsum", "batch_norm", "erf"}
+    ),
     memory=MemoryCost(1240 * MIB, 122, per_class=9960),
     tools=("coremltools",),
     options=CoreMLOptions,
+    calibrates=calibrates,
     bench=None,  # no Core ML runtime on Linux: no latency rows (accuracy runs the reference interpreter)
 )

@@ -1,20 +1,23 @@
-"""Load a saved ML Program (.mlpackage) and run it op by op in NumPy."""
+"""Load a saved ML Program (.mlpackage) and run it op by op on torch tensors."""
 
 from __future__ import annotations
 
+import contextlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+import torch
 
+from .constexpr import CONSTEXPR_OPS
 from .errors import ProgramError, UnsupportedOpError
-from .ops import OPS, SUPPORTED_OPS
-from .values import DTYPES, BlobFiles, decode, tensor_dtype, tensor_shape
+from .ops import OPS, SUPPORTED_OPS, fake_quantize, tensor
+from .values import DTYPES, RUNTIME_DTYPES, BlobFiles, decode, tensor_dtype, tensor_shape
 
 WEIGHTS_IN_PACKAGE = Path("Data") / "com.apple.CoreML" / "weights"
-# One BLAS thread, like the ONNX Runtime and LiteRT runs: on a loaded 2-core
-# machine OpenBLAS's second thread waits instead of helping.
-BLAS_THREADS = 1
+# One thread, like eager PyTorch and the ONNX Runtime and LiteRT runs of an export:
+# on a loaded 2-core machine a second thread waits instead of helping.
+THREADS = 1
 
 
 def main_block(spec):
@@ -37,15 +40,59 @@ def op_census(spec) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+@dataclass(frozen=True)
+class _Var:
+    """An argument computed at run time: the name of a value of the program."""
+
+    name: str
+
+
+@dataclass
+class _Step:
+    """One runtime op with its arguments bound: ``static`` (constants, literals,
+    attributes) once at load, ``dynamic`` (``_Var`` or lists holding some) per run;
+    ``fn`` computes its outputs (the op's implementation unless fused)."""
+
+    op: object  # the protobuf Operation
+    static: dict
+    dynamic: dict
+    fn: object = None
+
+    def reads(self) -> set[str]:
+        return {v.name for value in self.dynamic.values() for v in _listed(value) if isinstance(v, _Var)}
+
+
+def _listed(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _resolve(value, env: dict):
+    if isinstance(value, list):
+        return [_resolve(v, env) for v in value]
+    return env[value.name] if isinstance(value, _Var) else value
+
+
+@contextlib.contextmanager
+def _threads(count: int):
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 class Program:
     """An ML Program ready to run: weights read, compile-time (constexpr) ops folded.
 
     ``run(feeds, outputs)`` takes the model's declared inputs (an image input as an
     NCHW float array of whole numbers 0-255, in RGB order) and returns the requested
-    outputs (default: every declared output) by name, computing only the ops they
-    need. A feed may hold a batch of N samples where the program declares batch 1:
-    every op then runs once on the whole batch (the batch axis must stay the leading
-    axis of every value; ops that would mix samples are refused).
+    outputs (default: every declared output) by name as NumPy values, computing only
+    the ops they need and freeing each value after its last use; ``observe(name,
+    value)``, when given, sees every input and computed value (a tensor) as it is made. A feed may hold a
+    batch of N samples where the program declares batch 1: every op then runs once on
+    the whole batch (the batch axis must stay the leading axis of every value; ops
+    that would mix samples are refused).
     """
 
     def __init__(self, spec, weights_dir: Path):
@@ -61,15 +108,17 @@ class Program:
         self.outputs = list(block.outputs)
         self._blobs = BlobFiles(weights_dir)
         self._constants: dict[str, object] = {}
-        self._ops = []
-        self._plans: dict[tuple[str, ...], list] = {}
+        self._steps: list[_Step] = []
+        self._plans: dict[tuple[str, ...], list[tuple[_Step, tuple[str, ...]]]] = {}
         for op in block.operations:
             if op.type == "const":
                 self._store(self._constants, op, [decode(op.attributes["val"], self._blobs)])
-            elif op.type.startswith("constexpr_"):  # compile-time: folded once, here
-                self._store(self._constants, op, [self._call(op, self._constants)])
+            elif op.type in CONSTEXPR_OPS:  # compile-time: folded once, here
+                step = self._bind(op)
+                self._store(self._constants, op, [CONSTEXPR_OPS[op.type](**self._args(step, self._constants))])
             else:
-                self._ops.append(op)
+                self._steps.append(self._bind(op))
+        self._steps = _fused(self._steps, set(self.outputs))
         self.inputs = {i.name: i.type for i in self.function.inputs}
         self.image_inputs = {
             f.name: f.type.imageType for f in spec.description.input if f.type.WhichOneof("Type") == "imageType"
@@ -84,7 +133,7 @@ class Program:
             raise ProgramError(f"{package} is not an .mlpackage (no Manifest.json)")
         return cls(ct.utils.load_spec(str(package)), package / WEIGHTS_IN_PACKAGE)
 
-    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, object]:
+    def run(self, feeds: dict[str, np.ndarray], outputs: list[str] | None = None, observe=None) -> dict[str, object]:
         missing = sorted(set(self.inputs) - set(feeds))
         if missing:
             raise ProgramError(f"missing input(s): {', '.join(missing)}")
@@ -92,19 +141,26 @@ class Program:
         unknown = sorted(set(outputs) - set(self.outputs))
         if unknown:
             raise ProgramError(f"unknown output(s) {', '.join(unknown)}; the program has {', '.join(self.outputs)}")
-        env = dict(self._constants)
         values = {
             name: np.asarray(self._image(name, feeds[name]) if name in self.image_inputs else feeds[name])
             for name in self.inputs
         }
         batch = self._batch_size(values)
+        env: dict[str, object] = {}
         for name, value in values.items():
-            env[name] = self._declared(value, self.inputs[name], f"input {name!r}", batch)
-        with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
-            for op in self._needed_ops(tuple(outputs)):
-                result = self._call(op, env, batch)
-                self._store(env, op, list(result) if len(op.outputs) > 1 else [result], batch)
-        return {name: env[name] for name in outputs}
+            env[name] = self._declared(tensor(value), self.inputs[name], f"input {name!r}", batch)
+            if observe is not None:
+                observe(name, env[name])
+        with torch.inference_mode(), _threads(THREADS):
+            for step, dead in self._plan(tuple(outputs)):
+                result = self._call(step, env, batch)
+                self._store(env, step.op, list(result) if len(step.op.outputs) > 1 else [result], batch)
+                if observe is not None:
+                    for out in step.op.outputs:
+                        observe(out.name, env[out.name])
+                for name in dead:
+                    del env[name]
+        return {name: _numpy(env[name]) for name in outputs}
 
     def _batch_size(self, values: dict[str, np.ndarray]) -> int:
         """N when every input declared with batch 1 is fed N samples (1 otherwise)."""
@@ -113,17 +169,21 @@ class Program:
             raise ProgramError(f"inputs disagree on the batch size: {sorted(sizes)}")
         return sizes.pop() if sizes else 1
 
-    def _needed_ops(self, outputs: tuple[str, ...]) -> list:
-        """The ops the requested outputs depend on, in program order (cached per output set)."""
+    def _plan(self, outputs: tuple[str, ...]) -> list[tuple[_Step, tuple[str, ...]]]:
+        """The steps the requested outputs depend on, in program order, each with the
+        values read for the last time there (cached per output set)."""
         if outputs not in self._plans:
             needed, keep = set(outputs), []
-            for op in reversed(self._ops):
-                if needed.intersection(o.name for o in op.outputs):
-                    keep.append(op)
-                    needed.update(
-                        a.name for b in op.inputs.values() for a in b.arguments if a.WhichOneof("binding") == "name"
-                    )
-            self._plans[outputs] = keep[::-1]
+            for step in reversed(self._steps):
+                if needed.intersection(o.name for o in step.op.outputs):
+                    keep.append(step)
+                    needed.update(step.reads())
+            seen, plan = set(outputs), []
+            for step in keep:  # still in reverse order: the first reader met is the last one
+                dead = tuple(sorted(step.reads() - seen))
+                seen.update(dead)
+                plan.append((step, dead))
+            self._plans[outputs] = plan[::-1]
         return self._plans[outputs]
 
     def _image(self, name: str, pixels: np.ndarray) -> np.ndarray:
@@ -142,23 +202,34 @@ class Program:
             raise ProgramError(f"image input {name!r} takes 8-bit pixels: whole numbers from 0 to 255")
         return pixels[..., ::-1, :, :] if space == "BGR" else pixels
 
-    def _call(self, op, env: dict, batch: int = 1):
-        args = {}
+    def _bind(self, op) -> _Step:
+        """The op's arguments: constants and literals resolved now, other values by name."""
+        static, dynamic = {}, {}
         for arg_name, binding in op.inputs.items():
-            values = []
+            items = []
             for arg in binding.arguments:
                 if arg.WhichOneof("binding") == "name":
-                    values.append(env[arg.name])
+                    items.append(self._constants.get(arg.name, _Var(arg.name)))
                 else:
-                    values.append(decode(arg.value, self._blobs))
-            args[arg_name] = values[0] if len(values) == 1 else values
+                    items.append(decode(arg.value, self._blobs))
+            value = items[0] if len(items) == 1 else items
+            (dynamic if any(isinstance(i, _Var) for i in items) else static)[arg_name] = value
         for key, attr in op.attributes.items():
             if key != "name":
-                args[key] = decode(attr, self._blobs)
+                static[key] = decode(attr, self._blobs)
+        return _Step(op, static, dynamic)
+
+    @staticmethod
+    def _args(step: _Step, env: dict) -> dict:
+        return {**step.static, **{k: _resolve(v, env) for k, v in step.dynamic.items()}}
+
+    def _call(self, step: _Step, env: dict, batch: int = 1):
+        op = step.op
+        args = self._args(step, env)
         if batch > 1:
             args = _batched_args(op, args, batch)
         try:
-            return OPS[op.type](**args)
+            return (step.fn or OPS[op.type])(**args)
         except TypeError as e:
             raise ProgramError(f"op {op.type} ({op.outputs[0].name}): unexpected arguments: {e}") from None
 
@@ -169,19 +240,63 @@ class Program:
     @staticmethod
     def _declared(value, value_type, what: str, batch: int = 1):
         """``value`` in the dtype the program declares: this is where fp16 rounding happens.
-        With a batch of N, a declared leading 1 stands for N."""
+        Constants stay NumPy arrays, computed values are tensors. With a batch of N, a
+        declared leading 1 stands for N."""
         dtype = tensor_dtype(value_type)
         if dtype is None or dtype == "STRING":
             return value
-        if dtype not in DTYPES:
+        table = RUNTIME_DTYPES if isinstance(value, torch.Tensor) else DTYPES
+        if dtype not in table:
             raise ProgramError(f"{what}: dtype {dtype} is not supported")
-        value = np.asarray(value).astype(DTYPES[dtype], copy=False)
+        if isinstance(value, torch.Tensor):
+            value = value.to(table[dtype])
+        else:
+            value = np.asarray(value).astype(table[dtype], copy=False)
         shape = tensor_shape(value_type)
         if batch > 1 and shape[:1] == (1,):
             shape = (batch, *shape[1:])
-        if value.shape != shape:
-            raise ProgramError(f"{what}: computed shape {value.shape}, the program declares {shape}")
+        if tuple(value.shape) != shape:
+            raise ProgramError(f"{what}: computed shape {tuple(value.shape)}, the program declares {shape}")
         return value
+
+
+def _fused(steps: list[_Step], outputs: set[str]) -> list[_Step]:
+    """``steps`` with each quantize whose only reader is a dequantize of the same scale,
+    zero point and axis replaced by one ``fake_quantize`` step writing the dequantize's
+    output (bit for bit the pair; the integer tensor is never made). A quantize output
+    that is a program output, or read elsewhere, stays as it is."""
+    readers: dict[str, list[_Step]] = {}
+    for step in steps:
+        for name in step.reads():
+            readers.setdefault(name, []).append(step)
+    fused, dropped = {}, set()
+    for step in steps:
+        if step.op.type != "quantize" or step.op.outputs[0].name in outputs:
+            continue
+        (reader, *others) = readers.get(step.op.outputs[0].name, [None])
+        params = ("scale", "zero_point", "axis")
+        if (
+            others
+            or reader is None
+            or reader.op.type != "dequantize"
+            or set(reader.dynamic) != {"input"}
+            or any(not _same(step.static.get(k), reader.static.get(k)) for k in params)
+        ):
+            continue
+        fused[id(reader)] = _Step(reader.op, step.static, step.dynamic, fake_quantize)
+        dropped.add(id(step))
+    return [fused.get(id(step), step) for step in steps if id(step) not in dropped]
+
+
+def _same(a, b) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and bool(np.all(a == b))
+
+
+def _numpy(value):
+    return value.numpy() if isinstance(value, torch.Tensor) else value
 
 
 def _batched_args(op, args: dict, batch: int) -> dict:
@@ -198,7 +313,7 @@ def _batched_args(op, args: dict, batch: int) -> dict:
         return {**args, "shape": np.array([batch, *shape[1:]])}
     for key in ("axis", "axes"):
         if key in args and args[key] is not None:
-            ndim = np.ndim(args["x"])
+            ndim = args["x" if "x" in args else "input"].dim()
             if any(int(a) % ndim == 0 for a in np.atleast_1d(args[key])):
                 raise ProgramError(f"{what}: an op over axis 0 (the batch) cannot run batched")
     return args

@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .errors import ProgramError
 
-# MIL DataType name -> NumPy dtype the interpreter computes and stores it in.
+# MIL DataType name -> NumPy dtype of constants (weights, literals) as the loader reads them.
 DTYPES = {
     "BOOL": np.bool_,
     "FLOAT16": np.float16,
@@ -30,14 +31,17 @@ DTYPES = {
     "UINT4": np.uint8,
     "UINT6": np.uint8,
 }
-# cast's dtype strings.
-CAST_DTYPES = {
-    "fp16": np.float16,
-    "fp32": np.float32,
-    "int32": np.int32,
-    "int8": np.int8,
-    "uint8": np.uint8,
-    "bool": np.bool_,
+# MIL DataType name -> torch dtype of the values a running program computes.
+RUNTIME_DTYPES = {
+    "BOOL": torch.bool,
+    "FLOAT16": torch.float16,
+    "FLOAT32": torch.float32,
+    "FLOAT64": torch.float64,
+    "INT8": torch.int8,
+    "INT16": torch.int16,
+    "INT32": torch.int32,
+    "INT64": torch.int64,
+    "UINT8": torch.uint8,
 }
 # blob reader method per stored dtype (sub-byte types come back unpacked, one value per element).
 _BLOB_READERS = {
