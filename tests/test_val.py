@@ -1,6 +1,7 @@
 """``make val`` and ``make bench OUT=folder`` on a set already exported (issue 22,
-part 4): the digits checkpoint exported by the example of docs/notes-issue22-val.md,
-then measured without re-exporting. The numbers are checked against independent
+part 4): the digits checkpoint exported by the example of docs/accuracy.md, then
+validated and benchmarked without re-exporting by the commands of docs/accuracy.md and
+docs/benchmarks.md. The numbers are checked against independent
 references: the export's own accuracy check on the same images, and every artifact
 run here, in this process, through its target's ``load()`` on the same pixels."""
 
@@ -28,14 +29,22 @@ from export.outset import MANIFEST, REPORT_JSON, REPORT_MD, problems
 
 from .helpers import DIGITS_CHECKPOINT, ROOT, output_lock_held
 
-DOCS = ROOT / "docs" / "notes-issue22-val.md"
+VAL_DOC = ROOT / "docs" / "accuracy.md", "## Validating a set already exported"
+BENCH_DOC = ROOT / "docs" / "benchmarks.md", "## An exported set"
 MAKE = ["make", "-o", ".venv/.installed"]  # the venv is there: never rebuild it from a test
 
 
-def _example_lines() -> list[str]:
-    """The commands of the notes' "Example" block, comments dropped."""
-    block = DOCS.read_text().split("## Example", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+def _documented(doc: tuple[Path, str]) -> list[str]:
+    """The commands of the first bash block under a heading, comments dropped."""
+    path, heading = doc
+    block = path.read_text().split(heading, 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
     return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
+
+
+def _example_lines() -> list[str]:
+    """Write the digits, export them, make val (docs/accuracy.md), then the make bench
+    OUT= line of docs/benchmarks.md on that set (the page's own block exports it alike)."""
+    return [*_documented(VAL_DOC), *(line for line in _documented(BENCH_DOC) if line.startswith("make bench"))]
 
 
 def _run(line: str, tmp: Path) -> subprocess.CompletedProcess:
@@ -51,10 +60,10 @@ def _make(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def example(tmp_path_factory) -> dict:
-    """The notes' example run once: {"tmp", "out", "val", "results": one per line}."""
+    """The documented example run once: {"tmp", "out", "val", "results": one per line}."""
     tmp = tmp_path_factory.mktemp("val_example")
     results = [_run(line, tmp) for line in _example_lines()]
-    return {"tmp": tmp, "out": tmp / "digits", "val": tmp / "digits-val", "results": results}
+    return {"tmp": tmp, "out": tmp / "digits-set", "val": tmp / "digits-val", "results": results}
 
 
 def _report(out: Path) -> dict:
