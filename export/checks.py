@@ -34,7 +34,24 @@ class Evidence:
     context: Any = None
     mean: tuple[float, ...] = IMAGENET_MEAN  # the preprocessing record's normalization
     std: tuple[float, ...] = IMAGENET_STD
+    # (height, width) -> the same evidence at that input size (pipeline._evidence_at), for artifacts that take several
+    resized: Callable[[int, int], Evidence] | None = field(default=None, compare=False, repr=False)
     _runners: dict = field(default_factory=dict, compare=False, repr=False)
+    _sized: dict = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def resolution(self) -> str:
+        return f"{self.rgb.shape[1]}x{self.rgb.shape[2]}"
+
+    def at(self, height: int, width: int) -> Evidence:
+        """The parity inputs and eager reference at another input size, made once."""
+        if (height, width) not in self._sized:
+            self._sized[(height, width)] = self.resized(height, width)
+        return self._sized[(height, width)]
+
+    def sizes(self) -> dict[tuple[int, int], Evidence]:
+        """The evidence made at other input sizes so far."""
+        return dict(self._sized)
 
     def runner(self, artifact: Artifact):
         """The artifact loaded in its own runtime, once for every check."""
@@ -77,7 +94,21 @@ def _audit_summary(result: dict) -> str:
 
 
 def _parity(artifact: Artifact, evidence: Evidence) -> dict:
-    log(f"{artifact.name}: parity on {len(evidence.rgb)} inputs")
+    """Parity at the spec's size; an artifact that accepts further sizes is checked at
+    each (``sizes``: size -> result, the spec's first) and passes only if all pass."""
+    result = _parity_at(artifact, evidence)
+    if not artifact.input_sizes:
+        return result
+    sizes = {evidence.resolution: result}
+    for height, width in artifact.input_sizes:
+        other = evidence.at(height, width)
+        sizes[other.resolution] = _parity_at(artifact, other)
+    misses = [f"at {size}: {miss}" for size, r in sizes.items() for miss in r["misses"]]
+    return {**result, "passed": all(r["passed"] for r in sizes.values()), "misses": misses, "sizes": sizes}
+
+
+def _parity_at(artifact: Artifact, evidence: Evidence) -> dict:
+    log(f"{artifact.name}: parity on {len(evidence.rgb)} inputs at {evidence.resolution}")
     output = evidence.runner(artifact)(
         to_convention(evidence.rgb, artifact.input_convention, evidence.mean, evidence.std)
     )

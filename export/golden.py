@@ -24,6 +24,13 @@ import numpy as np
 from .fsutil import atomic_write
 
 FILE_NAME = "parity_inputs.npz"
+
+
+def file_name_at(resolution: str) -> str:
+    """The golden file of a further input size (``"96x96"``) of a model that accepts several."""
+    return f"parity_inputs_{resolution}.npz"
+
+
 KEYS = ("names", "rgb", "mean", "std", "logits")
 
 

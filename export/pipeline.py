@@ -7,6 +7,7 @@ report is built once, after the set is assembled."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from .fsutil import sha256_of, size_of
 from .inputs import parity_images, to_convention
 from .offline import no_network, offline_checks
 from .preflight import validate
-from .preprocessing import record_for
+from .preprocessing import record_at, record_for
 from .render import write_reports
 from .report import ArtifactReport, RunReport, spec_entry
 from .source import build_model, class_names, read_source, resolve
@@ -103,7 +104,9 @@ def _convert_and_verify(
                 log(f"WARNING: {warning}")
             warnings = label_warnings + warnings
             ctx = ExportContext(spec, model, weights, labels, txn.workdir, record, record_source, validation)
-            evidence = checks.Evidence(rgb, reference, names, ctx, record.mean, record.std)
+            evidence = checks.Evidence(
+                rgb, reference, names, ctx, record.mean, record.std, partial(_evidence_at, spec, model, record, ctx)
+            )
         verified = []
         for name in spec.targets:
             with progress.stage(f"{name}: converting"):
@@ -117,6 +120,14 @@ def _convert_and_verify(
     return _RunFacts(spec, ctx, evidence, verified, warnings, accuracy_entry, list(attempts))
 
 
+def _evidence_at(spec: ExportSpec, model, record, ctx: ExportContext, height: int, width: int) -> checks.Evidence:
+    """The parity inputs and eager reference at another input size (for artifacts that accept several)."""
+    record = record_at(record, spec, height, width)
+    names, rgb = parity_images(record, spec.noise_inputs, spec.seed)
+    reference = reference_logits(model, to_convention(rgb, "normalized", record.mean, record.std))
+    return checks.Evidence(rgb, reference, tuple(names), ctx, record.mean, record.std)
+
+
 def _write_set(txn: outset.Transaction, facts: _RunFacts) -> tuple[RunReport, Path]:
     """Assemble the set (artifacts, golden data), build the report, write it and swap
     the set in; returns the report and where the set went."""
@@ -125,6 +136,9 @@ def _write_set(txn: outset.Transaction, facts: _RunFacts) -> tuple[RunReport, Pa
         entries = [_artifact_report(txn, v, passed) for v in facts.verified]
         e = facts.evidence
         golden.write(txn.new_dir / golden.FILE_NAME, e.names, e.rgb, e.mean, e.std, e.reference)
+        for other in e.sizes().values():
+            path = txn.new_dir / golden.file_name_at(other.resolution)
+            golden.write(path, other.names, other.rgb, other.mean, other.std, other.reference)
         report = _run_report(txn, facts, entries, passed)
         write_reports(txn.new_dir, report)
         interrupts.raise_if_interrupted()
@@ -174,6 +188,11 @@ def _run_report(txn: outset.Transaction, facts: _RunFacts, entries: list[Artifac
         parity_inputs={"names": e.names, "resolution": spec.resolution, "source": "skimage.data photos + seeded noise"},
         artifacts=tuple(entries),
         golden={"file": golden.FILE_NAME, **txn.add_written(golden.FILE_NAME)},
+        golden_sizes={
+            other.resolution: {"file": name, **txn.add_written(name)}
+            for other in e.sizes().values()
+            for name in [golden.file_name_at(other.resolution)]
+        },
         labels=tuple(ctx.labels),
         warnings=tuple(facts.warnings),
         library_warnings=tuple(dict.fromkeys(facts.ctx.library_warnings)),

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import replace
 
-from casvit.preprocess import Preprocessing, from_training_args, official_default
+from casvit.preprocess import SQUASH_FROM, Preprocessing, from_training_args, official_default
 
 from .errors import ExportError
 from .inputs import CONVENTIONS
@@ -55,6 +56,15 @@ def record_for(spec, training_args=None) -> tuple[Preprocessing, str]:
             raise ExportError(f"preprocessing: {e}") from None
         source += " + command line (" + ", ".join(f"--{k.replace('_', '-')}" for k in overrides) + ")"
     return record, source
+
+
+def record_at(record: Preprocessing, spec, height: int, width: int) -> Preprocessing:
+    """The record of the same export at another input size (a model that accepts several):
+    the same values, with the crop mode the official transform gives that size unless
+    --crop-pct fixed the crop."""
+    squash = min(height, width) >= SQUASH_FROM and spec.preprocessing.crop_pct is None
+    crop_mode = record.crop_mode if spec.preprocessing.crop_pct is not None else ("squash" if squash else "center")
+    return replace(record, height=height, width=width, crop_mode=crop_mode)
 
 
 def convention_of(embed_normalization: bool, input_range: float) -> str:

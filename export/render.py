@@ -71,7 +71,8 @@ def _markdown(report: dict) -> str:
         + ("" if w["for_deployment"] else " -- **NOT FOR DEPLOYMENT**")
         + (f", sha256 `{w['sha256'][:16]}...`" if w.get("sha256") else ""),
         *([preprocessing_line(report["preprocessing"])] if report.get("preprocessing") else []),
-        f"- parity inputs: {', '.join(report['parity_inputs']['names'])}",
+        f"- parity inputs: {', '.join(report['parity_inputs']['names'])}"
+        + "".join(f"; at {size} also in `{g['file']}`" for size, g in report["golden"].get("sizes", {}).items()),
         f"- network attempts during export: {report['network_attempts']}" + _offline_note(report),
         f"- result: **{'PASSED' if report['passed'] else 'FAILED'}**"
         + (
@@ -95,13 +96,12 @@ def _markdown(report: dict) -> str:
         m = a["parity"]["metrics"] if a.get("parity") else {}
         lines.append(
             f"| {a['file']} | {a['precision']} | {a['size_bytes'] / 1024:.0f} | {a['convert_seconds']:.1f} | "
-            f"{by_name('audit').status(a)} | "
-            + " | ".join(_fmt(m.get(k, float("nan"))) for k in ("max_abs", "max_rel"))
-            + f" | {m.get('min_cosine', float('nan')):.6f} | {m.get('min_centered_cosine', float('nan')):.4f}"
-            f" | {_fmt(m.get('top1_agreement'))} | {_fmt(m.get('top5_agreement'))} | "
-            f"{by_name('parity').status(a)} | "
+            f"{by_name('audit').status(a)} | " + _metric_cells(m) + f" | {by_name('parity').status(a)} | "
             f"{a['status']}{' (' + failure_summary(a) + ')' if not a.get('passed', True) else ''} |"
         )
+        for size, result in _further_sizes(a):
+            status = "ok" if result["passed"] else "FAIL: " + "; ".join(result["misses"])
+            lines.append(f"| at {size} | | | | | {_metric_cells(result['metrics'])} | {status} | |")
     notes = [f"> Note from a converter: {w}" for w in report.get("library_warnings", [])]
     lines += ["", *notes, *([""] if notes else []), *accuracy_markdown(report), *validations_markdown(report)]
     lines += ["## Per artifact", ""]
@@ -120,6 +120,19 @@ def _markdown(report: dict) -> str:
         lines.append("")
     lines += ["## Tool versions", "", *(f"- {k} {v}" for k, v in report["versions"].items()), ""]
     return "\n".join(lines)
+
+
+def _metric_cells(m: dict) -> str:
+    return (
+        " | ".join(_fmt(m.get(k, float("nan"))) for k in ("max_abs", "max_rel"))
+        + f" | {m.get('min_cosine', float('nan')):.6f} | {m.get('min_centered_cosine', float('nan')):.4f}"
+        f" | {_fmt(m.get('top1_agreement'))} | {_fmt(m.get('top5_agreement'))}"
+    )
+
+
+def _further_sizes(a: dict) -> list[tuple[str, dict]]:
+    """(size, parity result) at each input size an artifact accepts besides the spec's."""
+    return list(((a.get("parity") or {}).get("sizes") or {}).items())[1:]
 
 
 MAX_CLASS_ROWS = 100  # per-class rows in report.md (report.json has every class)
@@ -274,18 +287,13 @@ def console_table(report: RunReport, out_dir: Path) -> str:
     ]
     for a in report["artifacts"]:
         m = a["parity"]["metrics"] if a.get("parity") else {}
-        numbers = " ".join(
-            f"{m[k]:>{w}.{p}}" if k in m else f"{'-':>{w}}"
-            for k, w, p in (
-                ("max_rel", 9, "2e"),
-                ("min_cosine", 10, "6f"),
-                ("min_centered_cosine", 9, "4f"),
-                ("top1_agreement", 6, "2f"),
-                ("top5_agreement", 6, "2f"),
-            )
-        )
         status = a["status"] + (f" ({failure_summary(a)})" if not a["passed"] else "")
-        lines.append(f"{a['file']:<46} {a['size_bytes'] / 1024:>9.0f} {numbers}  {status}")
+        lines.append(f"{a['file']:<46} {a['size_bytes'] / 1024:>9.0f} {_console_numbers(m)}  {status}")
+        for size, result in _further_sizes(a):
+            shown = f"  at {size}"
+            lines.append(
+                f"{shown:<46} {'':>9} {_console_numbers(result['metrics'])}  {'ok' if result['passed'] else 'FAIL'}"
+            )
     if not report["weights"]["for_deployment"]:
         lines.append("NOTE: random weights -- these artifacts are NOT FOR DEPLOYMENT")
     lines += accuracy_console_lines(report)
@@ -316,3 +324,16 @@ def validation_console(v: dict, out_dir: Path) -> str:
         )
     lines.append(f"report: {out_dir / 'report.md'}")
     return "\n".join(lines)
+
+
+def _console_numbers(m: dict) -> str:
+    return " ".join(
+        f"{m[k]:>{w}.{p}}" if k in m else f"{'-':>{w}}"
+        for k, w, p in (
+            ("max_rel", 9, "2e"),
+            ("min_cosine", 10, "6f"),
+            ("min_centered_cosine", 9, "4f"),
+            ("top1_agreement", 6, "2f"),
+            ("top5_agreement", 6, "2f"),
+        )
+    )

@@ -68,6 +68,7 @@ class RunReport:
     parity_inputs: dict[str, Any]
     artifacts: tuple[ArtifactReport, ...]
     golden: dict[str, Any]
+    golden_sizes: dict[str, dict] = field(default_factory=dict)  # further input size -> its golden file record
     labels: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()  # the tool's, shown on the console too
     library_warnings: tuple[str, ...] = ()  # the converters' own caveats, in the report only
@@ -97,7 +98,7 @@ class RunReport:
             "warnings": list(self.warnings),
             "library_warnings": list(self.library_warnings),
             "accuracy": self.accuracy,
-            "golden": self.golden,
+            "golden": {**self.golden, **({"sizes": self.golden_sizes} if self.golden_sizes else {})},
             **({} if self.passed else {"previous_set_kept": self.previous_set_kept}),
             **self.extra,
         }

@@ -300,6 +300,8 @@ class Artifact:
     details: dict[str, Any] = field(default_factory=dict)  # facts of the conversion, recorded in the report as is
     companions: list[Path] = field(default_factory=list)  # files that ship beside it (promoted with it)
     runtime_facts: RuntimeFacts = field(default_factory=RuntimeFacts)
+    # (height, width) of every further input size it accepts besides the spec's res; parity runs at each
+    input_sizes: tuple[tuple[int, int], ...] = ()
 
     def report_details(self) -> dict[str, Any]:
         """``details`` as the report shows it: the conversion facts, the companions'

@@ -9,7 +9,6 @@ dequantize inside w8a8, and the accuracy on held-out digits of the digits checkp
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from types import SimpleNamespace
 
@@ -27,7 +26,7 @@ from export.targets.coreml import convert, w8a8
 from export.targets.coreml import target as coreml
 from export.targets.coreml.mil import ops
 
-from .helpers import DIGITS_CHECKPOINT, ROOT, export_report
+from .helpers import DIGITS_CHECKPOINT, export_report
 
 pytestmark = pytest.mark.skipif(sys.platform == "darwin", reason="Linux path: on macOS load() uses MLModel.predict")
 SIZE, CLASSES = 16, 5
@@ -174,23 +173,12 @@ def test_small_w8a8_program_matches_the_float_net_within_int8_tolerance(small_w8
     assert result["metrics"]["min_centered_cosine"] >= 0.95, result["metrics"]  # the signal survives int8
 
 
-NOTES = ROOT / "docs" / "notes-issue24.md"
-DOC_OUT = "out/w8a8-tiny"  # the snippets' output folder, a temporary one here
-
-
-def _snippet(language: str) -> str:
-    """The first ``language`` block of the user notes after the marker that says a test runs it."""
-    text = NOTES.read_text().split("<!-- run by tests/test_coreml_w8a8.py -->", 1)[1]
-    return text.split(f"```{language}\n", 1)[1].split("```", 1)[0]
-
-
 @pytest.fixture(scope="module")
 def tiny_export(tmp_path_factory):
-    """The notes' quick-start command, run as written (its OUT in a temporary folder)."""
+    """The tiny model at 64x64 to fp16 and W8A8 (docs/coreml.md's W8A8 command)."""
     out = tmp_path_factory.mktemp("w8a8")
-    args = shlex.split(_snippet("sh").replace(DOC_OUT, str(out)))
-    assert args[:3] == [".venv/bin/python", "-m", "export"]
-    assert cli_main(args[3:]) == 0
+    args = ["--target", "coreml", "--variant", "tiny", "--res", "64", "--coreml-precision", "fp16,w8a8"]
+    assert cli_main([*args, "--out", str(out)]) == 0
     return json.loads((out / "report.json").read_text()), out
 
 
@@ -213,13 +201,6 @@ def test_tiny_w8a8_export_passes_audit_and_int8_parity(tiny_export):
     assert d["calibration"]["count"] == 20 and "scikit-image" in d["calibration"]["source"]
     assert d["quantization"] == w8a8.DESCRIPTION
     assert report["network_attempts"] == 0
-
-
-@pytest.mark.slow
-def test_notes_python_snippet_runs_the_package(tiny_export, capsys):
-    _, out = tiny_export
-    exec(_snippet("python").replace(DOC_OUT, str(out)), {})
-    assert capsys.readouterr().out.strip() == "(16, 1000)"
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 ``mil`` (the reference interpreter that runs a Core ML program off macOS) and ``w8a8``
 (int8 weights and activations calibrated on Linux; its recipe is what
 ``benchmarks.w8a8_ablation`` varies). Internal: ``convert`` (coremltools' conversion
-and the package writing) and ``outputs`` (the classifier's outputs edited after
-conversion); nothing outside this package imports them (``tests/test_layout.py``)."""
+and the package writing), ``describe`` (the package's metadata) and ``outputs`` (the
+classifier's outputs edited after conversion); nothing outside this package imports
+them (``tests/test_layout.py``)."""
 
 __all__ = ["target", "mil", "w8a8"]

@@ -98,12 +98,15 @@ def trace(module: torch.nn.Module, example: torch.Tensor):
         return torch.jit.trace(module.eval(), example, check_trace=False)
 
 
-def program(ctx, traced, kind: str, precision: str, target: str, passes):
+def program(ctx, traced, kind: str, precision: str, target: str, passes, sizes=()):
     """The ML Program (an unloaded MLModel) of ``traced`` in ``precision`` (w8a8 computes in
-    fp16) for deployment ``target``, through the pass pipeline ``passes``."""
+    fp16) for deployment ``target``, through the pass pipeline ``passes``. With ``sizes``
+    ((height, width) pairs, the default first) its input takes each of them
+    (``ct.EnumeratedShapes``, the flexible form the Neural Engine runs)."""
     import coremltools as ct
 
-    shape = (1, 3, ctx.spec.height, ctx.spec.width)
+    shapes = [(1, 3, h, w) for h, w in sizes or [(ctx.spec.height, ctx.spec.width)]]
+    shape = shapes[0] if len(shapes) == 1 else ct.EnumeratedShapes(shapes=shapes, default=shapes[0])
     if kind == "image":  # scale is a scalar in ImageType: mean/std stay in the model as mul/add
         inputs = [
             ct.ImageType(name=INPUT_NAME, shape=shape, color_layout=ct.colorlayout.RGB, scale=1.0, bias=[0.0] * 3)

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from ... import isolate
+from ... import isolate, limits
+from ...errors import ExportError
 from ...fsutil import size_of
 from ...limits import MIB
 from ...options import OptionRecord, comma_list, option
-from ...spec import Artifact
+from ...spec import Artifact, parse_resolution
 from ..base import MemoryCost, Target
 from . import w8a8
 from .convert import (
     INPUT_NAME,
-    LABEL_NAME,
     LOGITS_NAME,
     PROBABILITIES_NAME,
     import_coremltools,
@@ -34,6 +34,7 @@ from .convert import (
     save,
     trace,
 )
+from .describe import OS_OF_TARGET, describe
 from .mil import SUPPORTED_OPS
 from .outputs import expose_logits
 
@@ -44,7 +45,6 @@ PRECISIONS = ("fp16", "fp32", "w8a8")
 PRECISION_GROUPS = {"both": ("fp16", "fp32"), "all": PRECISIONS}
 COMPRESSIONS = ("palettize8", "palettize6", "linear8")  # weight compression of the fp16 and fp32 programs
 DEPLOYMENT_TARGETS = ("iOS16", "iOS17", "iOS18")
-OS_OF_TARGET = {"iOS16": "iOS 16 / macOS 13", "iOS17": "iOS 17 / macOS 14", "iOS18": "iOS 18 / macOS 15"}
 REFERENCE_NOTE = "Core ML program verified by the reference interpreter (export.targets.coreml.mil, torch kernels)"
 # Pixels per interpreter run: every op runs once on the whole batch, 16 images at 224x224
 # (xs: ~40 MB for the largest activation in float32), more of smaller images, whose ops
@@ -74,6 +74,24 @@ def _compressions(value) -> tuple[str, ...]:
     return comma_list(COMPRESSIONS, "compression")(chosen) if chosen else ()
 
 
+def _sizes(value) -> tuple[tuple[int, int], ...]:
+    """``"96,128x160"``, or a sequence of sizes, or none -> (height, width) pairs, each a
+    valid --res, none given twice."""
+    items = str(value).split(",") if isinstance(value, str) else list(value)
+    sizes = []
+    for item in items:
+        if str(item).strip() in ("", "none"):
+            continue
+        try:
+            size = parse_resolution(item)
+        except ExportError as e:
+            raise ValueError(str(e)) from None
+        if size in sizes:
+            raise ValueError(f"{size[0]}x{size[1]} is given twice")
+        sizes.append(size)
+    return tuple(sizes)
+
+
 @dataclass(frozen=True)
 class CoreMLOptions(OptionRecord):
     coreml_precision: tuple[str, ...] = option(
@@ -101,6 +119,30 @@ class CoreMLOptions(OptionRecord):
         "tensor: float input in the convention of --embed-normalization/--input-range",
         choices=("image", "tensor"),
     )
+    coreml_sizes: tuple[tuple[int, int], ...] = option(
+        (),
+        "further input sizes, comma list of N or HxW (multiples of 32): each package then takes --res (its "
+        "default) and these (Core ML enumerated shapes), with parity checked at every size",
+        parse=_sizes,
+        metavar="LIST",
+        default_text="none",
+    )
+
+
+def input_sizes(spec) -> list[tuple[int, int]]:
+    """Every input size of the packages: --res (the default) first, then --coreml-sizes."""
+    return [tuple(spec.res), *spec.options_of("coreml").coreml_sizes]
+
+
+def validate(spec) -> None:
+    """Each further input size differs from --res and keeps within the limits --res has."""
+    for height, width in spec.options_of("coreml").coreml_sizes:
+        if (height, width) == tuple(spec.res):
+            raise ExportError(f"--coreml-sizes {height}x{width}: that is --res, already the packages' default size")
+        try:
+            limits.check(replace(spec, res=(height, width), targets=("coreml",)))
+        except ExportError as e:
+            raise ExportError(f"--coreml-sizes {height}x{width}: {e}") from None
 
 
 def _options(spec) -> tuple[list[str], list[str], str, str]:
@@ -111,58 +153,6 @@ def _options(spec) -> tuple[list[str], list[str], str, str]:
 def calibrates(spec) -> bool:
     """Whether a run of ``spec`` makes a W8A8 package (calibrated on images)."""
     return "w8a8" in _options(spec)[0]
-
-
-def _describe(ctx, spec, kind: str, convention: str, precision: str, compression: str | None, target: str) -> None:
-    meta = spec.description.metadata
-    s = ctx.spec
-    meta.shortDescription = (
-        f"CAS-ViT-{s.variant} image classifier, {s.resolution}, {len(ctx.labels)} classes "
-        f"({precision}{', ' + compression if compression else ''}). Confidences are softmax "
-        "probabilities; raw scores are in the 'logits' output."
-    )
-    meta.author = "casvit-deploy toolchain (CAS-ViT: Zhang et al., 2024)"
-    meta.license = f"toolchain MIT; weights: {ctx.weights['source']} (license of their source applies)"
-    meta.versionString = _project_version()
-    del_key = "com.github.apple.coremltools.conversion_date"  # the date would make the bytes differ per day
-    if del_key in meta.userDefined:
-        del meta.userDefined[del_key]
-    user = {
-        **ctx.metadata(convention),
-        "coreml_input": kind,
-        "compute_precision": "fp16" if precision == "w8a8" else precision,
-        "weight_compression": compression or ("int8" if precision == "w8a8" else "none"),
-        "activation_quantization": "int8" if precision == "w8a8" else "none",
-        "minimum_deployment_target": OS_OF_TARGET[target],
-    }
-    for key, value in user.items():
-        meta.userDefined[key] = str(value)
-    h, w = s.height, s.width
-    p = ctx.preprocessing
-    image_text = (
-        f"RGB image {w}x{h} (pixels 0-255; mean {list(p.mean)} / std {list(p.std)} of RGB/255 are applied "
-        "inside the model)"
-        if kind == "image"
-        else f"float32 NCHW 1x3x{h}x{w}, {convention} input"
-    )
-    for feature in spec.description.input:
-        feature.shortDescription = image_text
-    texts = {
-        LABEL_NAME: "most likely class label",
-        LABEL_NAME + "_probs": "probability per class label (softmax of the logits, sums to 1)",
-        LOGITS_NAME: f"raw logits, shape 1x{len(ctx.labels)}, in class-label order",
-    }
-    for feature in spec.description.output:
-        feature.shortDescription = texts.get(feature.name, "")
-
-
-def _project_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("casvit-deploy")
-    except PackageNotFoundError:
-        return "unknown (casvit-deploy not installed)"
 
 
 def _jobs(spec) -> list[tuple[str, str, str | None, str]]:
@@ -221,19 +211,21 @@ def _convert_packages(
     artifacts = []
     example = example * (255.0 if convention == "byte" else 1.0)
     traced = trace(module, example)
+    sizes = input_sizes(ctx.spec)
+    shown = ", ".join(f"{h}x{w}" for h, w in sizes)
     for name, precision, compression, target, path in jobs:
-        ctx.log(f"{name}: converting with coremltools ({precision}, target {target}, {kind} input)")
+        ctx.log(f"{name}: converting with coremltools ({precision}, target {target}, {kind} input {shown})")
         start = time.perf_counter()
         details = {}
         with quiet(name):
             if precision == "w8a8":
-                mlmodel = w8a8.program(ctx, module, convention, example, kind, target, calib)
+                mlmodel = w8a8.program(ctx, module, convention, example, kind, target, calib, sizes=sizes)
                 details = {"calibration": calib.describe(), "quantization": w8a8.DESCRIPTION}
             else:
-                mlmodel = program(ctx, traced, kind, precision, target, pipeline(compression))
+                mlmodel = program(ctx, traced, kind, precision, target, pipeline(compression), sizes)
             spec = mlmodel.get_spec()
             expose_logits(spec, len(ctx.labels), LOGITS_NAME, PROBABILITIES_NAME)
-            _describe(ctx, spec, kind, convention, precision, compression, target)
+            describe(ctx, spec, kind, convention, precision, compression, target, sizes)
             save(mlmodel, spec, path)
         seconds = time.perf_counter() - start
         artifacts.append(
@@ -252,8 +244,10 @@ def _convert_packages(
                     "weight_compression": compression or ("int8" if precision == "w8a8" else "none"),
                     "input": kind,
                     "outputs": [f.name for f in spec.description.output],
+                    **({"input_sizes": [f"{h}x{w}" for h, w in sizes]} if len(sizes) > 1 else {}),
                     **details,
                 },
+                input_sizes=tuple(sizes[1:]),
             )
         )
     return artifacts
@@ -378,6 +372,7 @@ TARGET = Target(
     memory=MemoryCost(1240 * MIB, 122, per_class=9960),
     tools=("coremltools",),
     options=CoreMLOptions,
+    validate=validate,
     calibrates=calibrates,
     bench=None,  # no Core ML runtime on Linux: no latency rows (accuracy runs the reference interpreter)
 )

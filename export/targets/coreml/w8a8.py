@@ -220,18 +220,20 @@ def program(
     target: str,
     calib,
     recipe: Recipe = EXPORT_RECIPE,
+    sizes=(),
 ):
     """The W8A8 program of ``module`` (an unloaded MLModel): conv biases corrected on the
     calibration images ``calib``, activation ranges measured by the reference interpreter
     over the fp16 program of that model, then coremltools' activation and weight
-    quantization passes in a second conversion."""
+    quantization passes in a second conversion. Both programs take the input ``sizes``
+    (``convert.program``); the calibration images are at the first."""
     p = ctx.preprocessing
     x = to_convention(calib.rgb, convention, p.mean, p.std)
     traced = trace(bias_corrected(module, x) if recipe.bias_correction else module, example)
     float_program, renamed = interpreted(
-        convert_program(ctx, traced, kind, "fp16", target, pipeline()), len(ctx.labels)
+        convert_program(ctx, traced, kind, "fp16", target, pipeline(), sizes), len(ctx.labels)
     )
     ranges = activation_ranges(float_program, x, INPUT_NAME, LOGITS_NAME, renamed, recipe.ranges)
     passes = pipeline()
     add_passes(passes, ranges, recipe)
-    return convert_program(ctx, traced, kind, "w8a8", target, passes)
+    return convert_program(ctx, traced, kind, "w8a8", target, passes, sizes)

@@ -12,7 +12,7 @@ import torch
 from .constexpr import CONSTEXPR_OPS
 from .errors import ProgramError, UnsupportedOpError
 from .ops import OPS, SUPPORTED_OPS, fake_quantize, tensor
-from .values import DTYPES, RUNTIME_DTYPES, BlobFiles, decode, tensor_dtype, tensor_shape
+from .values import DTYPES, RUNTIME_DTYPES, BlobFiles, declared_shape, decode, tensor_dtype
 
 WEIGHTS_IN_PACKAGE = Path("Data") / "com.apple.CoreML" / "weights"
 # One thread, like eager PyTorch and the ONNX Runtime and LiteRT runs of an export:
@@ -142,7 +142,9 @@ class Program:
         if unknown:
             raise ProgramError(f"unknown output(s) {', '.join(unknown)}; the program has {', '.join(self.outputs)}")
         values = {
-            name: np.asarray(self._image(name, feeds[name]) if name in self.image_inputs else feeds[name])
+            name: np.asarray(
+                self._image(name, feeds[name]) if name in self.image_inputs else self._tensor(name, feeds[name])
+            )
             for name in self.inputs
         }
         batch = self._batch_size(values)
@@ -164,7 +166,7 @@ class Program:
 
     def _batch_size(self, values: dict[str, np.ndarray]) -> int:
         """N when every input declared with batch 1 is fed N samples (1 otherwise)."""
-        sizes = {v.shape[0] for name, v in values.items() if v.ndim and tensor_shape(self.inputs[name])[:1] == (1,)}
+        sizes = {v.shape[0] for name, v in values.items() if v.ndim and declared_shape(self.inputs[name])[:1] == (1,)}
         if len(sizes) > 1:
             raise ProgramError(f"inputs disagree on the batch size: {sorted(sizes)}")
         return sizes.pop() if sizes else 1
@@ -194,13 +196,24 @@ class Program:
         pixels = np.asarray(pixels, np.float32)
         if space not in ("RGB", "BGR"):
             raise ProgramError(f"image input {name!r}: color space {space} is not supported")
-        if pixels.shape[-3:] != (3, image.height, image.width):
-            raise ProgramError(
-                f"image input {name!r} expects 3x{image.height}x{image.width} pixels, got shape {pixels.shape}"
-            )
+        sizes = [(size.height, size.width) for size in image.enumeratedSizes.sizes] or [(image.height, image.width)]
+        if pixels.ndim < 3 or (pixels.shape[-3], *pixels.shape[-2:]) not in [(3, h, w) for h, w in sizes]:
+            shown = " or ".join(f"3x{h}x{w}" for h, w in sizes)
+            raise ProgramError(f"image input {name!r} expects {shown} pixels, got shape {pixels.shape}")
         if not (np.all(pixels == np.rint(pixels)) and pixels.min() >= 0 and pixels.max() <= 255):
             raise ProgramError(f"image input {name!r} takes 8-bit pixels: whole numbers from 0 to 255")
         return pixels[..., ::-1, :, :] if space == "BGR" else pixels
+
+    def _tensor(self, name: str, value) -> np.ndarray:
+        """A multiarray input; one of flexible shape must have one of the shapes the model enumerates."""
+        value = np.asarray(value)
+        feature = next(f for f in self.spec.description.input if f.name == name)
+        if feature.type.WhichOneof("Type") == "multiArrayType":
+            shapes = [tuple(e.shape) for e in feature.type.multiArrayType.enumeratedShapes.shapes]
+            if shapes and (1, *value.shape[1:]) not in shapes:
+                shown = " or ".join("x".join(map(str, shape)) for shape in shapes)
+                raise ProgramError(f"input {name!r} expects one of {shown}, got shape {value.shape}")
+        return value
 
     def _bind(self, op) -> _Step:
         """The op's arguments: constants and literals resolved now, other values by name."""
@@ -252,11 +265,12 @@ class Program:
             value = value.to(table[dtype])
         else:
             value = np.asarray(value).astype(table[dtype], copy=False)
-        shape = tensor_shape(value_type)
+        shape = declared_shape(value_type)
         if batch > 1 and shape[:1] == (1,):
             shape = (batch, *shape[1:])
-        if tuple(value.shape) != shape:
-            raise ProgramError(f"{what}: computed shape {tuple(value.shape)}, the program declares {shape}")
+        if len(value.shape) != len(shape) or any(d is not None and d != n for d, n in zip(shape, value.shape)):
+            shown = tuple("?" if d is None else d for d in shape)
+            raise ProgramError(f"{what}: computed shape {tuple(value.shape)}, the program declares {shown}")
         return value
 
 

@@ -76,10 +76,18 @@ def tensor_dtype(value_type) -> str | None:
 
 
 def tensor_shape(value_type) -> tuple[int, ...]:
-    dims = value_type.tensorType.dimensions
-    if any(d.WhichOneof("dimension") != "constant" for d in dims):
+    """The fixed shape of a tensor type (constants have one)."""
+    shape = declared_shape(value_type)
+    if None in shape:
         raise ProgramError("the reference interpreter needs fixed tensor shapes; this program has a flexible one")
-    return tuple(int(d.constant.size) for d in dims)
+    return shape
+
+
+def declared_shape(value_type) -> tuple[int | None, ...]:
+    """The shape a tensor type declares, None for a flexible dimension (e.g. the height
+    and width of an input with enumerated sizes)."""
+    dims = value_type.tensorType.dimensions
+    return tuple(int(d.constant.size) if d.WhichOneof("dimension") == "constant" else None for d in dims)
 
 
 class BlobFiles:
