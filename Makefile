@@ -27,7 +27,7 @@ help: ## show this help
 	@echo "  VAL=labelled images, one subfolder per class (top-1/top-5 of eager and every artifact, accuracy gate)  VAL_COUNT=N"
 	@echo "  OUT=output folder [$(OUT)]  EXPORT_ARGS='more python -m export options'"
 	@echo "  Every option: $(PY) -m export --help"
-	@echo "  Exit codes (0 passed, 1 gate failed, 2 bad input, 3 environment, 4 internal error, 130/143 interrupted) are those of"
+	@echo "  Exit codes (0 passed, 1 gate failed, 2 bad input, 3 environment, 4 internal error, 129/130/143 interrupted) are those of"
 	@echo "  $(PY) -m export; through make any failure is make's own 2."
 	@echo "make bench PEERS=1: also litert-torch and ExecuTorch (XNNPACK) side by side with ours, in .venv-peers"
 	@echo "  (make peers-setup creates it; torch stays 2.13.0 CPU); per-op profile: .venv-peers/bin/python -m benchmarks.peers.profile"

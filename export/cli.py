@@ -11,7 +11,7 @@ from casvit import VARIANTS
 
 from . import accuracy, interrupts, labelled_images, preprocessing, targets
 from .checks import failure_summary
-from .errors import EXIT_PASSED, ExportError, GateFailure, OneLineParser, outcome
+from .errors import EXIT_PASSED, ExportError, GateFailure, OneLineParser, outcome, shown
 from .spec import ExportSpec, parse_resolution
 
 
@@ -25,8 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         "parity or accuracy gate (the previous set in OUT is kept, this run's files and report go to OUT/rejected); "
         "2 bad input (or OUT in use by another run); 3 the environment failed mid-run (disk full, "
         "out of memory, permission lost); 4 internal error (a bug; --debug shows the traceback); "
-        "130 interrupted (Ctrl-C); 143 terminated (SIGTERM). Through make the status is make's own "
-        "(2 for any failed recipe): scripts that branch on these codes call python -m export.",
+        "129 hung up (SIGHUP); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM). Through make the status is "
+        "make's own (2 for any failed recipe): scripts that branch on these codes call python -m export.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     g = p.add_argument_group("model")
@@ -170,10 +170,11 @@ def spec_from_args(args: argparse.Namespace) -> ExportSpec:
 def main(argv: list[str] | None = None) -> int:
     """Parse, run, and map the outcome to an exit code (``export.errors.outcome``)."""
     args = build_parser().parse_args(argv)
-    previous_handlers = interrupts.install()
+    previous_handlers = {}
     try:
-        from .pipeline import run
+        from .pipeline import run  # its heavy imports before signals raise (python -m export exits at once until here)
 
+        previous_handlers = interrupts.install()
         spec = spec_from_args(args)
         report = run(spec)
     except BaseException as e:  # noqa: BLE001 -- every ending becomes one line and a documented code
@@ -212,5 +213,5 @@ def summary_table(report: dict, out_dir: Path) -> str:
     if not report["weights"]["for_deployment"]:
         lines.append("NOTE: random weights -- these artifacts are NOT FOR DEPLOYMENT")
     lines += accuracy.console_lines(report)
-    lines.append(f"report: {out_dir / 'report.md'}")
+    lines.append(f"report: {shown(str(out_dir / 'report.md'))}")
     return "\n".join(lines)

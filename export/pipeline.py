@@ -15,7 +15,7 @@ from casvit import CheckpointError, create_model, model_from_checkpoint
 from casvit.seeding import randomize_batchnorm
 
 from . import accuracy, checks, golden, interrupts, outset, progress, targets
-from .context import ExportContext, log
+from .context import ExportContext
 from .errors import ExportError, GateFailure
 from .fsutil import sha256_of, size_of
 from .inputs import parity_images, to_convention
@@ -44,7 +44,7 @@ def build_model(spec: ExportSpec):
             "sha256": sha256_of(path),
             "for_deployment": True,
         }
-    log(f"WARNING: no checkpoint given: seeded random weights (seed {spec.seed}). NOT FOR DEPLOYMENT.")
+    progress.warn(f"no checkpoint given: seeded random weights (seed {spec.seed}). NOT FOR DEPLOYMENT.")
     torch.manual_seed(spec.seed)
     try:
         model = create_model(spec.variant, num_classes=spec.num_classes or 1000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,22 @@ def output_lock_held(out: Path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def commit_set(out: Path, files: dict[str, bytes], force: bool = False, rejected: bool = False, during=None) -> None:
+    """A minimal run through the export transaction: write ``files`` and a report, call
+    ``during(txn)`` (what happens while the run converts), commit."""
+    from export.outset import Transaction
+
+    with Transaction(out, force=force) as txn:
+        for name, data in files.items():
+            (txn.new_dir / name).write_bytes(data)
+            txn.add_written(name)
+        (txn.new_dir / "report.json").write_text(json.dumps({"run_id": txn.run_id}))
+        (txn.new_dir / "report.md").write_text("report")
+        if during is not None:
+            during(txn)
+        txn.commit({}, rejected=rejected)
 
 
 def photo_batch(height: int, width: int, normalize: bool = True) -> torch.Tensor:

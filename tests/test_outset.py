@@ -23,7 +23,7 @@ from export.cli import main
 from export.errors import EnvironmentFailure, ExportError, GateFailure, Terminated, outcome
 from export.outset import Transaction, problems, transaction_folders
 
-from .helpers import ROOT, output_lock_held
+from .helpers import ROOT, commit_set, output_lock_held
 
 TINY = ["--variant", "tiny", "--res", "64"]
 
@@ -64,17 +64,6 @@ def _cli(*args, **popen):
         text=True,
         **popen,
     )
-
-
-def _commit(out: Path, files: dict[str, bytes], force: bool = False, rejected: bool = False) -> None:
-    """A minimal run through the transaction: write ``files`` and a report, commit."""
-    with Transaction(out, force=force) as txn:
-        for name, data in files.items():
-            (txn.new_dir / name).write_bytes(data)
-            txn.add_written(name)
-        (txn.new_dir / "report.json").write_text(json.dumps({"run_id": txn.run_id}))
-        (txn.new_dir / "report.md").write_text("report")
-        txn.commit({}, rejected=rejected)
 
 
 def _nan_checkpoint(path: Path) -> Path:
@@ -138,7 +127,7 @@ def test_full_tmpfs_gives_exit_3_one_line_and_a_consistent_out(onnx_set, tmp_pat
     )
     script = (
         f"mount -t tmpfs -o size={kib}k none '{mnt}' && cp -a '{onnx_set}' '{mnt}/out' && "
-        f"'{sys.executable}' -m export --target onnx {' '.join(TINY)} --seed 5 --out '{mnt}/out'; "
+        f"'{sys.executable}' -m export --target onnx {' '.join(TINY)} --seed 5 --out '{mnt}/out' > /dev/null; "
         f"echo \"exit=$?\" >&2; '{sys.executable}' -c '{check}' '{mnt}/out' && LC_ALL=C ls -A '{mnt}' && "
         f"sha256sum '{mnt}/out/casvit_tiny_64x64.onnx'"
     )
@@ -147,7 +136,7 @@ def test_full_tmpfs_gives_exit_3_one_line_and_a_consistent_out(onnx_set, tmp_pat
     )
     assert "exit=3" in r.stderr, r.stderr
     (line,) = _error_lines(r.stderr)
-    assert "No space left on device" in line and "Traceback" not in r.stderr
+    assert f"No space left on device: {mnt}/" in line and "Traceback" not in r.stderr
     lines = r.stdout.splitlines()
     assert json.loads(lines[0]) == [] and lines[1:3] == [".out.lock", "out"], r.stdout  # no transaction folder
     assert lines[3].split()[0] == _snapshot(onnx_set)["casvit_tiny_64x64.onnx"]
@@ -212,14 +201,14 @@ def test_ctrl_c_or_sigterm_during_onnx2tf_ends_the_run_within_10_s(onnx_set, tmp
     child = _converter_started(proc, out, "onnx2tf", marker="Model conversion started")
     start = time.monotonic()
     os.killpg(proc.pid, signum) if signum == signal.SIGINT else proc.send_signal(signum)
-    _, err = proc.communicate(timeout=60)
+    out_lines, err = proc.communicate(timeout=60)
     latency = time.monotonic() - start
     print(f"\n{signal.Signals(signum).name} during onnx2tf: exit {proc.returncode} after {latency:.1f} s")
     assert latency < 10 and proc.returncode == code, err
     assert _error_lines(err) == [f"error: {outcome(Terminated() if code == 143 else KeyboardInterrupt())[1]}"]
     assert "Traceback" not in err and not child.is_running()
     assert _snapshot(out) == before and problems(out) == []
-    stamps = [float(line[1 : line.index("s]")]) for line in err.splitlines() if line.startswith("[")]
+    stamps = [float(line[1 : line.index("s]")]) for line in out_lines.splitlines() if line.startswith("[")]
     assert max(b - a for a, b in zip(stamps, stamps[1:])) <= 10.5, err  # a progress line at least every 10 s
 
 
@@ -228,15 +217,15 @@ def test_files_we_did_not_write_are_refused_unless_force_and_never_overwritten(t
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     with pytest.raises(ExportError, match=r"holds files this tool did not write \(notes.txt\).*--force"):
-        _commit(out, {"a.onnx": b"1"})
-    _commit(out, {"a.onnx": b"1"}, force=True)
+        commit_set(out, {"a.onnx": b"1"})
+    commit_set(out, {"a.onnx": b"1"}, force=True)
     assert (out / "notes.txt").read_text() == "mine" and (out / "a.onnx").read_bytes() == b"1"
     assert problems(out, foreign_ok=True) == [] and problems(out) == ["notes.txt: not listed in the manifest"]
     (out / "b.onnx").mkdir()  # the user's folder where the next set puts a file
     with pytest.raises(ExportError, match="b.onnx is in the way"):
-        _commit(out, {"b.onnx": b"2"}, force=True)
+        commit_set(out, {"b.onnx": b"2"}, force=True)
     assert (out / "b.onnx").is_dir() and (out / "a.onnx").read_bytes() == b"1"
-    _commit(out, {"c.onnx": b"3"}, force=True)  # foreign entries survive a replacing swap
+    commit_set(out, {"c.onnx": b"3"}, force=True)  # foreign entries survive a replacing swap
     assert sorted(os.listdir(out)) == ["b.onnx", "c.onnx", "manifest.json", "notes.txt", "report.json", "report.md"]
 
 
@@ -249,7 +238,7 @@ def test_a_kill_between_the_two_fallback_renames_is_undone(tmp_path, monkeypatch
     """Without RENAME_EXCHANGE the swap is OUT -> old/, new/ -> OUT; an interruption
     between them must not lose the previous set."""
     out = tmp_path / "out"
-    _commit(out, {"a.onnx": b"1"})
+    commit_set(out, {"a.onnx": b"1"})
     monkeypatch.setattr(outset, "_exchange", lambda a, b: (_ for _ in ()).throw(OSError(errno.EINVAL, "no")))
     real_rename, calls = os.rename, []
 
@@ -261,11 +250,11 @@ def test_a_kill_between_the_two_fallback_renames_is_undone(tmp_path, monkeypatch
 
     monkeypatch.setattr(outset.os, "rename", rename)
     with pytest.raises(KeyboardInterrupt):
-        _commit(out, {"b.onnx": b"2"})
+        commit_set(out, {"b.onnx": b"2"})
     monkeypatch.setattr(outset.os, "rename", real_rename)
     assert sorted(os.listdir(out)) == ["a.onnx", "manifest.json", "report.json", "report.md"]
     assert problems(out) == []
-    _commit(out, {"b.onnx": b"2"})  # the fallback path, to the end
+    commit_set(out, {"b.onnx": b"2"})  # the fallback path, to the end
     assert sorted(os.listdir(out)) == ["b.onnx", "manifest.json", "report.json", "report.md"] and problems(out) == []
 
 
@@ -297,8 +286,9 @@ def test_exit_codes_are_mapped_in_one_place():
 def test_progress_repeats_the_stage_while_it_runs(capsys):
     with progress.stage("converting", interval=0.05):
         time.sleep(0.3)
-    lines = capsys.readouterr().err.splitlines()
-    assert lines[0].endswith("] converting") and len(lines) >= 4
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert err == "" and lines[0].endswith("] converting") and len(lines) >= 4
     assert all("converting: still running" in line for line in lines[1:])
 
 
