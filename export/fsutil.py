@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+from .errors import nearly_full
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -20,10 +23,26 @@ def _replacing(path: Path):
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with _naming(path):
+            yield tmp
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _naming(path: Path):
+    """An OSError in the block names ``path``: a failed write() names no file, and
+    NumPy reports a short write with neither errno nor path (taken for ENOSPC when the
+    disk is nearly full)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno is None and nearly_full(Path(path).parent):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 
@@ -40,6 +59,14 @@ def atomic_copy(src: Path, dst: Path) -> None:
     """Copy a file's contents and permission bits to ``dst``, atomically."""
     with _replacing(Path(dst)) as tmp:
         shutil.copy(src, tmp)
+
+
+def save_array(path: Path, array) -> None:
+    """``np.save`` whose errors name the file (see ``_naming``)."""
+    import numpy as np
+
+    with _naming(path):
+        np.save(path, array)
 
 
 def sha256_of(path: Path) -> str:
