@@ -84,24 +84,29 @@ def _open_rgb(path: Path, what: str = "calibration image"):
         raise ExportError(f"{what} {path} cannot be read: {first_line(e)}") from None
 
 
+def _decode(image, path: Path, what: str) -> None:
+    """Decode the pixels now, so a truncated or corrupt file fails with one line here."""
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ExportError(f"{what} {path} cannot be read: {first_line(e)}") from None
+
+
 def read_rgb(path: Path, record: Preprocessing, what: str = "calibration image") -> np.ndarray:
     """One image file as the record's (height, width, 3) uint8 pixels; grayscale or other modes are refused."""
     with _open_rgb(path, what) as image:
-        try:
-            image.load()  # decode now so a truncated file fails here, not later
-        except (OSError, SyntaxError, ValueError) as e:
-            raise ExportError(f"{what} {path} cannot be read: {first_line(e)}") from None
+        _decode(image, path, what)
         return record.resize_rgb(image)
 
 
 def check_calibration_folder(folder: Path, count: int = DEFAULT_COUNT) -> None:
     """Before any conversion: the folder has images, and the ``count`` that will be
-    used open as RGB within Pillow's limits (headers only; decoding comes later)."""
+    used decode as RGB within Pillow's limits (a truncated file fails here)."""
     if count < 1:
         raise ExportError(f"calibration count must be at least 1, got {count}")
     for path in image_files(folder)[:count]:
-        with _open_rgb(path):
-            pass
+        with _open_rgb(path) as image:
+            _decode(image, path, "calibration image")
 
 
 def _mode_name(mode: str) -> str:

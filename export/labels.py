@@ -38,6 +38,14 @@ def unique_names(names: list[str]) -> list[str]:
     return out
 
 
+def split_names(text: str) -> list[str]:
+    """The names of a labels file read in universal-newlines mode (lines end at ``\n``,
+    ``\r\n`` or ``\r``, as the Android app splits them): split on ``\n`` only, so a
+    form feed, NEL or U+2028 stays inside its name; surrounding spaces and blank
+    lines dropped."""
+    return [name for name in (line.strip() for line in text.split("\n")) if name]
+
+
 def resolve_labels(num_classes: int, path: Path | None = None) -> list[str]:
     """Labels for a model with ``num_classes`` outputs: the user's file (one name per
     line, exactly ``num_classes`` lines), ImageNet-1K names for 1000 classes, or
@@ -45,9 +53,9 @@ def resolve_labels(num_classes: int, path: Path | None = None) -> list[str]:
     if path is not None:
         try:
             text = Path(path).read_text(encoding="utf-8-sig")  # a UTF-8 BOM is not part of the first name
-            names = [line.strip() for line in text.splitlines() if line.strip()]
         except (OSError, UnicodeDecodeError) as e:
             raise ExportError(f"cannot read labels file {path}: {e}") from None
+        names = split_names(text)
         if len(names) != num_classes:
             raise ExportError(f"labels file {path} has {len(names)} names but the model has {num_classes} classes")
         return unique_names(names)
