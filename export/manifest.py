@@ -88,16 +88,21 @@ def read_manifest(folder: Path) -> dict | None:
     return None if manifest_problem(manifest) else manifest
 
 
+def read_json(path: Path, missing: str) -> object:
+    """The JSON document in ``path``; a one-line ExportError (``missing`` when there is no such file)."""
+    if not path.is_file():
+        raise ExportError(missing)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ExportError(f"{path}: not readable JSON ({e})") from None
+
+
 def load_manifest(folder: Path) -> dict:
     """The manifest of the set in ``folder``; a one-line ExportError when it is missing,
     unreadable, not ours or malformed."""
     path = Path(folder) / MANIFEST
-    if not path.is_file():
-        raise ExportError(f"no {MANIFEST} in {folder}; is this an export output folder?")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ExportError(f"{path}: not readable JSON ({e})") from None
+    manifest = read_json(path, f"no {MANIFEST} in {folder}; is this an export output folder?")
     problem = manifest_problem(manifest)
     if problem:
         raise ExportError(f"{path}: {problem}")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,6 +57,16 @@ def commit_set(out: Path, files: dict[str, bytes], force: bool = False, rejected
         if during is not None:
             during(txn)
         txn.commit({}, rejected=rejected)
+
+
+def in_private_mount(script: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``script`` run by bash in a private mount namespace, where it may mount a small
+    tmpfs; skips the test where that needs what is missing (root, unshare)."""
+    if os.geteuid() != 0 or subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root and unshare --mount")
+    return subprocess.run(
+        ["unshare", "--mount", "bash", "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=timeout
+    )
 
 
 def photo_batch(height: int, width: int, normalize: bool = True) -> torch.Tensor:

@@ -19,7 +19,7 @@ from export.errors import ExportError
 from export.manifest import converter_log, log_marker
 from export.outset import is_ours, problems, transaction_folders
 
-from .helpers import ROOT, commit_set
+from .helpers import ROOT, commit_set, in_private_mount
 
 TINY = ["--variant", "tiny", "--res", "64"]
 OTHER_UID = 65534  # "nobody" on Debian; any uid other than ours would do
@@ -229,8 +229,6 @@ def test_a_force_run_killed_after_the_swap_then_out_deleted_recovers_without_man
 
 def test_a_mount_point_inside_out_is_refused_before_any_work(tmp_path):
     """Item 7: a mount inside OUT would be stranded in a transaction folder by the swap."""
-    if os.geteuid() != 0 or subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root and unshare --mount")
     out = tmp_path / "out"
     commit_set(out, {"a.onnx": b"1"})
     (out / "mnt").mkdir()
@@ -239,7 +237,7 @@ def test_a_mount_point_inside_out_is_refused_before_any_work(tmp_path):
         f"'{sys.executable}' -m export --target onnx {' '.join(TINY)} --force --out '{out}'; echo \"exit=$?\" >&2; "
         f"cat '{out}/mnt/f'"
     )
-    r = subprocess.run(["unshare", "--mount", "bash", "-c", script], capture_output=True, text=True, cwd=ROOT)
+    r = in_private_mount(script)
     assert r.stderr.strip().splitlines() == [
         f"error: --out {out}: {out}/mnt is a mount point inside it; a run moves the entries of OUT, "
         "which a mount point refuses: unmount it or choose another --out",
@@ -269,8 +267,6 @@ _FULL_DISK = {
 @pytest.mark.parametrize("stage", list(_FULL_DISK))
 def test_disk_full_at_every_stage_is_exit_3_naming_the_path(tmp_path, stage):
     """Item 8: the same full disk gave exit 2, 3 without a path or 4 depending on the stage."""
-    if os.geteuid() != 0 or subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode:
-        pytest.skip("mounting a small tmpfs needs root and unshare --mount")
     kib, marker = _FULL_DISK[stage]
     mnt = tmp_path / "mnt"
     mnt.mkdir()
@@ -286,9 +282,7 @@ def test_disk_full_at_every_stage_is_exit_3_naming_the_path(tmp_path, stage):
         f"--out '{mnt}/out' > /dev/null & pid=$!; {fill}wait $pid; echo \"exit=$?\" >&2; }}; rm -f '{mnt}/filler'; "
         f"LC_ALL=C ls -A '{mnt}' '{mnt}/out'"
     )
-    r = subprocess.run(
-        ["unshare", "--mount", "bash", "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=900
-    )
+    r = in_private_mount(script, timeout=900)
     lines = [line for line in r.stderr.splitlines() if "WARNING" not in line]
     assert len(lines) == 2 and lines[1] == "exit=3", r.stderr
     assert lines[0].startswith(f"error: the environment failed mid-run: No space left on device: {mnt}/"), r.stderr

@@ -5,7 +5,6 @@ malformed or leading outside OUT is a BadInput."""
 
 from __future__ import annotations
 
-import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 from .. import golden
 from ..errors import ExportError
 from ..fsutil import sha256_of
-from ..manifest import MANIFEST, REPORT_JSON, listed, load_manifest, member
+from ..manifest import MANIFEST, REPORT_JSON, listed, load_manifest, member, read_json
 from .runner import CONVENTIONS
 
 PRECISION_ORDER = ("fp32", "fp16", "int8-dynamic", "int8")
@@ -47,12 +46,7 @@ class OutputSet:
 def _read_report(out_dir: Path) -> dict[str, dict]:
     """The report's artifact entries by file name; a malformed report is a BadInput."""
     path = out_dir / REPORT_JSON
-    if not path.is_file():
-        raise BadInput(f"{out_dir}: no {REPORT_JSON} (precision and input convention of each artifact)")
-    try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise BadInput(f"{path}: not readable JSON ({e})") from None
+    report = read_json(path, f"{out_dir}: no {REPORT_JSON} (precision and input convention of each artifact)")
     artifacts = report.get("artifacts") if isinstance(report, dict) else None
     if not isinstance(artifacts, list) or not all(isinstance(a, dict) for a in artifacts):
         raise BadInput(f"{path}: no 'artifacts' list of objects")
