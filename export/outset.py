@@ -290,8 +290,8 @@ class OutputLock:
     ``make android-assets`` while it reads one. A second one is refused at once,
     naming the holder."""
 
-    def __init__(self, out_dir: Path, advice: str):
-        self.out_dir, self.advice = resolved(out_dir), advice
+    def __init__(self, out_dir: Path, advice: str, reader: bool = False):
+        self.out_dir, self.advice, self.reader = resolved(out_dir), advice, reader
         self._fd: int | None = None
 
     @property
@@ -299,13 +299,18 @@ class OutputLock:
         return self._fd is not None
 
     def acquire(self) -> None:
+        """Take the lock; a ``reader`` takes an existing lock file it may not write
+        read-only (a set in a read-only place), without recording its PID."""
         path = lock_path(self.out_dir)
+        writable = True
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except OSError:
+        except OSError as e:
             if os.path.islink(path):  # ELOOP, or EACCES for a link planted in a sticky folder
                 raise ExportError(f"{path} is a symbolic link; a lock file never is: remove it") from None
-            raise
+            if not (self.reader and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and path.is_file()):
+                raise
+            fd, writable = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), False
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise ExportError(f"{path} is not a regular file; remove it or choose another folder")
@@ -315,8 +320,9 @@ class OutputLock:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise ExportError(f"{self.out_dir} is in use by another run (PID {holder}){self.advice}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        if writable:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
 
     def release(self) -> None:
@@ -340,7 +346,7 @@ def held(out_dir: Path, advice: str):
         raise ExportError(
             f"{out_dir} is {what}; give the deliverable set at the top of an export folder (the one holding {MANIFEST})"
         )
-    lock = OutputLock(out_dir, advice)
+    lock = OutputLock(out_dir, advice, reader=True)
     try:
         lock.acquire()
     except OSError as e:

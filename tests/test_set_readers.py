@@ -8,6 +8,7 @@ is refused without leaving files in it, and a malformed manifest or report is ex
 import hashlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from export.outset import problems
 from export.targets.tflite.metadata import SCHEMA
 from export.verify_arm.__main__ import main as verify_arm
 
-from .helpers import commit_set, output_lock_held
+from .helpers import commit_set, in_private_mount, output_lock_held
 
 MODEL = "casvit_tiny_64x64_fp32.tflite"
 
@@ -194,3 +195,16 @@ def test_a_report_that_is_not_an_object_is_exit_2(tmp_path, capsys):
     (out / "report.json").write_text("[]")
     assert verify_arm([str(out), "--cache", str(tmp_path / "no-cache")]) == 2
     assert "report.json: no 'artifacts' list of objects" in _one_error_line(capsys)
+
+
+def test_android_assets_reads_a_set_on_a_read_only_mount(tmp_path):
+    """The lock is taken read-only where its file cannot be written (no PID recorded)."""
+    exports = tmp_path / "exports"
+    _model_set(exports / "out")
+    script = (
+        f"mount --bind -o ro '{exports}' '{exports}' && "
+        f"'{sys.executable}' -m export.android_assets --from '{exports}/out' --assets '{tmp_path}/assets'"
+    )
+    done = in_private_mount(script)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert (tmp_path / "assets" / "model.tflite").read_bytes() == b"model bytes"
