@@ -208,7 +208,7 @@ def _finish(folder: Path, out_dir: Path) -> None:
         target, old = _swap_target(out_dir, journal["rejected"]), folder / "old"
         if old.is_dir() and not os.path.lexists(target):
             os.rename(old, target)
-        stranded = [f"{n}" for replaced in (folder / "new", old) for n in _settle(replaced, target)]
+        stranded = [name for replaced in (folder / "new", old) for name in _settle(replaced, target)]
         if stranded:
             raise ExportError(
                 f"{folder} holds files of yours ({', '.join(stranded)}) whose names are taken in {target}; "
@@ -340,9 +340,10 @@ def held(out_dir: Path, advice: str):
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise ExportError(f"{out_dir}: no such folder")
-    real, own = resolved(out_dir), read_manifest(out_dir)
-    if (own is not None and own.get("rejected")) or read_manifest(real.parent) is not None:
-        what = "a rejected set (its gate failed)" if own is not None and own.get("rejected") else "inside an export set"
+    real, own, parent = resolved(out_dir), read_manifest(out_dir), read_manifest(resolved(out_dir).parent)
+    rejected = (own is not None and own.get("rejected")) or (parent is not None and real.name == REJECTED)
+    if rejected or (parent is not None and real.name in {path.split("/")[0] for path in listed(parent)}):
+        what = "a rejected set (its gate failed)" if rejected else f"a part of the export set in {real.parent}"
         raise ExportError(
             f"{out_dir} is {what}; give the deliverable set at the top of an export folder (the one holding {MANIFEST})"
         )

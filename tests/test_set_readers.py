@@ -208,3 +208,15 @@ def test_android_assets_reads_a_set_on_a_read_only_mount(tmp_path):
     done = in_private_mount(script)
     assert done.returncode == 0 and done.stderr == "", done.stderr
     assert (tmp_path / "assets" / "model.tflite").read_bytes() == b"model bytes"
+
+
+def test_a_folder_inside_a_set_is_refused_but_a_set_nested_in_out_is_read(tmp_path, capsys):
+    out = _verify_set(tmp_path)
+    commit_set(out, {"m.mlpackage": b"x"})  # stands for a listed artifact folder
+    (out / "m.mlpackage").unlink()
+    (out / "m.mlpackage").mkdir()
+    assert verify_arm([str(out / "m.mlpackage"), "--cache", str(tmp_path / "no-cache")]) == 2
+    assert f"is a part of the export set in {out}" in _one_error_line(capsys)
+    nested = _model_set(out / "nested")  # an export into OUT/nested, kept beside the set with --force
+    assert _assets(nested, tmp_path / "assets") == 0
+    assert (tmp_path / "assets" / "model.tflite").read_bytes() == b"model bytes"
