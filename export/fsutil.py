@@ -16,11 +16,19 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+_TMP = ".tmp"
+
+
+def temporary_of(name: str, candidate: str) -> bool:
+    """``candidate`` is the name of a temporary file ``atomic_write`` uses for ``name``."""
+    return candidate.startswith(f".{name}.") and candidate.endswith(_TMP)
+
+
 @contextmanager
 def _replacing(path: Path):
     """Yield a temporary path beside ``path``; on success it replaces ``path``, on any
     failure it is removed and ``path`` is left as it was."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TMP)
     os.close(fd)
     try:
         with _naming(path):

@@ -64,7 +64,7 @@ import uuid
 from pathlib import Path
 
 from .errors import ExportError, disk_full_error
-from .fsutil import atomic_write, sha256_of, size_of
+from .fsutil import atomic_write, sha256_of, size_of, temporary_of
 from .manifest import (
     MANIFEST,
     RECORDS,
@@ -118,7 +118,8 @@ def _marker(out_dir: Path, pid: int) -> dict:
 def is_ours(folder: Path, out_dir: Path) -> bool:
     """``folder`` is a transaction folder of ``out_dir`` that this user created: its exact
     name, a real folder owned by this user and writable by nobody else, holding our
-    marker for this OUT and PID (or empty: a removal stopped after its marker)."""
+    marker for this OUT and PID; or, without a marker, holding nothing but the marker's
+    temporary file (a run stopped while creating it, or a removal after it)."""
     match = _txn_pattern(out_dir).fullmatch(folder.name)
     if folder.parent != out_dir.parent or not match:
         return False
@@ -132,7 +133,7 @@ def is_ours(folder: Path, out_dir: Path) -> bool:
             return False
         return json.loads(marker.read_text(encoding="utf-8")) == _marker(out_dir, int(match.group(1)))
     except FileNotFoundError:
-        return os.path.isdir(folder) and not os.listdir(folder)
+        return os.path.isdir(folder) and all(temporary_of(MARKER, name) for name in os.listdir(folder))
     except (OSError, ValueError):
         return False
 

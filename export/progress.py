@@ -37,14 +37,15 @@ INTERVAL_SECONDS = 9.0  # below the promised 10 s, leaving room for scheduling d
 @contextlib.contextmanager
 def stage(name: str, interval: float = INTERVAL_SECONDS, announce: bool = True):
     """Log ``name`` now (if ``announce``), then ``name: still running (N s)`` every
-    ``interval`` until the block ends."""
+    ``interval`` until the block ends, on the stdout of the block's start (a library
+    silenced with ``redirect_stdout`` inside the block does not silence the beat)."""
     if announce:
         log(name)
-    done, start = threading.Event(), time.monotonic()
+    done, start, console = threading.Event(), time.monotonic(), sys.stdout
 
     def beat() -> None:
         while not done.wait(interval):
-            log(f"{name}: still running ({time.monotonic() - start:.0f} s)")
+            _line(console, f"{name}: still running ({time.monotonic() - start:.0f} s)")
 
     thread = threading.Thread(target=beat, name="progress", daemon=True)
     thread.start()

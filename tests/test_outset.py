@@ -337,3 +337,13 @@ def test_one_line_parser_errors_are_one_line_exit_2_with_a_hint(hint, expected, 
         parser.parse_args(["--count", "x"])
     assert done.value.code == 2
     assert capsys.readouterr().err == f"error: argument --count: invalid int value: 'x' ({expected})\n"
+
+
+def test_the_progress_beat_survives_a_library_silenced_with_redirect_stdout(capsys):
+    """The ONNX target silences torch.onnx.export with redirect_stdout; the beat still shows."""
+    import contextlib
+    import io
+
+    with progress.stage("converting", interval=0.05), contextlib.redirect_stdout(io.StringIO()):
+        time.sleep(0.3)
+    assert "converting: still running" in capsys.readouterr().out

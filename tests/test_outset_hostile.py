@@ -126,6 +126,8 @@ def test_ownership_check_of_transaction_folders(tmp_path):
     (held / "notes.txt").write_text("a user's")  # no marker and not empty
     assert not is_ours(held, out)
     assert is_ours(_txn_like(out, ".out.txn-17"), out)  # empty: a removal stopped after its marker
+    (_txn_like(out, ".out.txn-20") / ".txn.json.k2x9.tmp").write_text("{")  # stopped while writing the marker
+    assert is_ours(out.parent / ".out.txn-20", out)
     os.symlink(tmp_path / ".out.txn-12", tmp_path / ".out.txn-18")
     assert not is_ours(tmp_path / ".out.txn-18", out)
     foreign = _txn_like(out, ".out.txn-19", marker={**ok, "pid": 19})
@@ -288,3 +290,16 @@ def test_disk_full_at_every_stage_is_exit_3_naming_the_path(tmp_path, stage):
     assert lines[0].startswith(f"error: the environment failed mid-run: No space left on device: {mnt}/"), r.stderr
     assert "Traceback" not in r.stderr
     assert r.stdout.split() == [f"{mnt}:", ".out.lock", "out", f"{mnt}/out:", "notes.txt"], r.stdout
+
+
+def test_an_interruption_while_the_transaction_folder_is_made_leaves_nothing(tmp_path, monkeypatch):
+    """A signal can land while the marker is written (the folder then holds its temporary file)."""
+
+    def interrupted(path, data):
+        (path.parent / f".{path.name}.k2x9.tmp").write_text("{")  # atomic_write's temporary file
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outset, "atomic_write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        outset.Transaction(tmp_path / "out").__enter__()
+    assert transaction_folders(tmp_path / "out") == []
