@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from . import targets
 from .errors import ExportError
+from .fsutil import sha256_of
 
 MANIFEST, REPORT_JSON, REPORT_MD = "manifest.json", "report.json", "report.md"
 RECORDS = (MANIFEST, REPORT_JSON, REPORT_MD)
@@ -157,3 +158,31 @@ def our_entries(folder: Path) -> set[str]:
     if read_manifest(folder / REJECTED) is not None:
         names.add(REJECTED)  # a rejected set of this tool
     return names
+
+
+def set_problems(folder: Path, rejected: bool) -> list[str]:
+    """Why the set in ``folder`` is not consistent ([] when it is): every listed file
+    present with its sha256, report and manifest of the same run; a rejected set
+    holds nothing unlisted."""
+    manifest = read_manifest(folder)
+    if manifest is None:
+        has_records = any((folder / name).exists() for name in RECORDS)
+        return [f"{MANIFEST} missing or not ours"] if has_records or rejected else []
+    found = []
+    if bool(manifest.get("rejected")) != rejected:
+        found.append(f"{MANIFEST} says rejected={manifest.get('rejected')}")
+    for path, sha256 in listed(manifest).items():
+        if not (folder / path).exists():
+            found.append(f"{path}: listed but missing")
+        elif sha256_of(folder / path) != sha256:
+            found.append(f"{path}: sha256 differs from the manifest")
+    if rejected:
+        names = {path.split("/")[0] for path in listed(manifest)} | set(RECORDS)
+        found += [f"{name}: not listed in the manifest" for name in sorted(set(os.listdir(folder)) - names)]
+    try:
+        report = json.loads((folder / REPORT_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return found + [f"{REPORT_JSON} missing or unreadable"]
+    if "run_id" in manifest and (not isinstance(report, dict) or report.get("run_id") != manifest["run_id"]):
+        found.append(f"{REPORT_JSON} and {MANIFEST} come from different runs")
+    return found

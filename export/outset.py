@@ -31,14 +31,14 @@ reports, our ``rejected/``, converter logs with our marker) and its own transact
 folders. Right after the swap every other entry of the replaced set (a file a user
 put into ``OUT``, before or during the run, with or without ``--force``) is moved
 back into the swapped-in folder (``_settle``); then the transaction folder goes
-(``_remove``, the one place that deletes). A run refuses an ``OUT`` holding entries of
+(``txnfolder.remove``, the one place that deletes). A run refuses an ``OUT`` holding entries of
 others unless ``--force``, and any run refuses to overwrite one (checked at the start
 and again just before the swap).
 
 Recovery after a kill (SIGKILL, power cut excepted): the next tool that takes the
 lock finishes what the killed run left, but only in transaction folders that this
 user created for this ``OUT``: exact name, a real folder owned by this user that
-nobody else may write, and its marker (``is_ours``). The journal says only whether
+nobody else may write, and its marker (``txnfolder.is_ours``). The journal says only whether
 the swap went to ``OUT`` or ``OUT/rejected``; no path is ever read from a file. A
 folder that only looks like ours is left alone with a warning. Holding the lock
 means no live run owns a transaction folder of ``OUT`` (no PID-liveness guess).
@@ -54,22 +54,16 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import json
 import os
-import re
-import shutil
-import stat
 import uuid
 from pathlib import Path
 
 from .errors import ExportError, disk_full_error
-from .fsutil import atomic_write, sha256_of, size_of, temporary_of
+from .fsutil import atomic_write, sha256_of, size_of
 from .manifest import (
     MANIFEST,
-    RECORDS,
     REJECTED,
-    REPORT_JSON,
     TOOL,
     converter_log,
     is_marked_log,
@@ -77,102 +71,13 @@ from .manifest import (
     log_marker,
     our_entries,
     read_manifest,
+    set_problems,
 )
+from .outlock import OutputLock, resolved
 from .progress import warn
+from .txnfolder import create, is_ours, remove, transaction_folders, txn_folder_name
 
-MARKER, JOURNAL = "txn.json", "journal.json"
-
-
-def resolved(out_dir: Path) -> Path:
-    """OUT as one folder whatever its spelling (symbolic links and '..' resolved)."""
-    return Path(os.path.realpath(out_dir))
-
-
-def lock_path(out_dir: Path) -> Path:
-    return out_dir.parent / f".{out_dir.name}.lock"
-
-
-def txn_folder_name(out_name: str, pid: int | str) -> str:
-    """The name of the transaction folder of a run (its PID) on OUT, beside OUT."""
-    return f".{out_name}.txn-{pid}"
-
-
-def _txn_pattern(out_dir: Path) -> re.Pattern:
-    return re.compile(re.escape(txn_folder_name(out_dir.name, "")) + r"([1-9][0-9]*)")
-
-
-def transaction_folders(out_dir: Path) -> list[Path]:
-    """Entries beside ``out_dir`` named exactly like its transaction folders, ours or not."""
-    pattern = _txn_pattern(out_dir)
-    try:
-        names = os.listdir(out_dir.parent)
-    except OSError:
-        return []
-    return sorted(out_dir.parent / name for name in names if pattern.fullmatch(name))
-
-
-def _marker(out_dir: Path, pid: int) -> dict:
-    return {"tool": TOOL, "out": str(out_dir), "pid": pid}
-
-
-def is_ours(folder: Path, out_dir: Path) -> bool:
-    """``folder`` is a transaction folder of ``out_dir`` that this user created: its exact
-    name, a real folder owned by this user and writable by nobody else, holding our
-    marker for this OUT and PID; or, without a marker, holding nothing but the marker's
-    temporary file (a run stopped while creating it, or a removal after it)."""
-    match = _txn_pattern(out_dir).fullmatch(folder.name)
-    if folder.parent != out_dir.parent or not match:
-        return False
-    try:
-        st = os.lstat(folder)
-        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
-            return False
-        marker = folder / MARKER
-        mst = os.lstat(marker)
-        if not stat.S_ISREG(mst.st_mode) or mst.st_uid != os.geteuid():
-            return False
-        return json.loads(marker.read_text(encoding="utf-8")) == _marker(out_dir, int(match.group(1)))
-    except FileNotFoundError:
-        return os.path.isdir(folder) and all(temporary_of(MARKER, name) for name in os.listdir(folder))
-    except (OSError, ValueError):
-        return False
-
-
-def _create(root: Path, out_dir: Path) -> None:
-    """This run's transaction folder: new (never an existing one), owner-only, marked."""
-    try:
-        os.mkdir(root, 0o700)
-    except FileExistsError:
-        raise ExportError(
-            f"{root} exists but this user's runs did not create it (left alone); remove it or choose another --out"
-        ) from None
-    try:
-        os.chmod(root, 0o700)  # whatever the umask
-        atomic_write(root / MARKER, json.dumps(_marker(out_dir, os.getpid())))
-    except BaseException:
-        _remove(root, out_dir)  # still empty
-        raise
-
-
-def _remove(path: Path, out_dir: Path) -> None:
-    """The only deletion of the output transaction: ``path`` is a transaction folder of
-    ``out_dir`` that ``is_ours``, or lies inside one. Users' entries are moved out of a
-    replaced set (``_settle``) before its transaction folder goes; the marker goes
-    last, so a removal cut short is finished by the next run."""
-    try:
-        root = out_dir.parent / path.relative_to(out_dir.parent).parts[0]
-    except (ValueError, IndexError):
-        root = None
-    if root is None or not is_ours(root, out_dir):
-        raise RuntimeError(f"refusing to delete {path}: not inside a transaction folder of this user for {out_dir}")
-    if path != root:
-        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else os.unlink(path)
-        return
-    for entry in os.scandir(root):
-        if entry.name != MARKER:
-            shutil.rmtree(entry.path) if entry.is_dir(follow_symlinks=False) else os.unlink(entry.path)
-    (root / MARKER).unlink(missing_ok=True)
-    os.rmdir(root)
+JOURNAL = "journal.json"
 
 
 def _settle(replaced: Path, target: Path) -> list[str]:
@@ -215,7 +120,7 @@ def _finish(folder: Path, out_dir: Path) -> None:
                 f"{folder} holds files of yours ({', '.join(stranded)}) whose names are taken in {target}; "
                 f"move them yourself, then remove {folder}"
             )
-    _remove(folder, out_dir)
+    remove(folder, out_dir)
 
 
 def recover_stale(out_dir: Path) -> None:
@@ -237,38 +142,13 @@ def problems(out_dir: Path, foreign_ok: bool = False) -> list[str]:
     found = [f"leftover transaction folder {p}" for p in transaction_folders(out_dir)]
     if not out_dir.is_dir():
         return found + [f"{out_dir} is not a folder"]
-    found += _set_problems(out_dir, rejected=False)
+    found += set_problems(out_dir, rejected=False)
     if (out_dir / REJECTED).exists():
-        found += [f"{REJECTED}/{p}" for p in _set_problems(out_dir / REJECTED, rejected=True)]
+        found += [f"{REJECTED}/{p}" for p in set_problems(out_dir / REJECTED, rejected=True)]
     if not foreign_ok:
         found += [
             f"{name}: not listed in the manifest" for name in sorted(set(os.listdir(out_dir)) - our_entries(out_dir))
         ]
-    return found
-
-
-def _set_problems(folder: Path, rejected: bool) -> list[str]:
-    manifest = read_manifest(folder)
-    if manifest is None:
-        has_records = any((folder / name).exists() for name in RECORDS)
-        return [f"{MANIFEST} missing or not ours"] if has_records or rejected else []
-    found = []
-    if bool(manifest.get("rejected")) != rejected:
-        found.append(f"{MANIFEST} says rejected={manifest.get('rejected')}")
-    for path, sha256 in listed(manifest).items():
-        if not (folder / path).exists():
-            found.append(f"{path}: listed but missing")
-        elif sha256_of(folder / path) != sha256:
-            found.append(f"{path}: sha256 differs from the manifest")
-    if rejected:
-        names = {path.split("/")[0] for path in listed(manifest)} | set(RECORDS)
-        found += [f"{name}: not listed in the manifest" for name in sorted(set(os.listdir(folder)) - names)]
-    try:
-        report = json.loads((folder / REPORT_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return found + [f"{REPORT_JSON} missing or unreadable"]
-    if "run_id" in manifest and (not isinstance(report, dict) or report.get("run_id") != manifest["run_id"]):
-        found.append(f"{REPORT_JSON} and {MANIFEST} come from different runs")
     return found
 
 
@@ -282,54 +162,6 @@ def _exchange(a: Path, b: Path) -> None:
     if renameat2(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) != 0:
         code = ctypes.get_errno()
         raise OSError(code, os.strerror(code), str(a), None, str(b))
-
-
-class OutputLock:
-    """``flock()`` on OUT's lock file (OUT resolved: one lock per folder, whatever its
-    spelling), held by every tool that uses OUT: an export for its whole transaction,
-    ``make verify-arm`` while it checks a set and writes its reports beside it,
-    ``make android-assets`` while it reads one. A second one is refused at once,
-    naming the holder."""
-
-    def __init__(self, out_dir: Path, advice: str, reader: bool = False):
-        self.out_dir, self.advice, self.reader = resolved(out_dir), advice, reader
-        self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
-
-    def acquire(self) -> None:
-        """Take the lock; a ``reader`` takes an existing lock file it may not write
-        read-only (a set in a read-only place), without recording its PID."""
-        path = lock_path(self.out_dir)
-        writable = True
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-        except OSError as e:
-            if os.path.islink(path):  # ELOOP, or EACCES for a link planted in a sticky folder
-                raise ExportError(f"{path} is a symbolic link; a lock file never is: remove it") from None
-            if not (self.reader and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and path.is_file()):
-                raise
-            fd, writable = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), False
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise ExportError(f"{path} is not a regular file; remove it or choose another folder")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise ExportError(f"{self.out_dir} is in use by another run (PID {holder}){self.advice}") from None
-        if writable:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing releases the flock; the file stays (deleting it would race)
-            self._fd = None
 
 
 @contextlib.contextmanager
@@ -434,7 +266,7 @@ class Transaction:
         try:
             recover_stale(out)
             self.foreign = self._inspect()
-            _create(self.root, out)
+            create(self.root, out)
             self._created = True
             self.new_dir.mkdir()
             self.workdir.mkdir()
@@ -485,7 +317,7 @@ class Transaction:
         if os.path.lexists(dst):
             if sha256_of(dst) != sha256_of(src):
                 raise ExportError(f"two artifacts of this run want different {name} files")
-            _remove(Path(src), self.out_dir)
+            remove(Path(src), self.out_dir)
             return next(r for r in self.records if r["path"] == name)
         os.replace(src, dst)
         return self.add_written(name)

@@ -10,7 +10,8 @@ from casvit.checkpoint import MAX_INFLATION
 from export import targets
 from export.errors import EXIT_CODES
 from export.manifest import CHECK_REPORTS, RECORDS, REJECTED, converter_log, log_marker
-from export.outset import lock_path, txn_folder_name
+from export.outlock import lock_path
+from export.txnfolder import txn_folder_name
 
 from .helpers import ROOT, commit_set
 

@@ -21,7 +21,8 @@ from casvit import create_model
 from export import outset, progress
 from export.cli import main
 from export.errors import EnvironmentFailure, ExportError, GateFailure, Terminated, outcome
-from export.outset import Transaction, problems, transaction_folders
+from export.outset import Transaction, problems
+from export.txnfolder import transaction_folders
 
 from .helpers import ROOT, commit_set, in_private_mount, output_lock_held
 

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from export import outset
+from export import outset, txnfolder
 from export.cli import main
 from export.errors import ExportError
 from export.manifest import converter_log, log_marker
-from export.outset import is_ours, problems, transaction_folders
+from export.outset import problems
+from export.txnfolder import is_ours, transaction_folders
 
 from .helpers import ROOT, commit_set, in_private_mount
 
@@ -209,7 +210,7 @@ def test_a_converter_log_with_the_tools_marker_is_replaced_with_the_set(tmp_path
 _KILL_AFTER_THE_SWAP = """
 import os, sys
 from pathlib import Path
-from export import outset
+from export import outset, txnfolder
 from tests.helpers import commit_set
 outset._settle = lambda *args: os._exit(9)  # SIGKILL-like: the swap is done, nothing is moved back
 commit_set(Path(sys.argv[1]), {"b.onnx": b"2"}, force=True)
@@ -299,7 +300,7 @@ def test_an_interruption_while_the_transaction_folder_is_made_leaves_nothing(tmp
         (path.parent / f".{path.name}.k2x9.tmp").write_text("{")  # atomic_write's temporary file
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(outset, "atomic_write", interrupted)
+    monkeypatch.setattr(txnfolder, "atomic_write", interrupted)
     with pytest.raises(KeyboardInterrupt):
         outset.Transaction(tmp_path / "out").__enter__()
     assert transaction_folders(tmp_path / "out") == []

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from export.errors import Terminated, outcome
-from export.outset import transaction_folders
+from export.txnfolder import transaction_folders
 
 from .helpers import ROOT
 
