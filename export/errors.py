@@ -61,20 +61,33 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 class ExportError(Exception):
-    """Bad input or a failed stage; the message is shown to the user as is."""
+    """Bad input (exit 2), and the base of the tool's other errors; the message is shown
+    to the user as is."""
+
+    exit_code = EXIT_INPUT
 
 
 class GateFailure(ExportError):
-    """An artifact failed its audit or parity gate (exit code 1); ``report`` and the
-    folder it was written to (``where``) come with it."""
+    """An artifact failed its audit, parity or accuracy gate (exit code 1); the run's
+    report (``export.report.RunReport``) and the folder its set went to (``where``) come with it."""
 
-    def __init__(self, message: str, report: dict | None = None, where=None):
+    exit_code = EXIT_GATE
+
+    def __init__(self, message: str, report=None, where=None):
         super().__init__(message)
         self.report, self.where = report, where
 
 
 class EnvironmentFailure(ExportError):
     """The machine failed the run (disk full, out of memory, permission lost): exit 3."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class InternalError(ExportError):
+    """An unexpected error: a bug (exit 4); the original exception is its cause."""
+
+    exit_code = EXIT_INTERNAL
 
 
 class Terminated(KeyboardInterrupt):
@@ -110,16 +123,20 @@ def _outcome(exc: BaseException) -> tuple[int, str]:
         return EXIT_GATE, str(exc).strip()
     if isinstance(exc, EnvironmentFailure):
         return EXIT_ENVIRONMENT, str(exc).strip()
+    if isinstance(exc, InternalError):
+        return EXIT_INTERNAL, f"{first_line(exc)}; rerun with --debug for the traceback"
     if isinstance(exc, ExportError):
         return EXIT_INPUT, str(exc).strip()  # our own wording: names in it are shown whole, escaped
     if isinstance(exc, MemoryError):
         return EXIT_ENVIRONMENT, "out of memory; try a smaller --res or --batch, or free memory"
     if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
         return EXIT_ENVIRONMENT, f"the environment failed mid-run: {describe_os_error(exc)}"
-    return (
-        EXIT_INTERNAL,
-        f"internal error ({type(exc).__name__}: {first_line(exc)}); rerun with --debug for the traceback",
-    )
+    return EXIT_INTERNAL, f"{internal_message(exc)}; rerun with --debug for the traceback"
+
+
+def internal_message(exc: BaseException) -> str:
+    """'internal error (RuntimeError: ...)': the one line of an unexpected exception."""
+    return f"internal error ({type(exc).__name__}: {first_line(exc)})"
 
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
@@ -155,7 +172,7 @@ def disk_full_error(exc: BaseException, folder) -> OSError | None:
         if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
             return e if e.filename else OSError(e.errno, os.strerror(e.errno), os.fspath(folder))
         e = e.__cause__ or e.__context__
-    bad_input = isinstance(exc, ExportError) and not isinstance(exc, EnvironmentFailure)
+    bad_input = isinstance(exc, ExportError) and exc.exit_code == EXIT_INPUT
     if not bad_input and nearly_full(folder):
         return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(folder))
     return None

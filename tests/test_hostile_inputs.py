@@ -16,7 +16,7 @@ from casvit.checkpoint import MAX_INFLATION, read_checkpoint
 from export import pipeline, progress
 from export.cli import main
 from export.errors import shown
-from export.labels import resolve_labels
+from export.labels import read_labels_file
 
 TINY = ["--variant", "tiny", "--res", "64"]
 
@@ -56,7 +56,7 @@ def test_labels_split_on_newlines_only(tmp_path):
     names = ["page\x0cbreak", "next\x85line", "para\u2028sep", "plain"]
     path = tmp_path / "labels.txt"
     path.write_bytes(("\r\n".join(names) + "\r\n\n").encode())
-    assert resolve_labels(4, path) == names
+    assert list(read_labels_file(path)) == names
 
 
 def test_names_with_control_characters_are_shown_escaped_on_one_line(tmp_path, capsys, no_model):
