@@ -1,4 +1,4 @@
-"""The user documentation of issue 26 agrees with the code: the exit-code table is
+"""docs/output-folder.md agrees with the code: the exit-code table is
 ``export.errors.EXIT_CODES`` and the list of what a run may delete is what the
 transaction deletes."""
 
@@ -15,7 +15,7 @@ from export.txnfolder import txn_folder_name
 
 from .helpers import ROOT, commit_set
 
-NOTES = ROOT / "docs" / "notes-issue26.md"
+NOTES = ROOT / "docs" / "output-folder.md"
 LISTED = "<listed>"  # the doc's placeholder for the paths a manifest lists
 
 
