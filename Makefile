@@ -48,8 +48,8 @@ $(STAMP): pyproject.toml
 	PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install -q -e ".[all]"
 	touch $@
 
-export: $(STAMP) ## export: make export [TARGET=coreml] [CKPT=...] [VARIANT=xs] [RES=224] [OUT=...]
-	$(PY) -m export $(if $(TARGET),--target $(call q,$(TARGET))) $(if $(VARIANT),--variant $(call q,$(VARIANT))) $(if $(RES),--res $(call q,$(RES))) $(if $(OUT),--out $(call q,$(OUT))) $(if $(CKPT),--checkpoint $(call q,$(CKPT))) $(if $(CALIB),--calib $(call q,$(CALIB))) $(if $(CALIB_COUNT),--calib-count $(call q,$(CALIB_COUNT))) $(if $(VAL),--val-dir $(call q,$(VAL))) $(if $(VAL_COUNT),--val-count $(call q,$(VAL_COUNT))) $(EXPORT_ARGS)
+export: $(STAMP) ## export: make export [TARGET=coreml] [CKPT=...] [VARIANT=xs] [RES=224] [OUT=...] [REPLACE=1]
+	$(PY) -m export $(if $(TARGET),--target $(call q,$(TARGET))) $(if $(VARIANT),--variant $(call q,$(VARIANT))) $(if $(RES),--res $(call q,$(RES))) $(if $(OUT),--out $(call q,$(OUT))) $(if $(CKPT),--checkpoint $(call q,$(CKPT))) $(if $(CALIB),--calib $(call q,$(CALIB))) $(if $(CALIB_COUNT),--calib-count $(call q,$(CALIB_COUNT))) $(if $(VAL),--val-dir $(call q,$(VAL))) $(if $(VAL_COUNT),--val-count $(call q,$(VAL_COUNT))) $(if $(REPLACE),--replace-set) $(EXPORT_ARGS)
 
 test: $(STAMP) ## run the test suite: Kotlin core + resource checks, then pytest (tiny/xs models at small sizes; installs strace for the offline trace)
 	$(MAKE) --no-print-directory android-test

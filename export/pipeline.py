@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import accuracy, checks, golden, interrupts, outset, progress, targets
+from . import accuracy, carry, checks, golden, interrupts, outset, progress, targets
 from .context import ExportContext
 from .errors import ExportError, GateFailure
 from .fsutil import sha256_of, size_of
@@ -21,7 +21,7 @@ from .manifest import TOOL, read_manifest
 from .offline import no_network, offline_checks
 from .preflight import validate
 from .preprocessing import record_for
-from .progress import warn
+from .progress import log, warn
 from .render import write_reports
 from .report import ArtifactReport, RunReport, spec_entry
 from .source import build_model, class_names, read_source, resolve
@@ -66,6 +66,9 @@ def run(spec: ExportSpec, model: torch.nn.Module | None = None) -> RunReport:
         run_facts = _convert_and_verify(spec, source, labels, label_warnings, txn)
         interrupts.raise_if_interrupted()
         report, where = _write_set(txn, run_facts)
+    if report.passed:
+        for change, names in run_facts.plan.outcome([v.artifact.name for v in run_facts.verified]).items():
+            log(f"{change}: {', '.join(names) if names else 'none'}")
     if not report.passed:
         failed = "; ".join(f"{a.name} ({checks.failure_summary(a.checks)})" for a in report.artifacts if not a.passed)
         kept = "the previous set in OUT is unchanged" if report.previous_set_kept else "nothing was promoted"
@@ -86,6 +89,8 @@ class _RunFacts:
     warnings: list[str]
     accuracy: dict | None
     network_attempts: list
+    identity: dict
+    plan: carry.Plan
 
 
 def _convert_and_verify(
@@ -106,6 +111,8 @@ def _convert_and_verify(
             warnings = label_warnings + warnings
             ctx = ExportContext(spec, model, weights, labels, txn.workdir, record, record_source, validation)
             evidence = checks.Evidence(rgb, reference, names, ctx, record.mean, record.std)
+            identity = carry.identity(spec, weights, labels, record.to_dict(), names, rgb)
+            plan = carry.plan(txn.out_dir, identity, spec.targets, spec.replace_set)  # before any conversion
         verified = []
         for name in spec.targets:
             with progress.stage(f"{name}: converting"):
@@ -116,7 +123,7 @@ def _convert_and_verify(
                     verified.append(verify(artifact, evidence))
     if attempts:  # a library may have swallowed NetworkBlocked: still a failure
         raise ExportError(f"network access was attempted during the export: {attempts[0]}")
-    return _RunFacts(spec, ctx, evidence, verified, warnings, accuracy_entry, list(attempts))
+    return _RunFacts(spec, ctx, evidence, verified, warnings, accuracy_entry, list(attempts), identity, plan)
 
 
 def _write_set(txn: outset.Transaction, facts: _RunFacts) -> tuple[RunReport, Path]:
@@ -125,6 +132,8 @@ def _write_set(txn: outset.Transaction, facts: _RunFacts) -> tuple[RunReport, Pa
     passed = all(v.results["passed"] for v in facts.verified)
     with progress.stage("writing the output set"):
         entries = [_artifact_report(txn, v, passed) for v in facts.verified]
+        if passed:
+            entries += carry.carry_into(txn, facts.plan.kept)
         e = facts.evidence
         golden.write(txn.new_dir / golden.FILE_NAME, e.names, e.rgb, e.mean, e.std, e.reference)
         report = _run_report(txn, facts, entries, passed)
@@ -181,4 +190,5 @@ def _run_report(txn: outset.Transaction, facts: _RunFacts, entries: list[Artifac
         library_warnings=tuple(dict.fromkeys(facts.ctx.library_warnings)),
         accuracy=facts.accuracy,
         previous_set_kept=None if passed else read_manifest(txn.out_dir) is not None,
+        set_identity=facts.identity,
     )
