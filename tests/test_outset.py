@@ -80,13 +80,13 @@ def test_nan_weight_rerun_keeps_the_previous_set_and_a_passing_run_drops_rejecte
     out = _copy(onnx_set, tmp_path / "out")
     before = _snapshot(out)
     checkpoint = _nan_checkpoint(tmp_path / "nan.pth")
-    assert main(["--target", "onnx", *TINY, "--checkpoint", str(checkpoint), "--out", str(out)]) == 1
+    assert main(["--target", "onnx", *TINY, "--checkpoint", str(checkpoint), "--replace-set", "--out", str(out)]) == 1
     assert {k: v for k, v in _snapshot(out).items() if not k.startswith("rejected/")} == before
     assert problems(out) == []
     report = json.loads((out / "rejected" / "report.json").read_text())
     assert report["rejected"] and not report["passed"] and report["previous_set_kept"]
     assert (out / "rejected" / "casvit_tiny_64x64.onnx").is_file()
-    assert main(["--target", "onnx", *TINY, "--seed", "3", "--out", str(out)]) == 0
+    assert main(["--target", "onnx", *TINY, "--seed", "3", "--replace-set", "--out", str(out)]) == 0
     assert not (out / "rejected").exists() and problems(out) == [] and transaction_folders(out) == []
     assert json.loads((out / "report.json").read_text())["spec"]["seed"] == 3
 
@@ -102,7 +102,7 @@ def test_disk_full_while_writing_the_report_gives_exit_3_and_keeps_the_set(onnx_
     out = _copy(onnx_set, tmp_path / "out")
     before = _snapshot(out)
     monkeypatch.setattr(pipeline, "write_reports", full)
-    assert main(["--target", "onnx", *TINY, "--seed", "4", "--out", str(out)]) == 3
+    assert main(["--target", "onnx", *TINY, "--seed", "4", "--replace-set", "--out", str(out)]) == 3
     err = capsys.readouterr().err
     assert (
         _error_lines(err)
@@ -126,7 +126,8 @@ def test_full_tmpfs_gives_exit_3_one_line_and_a_consistent_out(onnx_set, tmp_pat
     )
     script = (
         f"mount -t tmpfs -o size={kib}k none '{mnt}' && cp -a '{onnx_set}' '{mnt}/out' && "
-        f"'{sys.executable}' -m export --target onnx {' '.join(TINY)} --seed 5 --out '{mnt}/out' > /dev/null; "
+        f"'{sys.executable}' -m export --target onnx {' '.join(TINY)} --seed 5 --replace-set "
+        f"--out '{mnt}/out' > /dev/null; "
         f"echo \"exit=$?\" >&2; '{sys.executable}' -c '{check}' '{mnt}/out' && LC_ALL=C ls -A '{mnt}' && "
         f"sha256sum '{mnt}/out/casvit_tiny_64x64.onnx'"
     )
@@ -175,14 +176,16 @@ def test_sigkill_during_onnx2tf_and_coreml_leaves_out_consistent_and_the_next_ru
     out = _copy(onnx_set, tmp_path / "out")
     before = _snapshot(out)
     for target, label in (("tflite", "onnx2tf"), ("coreml", "coremltools")):
-        proc = _cli("--target", target, *TINY, "--tflite-precisions", "fp32", "--seed", "6", "--out", str(out))
+        proc = _cli(
+            "--target", target, *TINY, "--tflite-precisions", "fp32", "--seed", "6", "--replace-set", "--out", str(out)
+        )
         child = _converter_started(proc, out, label)
         proc.kill()  # SIGKILL, as the OOM killer or `kill -9` sends it: no clean-up code runs
         proc.communicate()
         child.wait(timeout=10)  # the converter dies with its parent (PR_SET_PDEATHSIG)
         assert _snapshot(out) == before
         assert problems(out) == [f"leftover transaction folder {out.parent}/.out.txn-{proc.pid}"]
-    assert main(["--target", "onnx", *TINY, "--seed", "7", "--out", str(out)]) == 0
+    assert main(["--target", "onnx", *TINY, "--seed", "7", "--replace-set", "--out", str(out)]) == 0
     assert problems(out) == [] and transaction_folders(out) == []
     assert not list(out.parent.glob(".out.txn-*"))
 
