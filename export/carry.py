@@ -83,7 +83,6 @@ class Plan:
 
     kept: tuple[ArtifactReport, ...] = ()
     old_names: tuple[str, ...] = ()
-    had_set: bool = False
 
     def outcome(self, produced: list[str]) -> dict[str, list[str]]:
         """kept, replaced and removed artifact names once this run produced ``produced``."""
@@ -112,7 +111,7 @@ def plan(out_dir: Path, new_identity: dict, targets: tuple[str, ...], replace_se
             "run's: use another --out, or --replace-set to replace the whole set"
         )
     if differ:
-        return Plan((), old, True)
+        return Plan((), old)
     files = listed(manifest)
     kept = []
     for entry in report.get("artifacts", []):
@@ -122,7 +121,7 @@ def plan(out_dir: Path, new_identity: dict, targets: tuple[str, ...], replace_se
         for record in artifact.files:
             _check_listed(out_dir, record, files)
         kept.append(replace(artifact, status="kept", carried_from=artifact.carried_from or report.get("run_id")))
-    return Plan(tuple(kept), old, True)
+    return Plan(tuple(kept), old)
 
 
 def _read_report(out_dir: Path) -> dict:
