@@ -32,7 +32,7 @@ help: ## show this help
 	@echo "  VAL=labelled images, one subfolder per class (top-1/top-5 of eager and every artifact, accuracy gate)  VAL_COUNT=N"
 	@echo "  OUT=output folder [out/<variant>_<res>]  EXPORT_ARGS='more python -m export options'"
 	@echo "  Every option: $(PY) -m export --help"
-	@echo "  Exit codes (0 passed, 1 gate failed, 2 bad input, 3 environment, 4 internal error, 130/143 interrupted) are those of"
+	@echo "  Exit codes (0 passed, 1 gate failed, 2 bad input, 3 environment, 4 internal error, 129/130/143 interrupted) are those of"
 	@echo "  $(PY) -m export; through make any failure is make's own 2."
 	@echo "make val VAL=images [OUT=out/xs_224] [VAL_COUNT=N]: top-1/top-5 of every artifact already exported in OUT (and of eager"
 	@echo "  PyTorch when its weights are at hand), each runtime on every core, with the export's gate; appended to OUT's report."
@@ -53,8 +53,8 @@ $(STAMP): pyproject.toml
 	PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install -q -e ".[all]"
 	touch $@
 
-export: $(STAMP) ## export: make export [TARGET=coreml] [CKPT=...] [VARIANT=xs] [RES=224] [OUT=...]
-	$(PY) -m export $(if $(TARGET),--target $(call q,$(TARGET))) $(if $(VARIANT),--variant $(call q,$(VARIANT))) $(if $(RES),--res $(call q,$(RES))) $(if $(OUT),--out $(call q,$(OUT))) $(if $(CKPT),--checkpoint $(call q,$(CKPT))) $(if $(CALIB),--calib $(call q,$(CALIB))) $(if $(CALIB_COUNT),--calib-count $(call q,$(CALIB_COUNT))) $(if $(VAL),--val-dir $(call q,$(VAL))) $(if $(VAL_COUNT),--val-count $(call q,$(VAL_COUNT))) $(EXPORT_ARGS)
+export: $(STAMP) ## export: make export [TARGET=coreml] [CKPT=...] [VARIANT=xs] [RES=224] [OUT=...] [REPLACE=1]
+	$(PY) -m export $(if $(TARGET),--target $(call q,$(TARGET))) $(if $(VARIANT),--variant $(call q,$(VARIANT))) $(if $(RES),--res $(call q,$(RES))) $(if $(OUT),--out $(call q,$(OUT))) $(if $(CKPT),--checkpoint $(call q,$(CKPT))) $(if $(CALIB),--calib $(call q,$(CALIB))) $(if $(CALIB_COUNT),--calib-count $(call q,$(CALIB_COUNT))) $(if $(VAL),--val-dir $(call q,$(VAL))) $(if $(VAL_COUNT),--val-count $(call q,$(VAL_COUNT))) $(if $(REPLACE),--replace-set) $(EXPORT_ARGS)
 
 val: $(STAMP) ## accuracy of every artifact of an exported set, no re-export: make val VAL=images [OUT=out/xs_224] [VAL_COUNT=N]
 	$(PY) -m export.evaluate $(call q,$(SET)) $(if $(VAL),--val-dir $(call q,$(VAL))) $(if $(VAL_COUNT),--val-count $(call q,$(VAL_COUNT))) $(VAL_ARGS)

@@ -24,7 +24,7 @@ from export.errors import ExportError, OneLineParser, outcome
 from export.exported import ExportedSet, locked
 from export.fsutil import atomic_write
 from export.inputs import to_convention
-from export.outset import BENCH_REPORTS
+from export.manifest import BENCH_REPORTS
 
 from . import flops, report
 from .bench import add_timing_arguments, measure

@@ -6,6 +6,7 @@ import argparse
 import collections
 import pickle
 import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -28,6 +29,10 @@ class CheckpointError(ValueError):
 _CONTAINERS = (dict, collections.OrderedDict, list, tuple, set, frozenset)
 _SCALARS = (torch.Size, torch.dtype, torch.device, str, bytes, int, float, complex, bool, type(None))
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# torch.save stores every record of its zip archive uncompressed, so the records add
+# up to about the file's size. A file whose records inflate to more than this many
+# times its size was recompressed to hide what loading it allocates (a "zip bomb").
+MAX_INFLATION = 4
 _REFUSED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 
 
@@ -39,6 +44,7 @@ def read_checkpoint(path: str | Path) -> dict:
         raise CheckpointError(f"checkpoint {path} is a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    _refuse_inflation(path)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -57,6 +63,23 @@ def read_checkpoint(path: str | Path) -> dict:
             "plain containers and argparse.Namespace"
         )
     return obj
+
+
+def _refuse_inflation(path: Path) -> None:
+    """Refuse a zip checkpoint whose records would inflate to more than ``MAX_INFLATION``
+    times its size, from the sizes its directory declares (what the loader allocates),
+    before anything is inflated."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            inflated = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip (legacy format) or a broken one: the loader says what is wrong
+    size = path.stat().st_size
+    if inflated > MAX_INFLATION * max(size, 1):
+        raise CheckpointError(
+            f"{path}: refused: its records inflate to {inflated / 2**20:.0f} MiB from a {size / 2**20:.1f} MiB "
+            "file (compressed to hide their size; torch.save writes checkpoints uncompressed)"
+        )
 
 
 def _refusal(exc: pickle.UnpicklingError) -> str:

@@ -21,10 +21,10 @@ import torch
 from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 from . import targets
-from .context import log
 from .inputs import to_convention
 from .labelled_images import ValidationSet, load_validation
 from .parity import topk
+from .progress import log, warn
 
 # Points of top-1 an artifact may lose against eager, by precision family.
 DEFAULT_MAX_DROP = {"fp32": 0.0, "fp16": 0.1, "quantized": 1.0}
@@ -93,7 +93,7 @@ def prepare(
     ``accuracy`` entry or None)."""
     warnings = [w for w in [calibration_warning(spec, weights)] if w]
     for w in warnings:
-        log(f"WARNING: {w}")
+        warn(w)
     validation = load_validation(spec, labels, record)
     if validation is None:
         return None, warnings, None

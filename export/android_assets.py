@@ -1,7 +1,11 @@
 """``python -m export.android_assets --from OUT [--model FILE.tflite]``: copy an
 exported ``.tflite``, its model JSON and ``labels.txt`` into the Android app's
 assets as ``model.tflite``, ``model.json`` and ``labels.txt``. Only files that
-``OUT/manifest.json`` lists, with a matching sha256, are copied."""
+``OUT/manifest.json`` lists, inside OUT, with a matching sha256, are copied: each is
+read once, checked, and those very bytes are written. OUT's lock (shared with the
+export and verify-arm) is held while the set is read. Exit codes: 0 copied, 2 bad
+input or OUT in use, 3 the environment failed, 4 internal error, 130 interrupted;
+every failure is one line on stderr."""
 
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import ExportError, OneLineParser
-from .fsutil import atomic_copy, atomic_write, sha256_of
-from .outset import read_manifest
-from .targets.tflite.metadata import SCHEMA
+from .errors import DISK_FULL_ERRNOS, ExportError, OneLineParser, outcome, shown
+from .fsutil import atomic_write
+from .manifest import MANIFEST, listed, load_manifest, member, read_listed
+from .outset import held
+from .targets.tflite.metadata import LABELS_FILE, SCHEMA
 
 ASSETS_DIR = Path(__file__).resolve().parents[1] / "android_app" / "app" / "src" / "main" / "assets"
 MODEL_NAME, JSON_NAME = "model.tflite", "model.json"
@@ -20,21 +25,18 @@ MODEL_NAME, JSON_NAME = "model.tflite", "model.json"
 
 def listed_files(out_dir: Path) -> dict[str, str]:
     """file name -> sha256 from the manifest of the deliverable set in ``out_dir``."""
-    if not out_dir.is_dir():
-        raise ExportError(f"export folder not found: {out_dir}")
-    manifest = read_manifest(out_dir)
-    if manifest is None:
-        raise ExportError(f"no manifest.json of an export in {out_dir}; run make export TARGET=tflite first")
+    if not (out_dir / MANIFEST).is_file():
+        raise ExportError(f"no {MANIFEST} of an export in {out_dir}; run make export TARGET=tflite first")
+    manifest = load_manifest(out_dir)
     if manifest.get("rejected"):
         raise ExportError(f"{out_dir} holds a rejected export (its gate failed); nothing in it is for deployment")
-    return {f["path"]: f["sha256"] for f in manifest["files"]}
+    return listed(manifest)
 
 
-def choose_model(out_dir: Path, model: str | None = None) -> Path:
-    """The .tflite to ship, among those the manifest lists: ``model`` (a file name in
-    ``out_dir`` or a path to one), else the only one, else the only fp32 one;
-    otherwise an error listing the choices."""
-    listed = listed_files(out_dir)
+def choose_model(out_dir: Path, listed: dict[str, str], model: str | None = None) -> str:
+    """The name of the .tflite to ship, among those the manifest lists: ``model`` (a
+    file name in ``out_dir`` or a path to one), else the only one, else the only fp32
+    one; otherwise an error listing the choices."""
     found = sorted(name for name in listed if name.endswith(".tflite"))
     listing = ", ".join(found) or "none"
     if model is not None:
@@ -45,63 +47,64 @@ def choose_model(out_dir: Path, model: str | None = None) -> Path:
             or (Path(model).is_file() and Path(model).resolve() != (out_dir / name).resolve())
         ):
             raise ExportError(
-                f"model {model} is not a .tflite listed in {out_dir / 'manifest.json'}; choose one of: {listing}"
+                f"model {model} is not a .tflite listed in {out_dir / MANIFEST}; choose one of: {listing}"
             )
-        return out_dir / name
+        return name
     if not found:
         raise ExportError(f"no .tflite in {out_dir}; run make export TARGET=tflite first")
     if len(found) == 1:
-        return out_dir / found[0]
+        return found[0]
     fp32 = [name for name in found if Path(name).stem.endswith("_fp32")]
     if len(fp32) == 1:
-        return out_dir / fp32[0]
+        return fp32[0]
     raise ExportError(f"several models in {out_dir}; pick one with --model (MODEL=...): {listing}")
 
 
-def check_listed(out_dir: Path, names: list[str]) -> None:
-    """Each file must be listed in the manifest and match its sha256 (a stale or edited
-    file must never reach the app)."""
-    listed = listed_files(out_dir)
-    for name in names:
-        if name not in listed:
-            raise ExportError(f"{name} is not listed in {out_dir / 'manifest.json'}; re-run the export")
-        if not (out_dir / name).is_file() or sha256_of(out_dir / name) != listed[name]:
-            raise ExportError(
-                f"{out_dir / name} differs from its manifest entry (sha256); "
-                "the output set was changed after the export: re-run it"
-            )
+def checked_bytes(out_dir: Path, listed: dict[str, str], name: str) -> bytes:
+    """A file's bytes, read once: listed in the manifest, inside OUT and matching its
+    sha256 (a stale or edited file must never reach the app)."""
+    if name not in listed:
+        raise ExportError(f"{name} is not listed in {out_dir / MANIFEST}; re-run the export")
+    return read_listed(out_dir, name, listed[name])
 
 
-def read_model_json(model: Path) -> dict:
-    path = model.with_suffix(".json")
+def model_description(out_dir: Path, listed: dict[str, str], model: str) -> tuple[dict, str]:
+    """The model JSON beside ``model`` (checked like the model) and the name of its labels file."""
+    name = str(Path(model).with_suffix(".json"))
+    if name not in listed:
+        raise ExportError(f"{name} (the model description) is not listed beside {model}; re-run the export")
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExportError(f"{path.name} (the model description) is missing beside {model.name}") from None
-    except (OSError, ValueError) as e:
-        raise ExportError(f"cannot read {path}: {e}") from None
-    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA or meta.get("model_file") != model.name:
-        raise ExportError(f"{path} is not a {SCHEMA} description of {model.name}")
-    return meta
+        meta = json.loads(checked_bytes(out_dir, listed, name))
+    except ValueError as e:
+        raise ExportError(f"cannot read {out_dir / name}: {e}") from None
+    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA or meta.get("model_file") != Path(model).name:
+        raise ExportError(f"{out_dir / name} is not a {SCHEMA} description of {model}")
+    labels = meta.get("labels_file", LABELS_FILE)
+    member(out_dir, labels, "labels_file")  # relative, inside OUT, before anything else is said about it
+    return meta, labels
 
 
-def copy_assets(out_dir: Path, assets_dir: Path = ASSETS_DIR, model: str | None = None) -> Path:
-    """Copy the chosen model, its JSON (``model_file`` rewritten) and labels; returns the model path."""
-    source = choose_model(Path(out_dir), model)
-    check_listed(Path(out_dir), [source.name, source.with_suffix(".json").name])
-    meta = read_model_json(source)
-    labels = source.parent / meta.get("labels_file", "labels.txt")
-    if not labels.is_file():
-        raise ExportError(f"{labels.name} is missing beside {source.name}")
-    check_listed(Path(out_dir), [labels.name])
+def copy_assets(out_dir: Path, assets_dir: Path = ASSETS_DIR, model: str | None = None) -> str:
+    """Copy the chosen model, its JSON (``model_file`` rewritten) and labels while
+    holding OUT's lock; returns the model's name."""
+    if not Path(out_dir).is_dir():
+        raise ExportError(f"export folder not found: {out_dir}")
+    with held(Path(out_dir), "; wait for it to finish") as out:
+        files = listed_files(out)
+        name = choose_model(out, files, model)
+        meta, labels_name = model_description(out, files, name)
+        model_bytes = checked_bytes(out, files, name)
+        labels_bytes = checked_bytes(out, files, labels_name)
     try:
         assets_dir.mkdir(parents=True, exist_ok=True)
-        atomic_copy(source, assets_dir / MODEL_NAME)
-        atomic_copy(labels, assets_dir / labels.name)
+        atomic_write(assets_dir / MODEL_NAME, model_bytes)
+        atomic_write(assets_dir / Path(labels_name).name, labels_bytes)
         atomic_write(assets_dir / JSON_NAME, json.dumps({**meta, "model_file": MODEL_NAME}, indent=2) + "\n")
     except OSError as e:
+        if e.errno in DISK_FULL_ERRNOS:
+            raise
         raise ExportError(f"cannot write to {assets_dir}: {e.strerror or e}") from None
-    return source
+    return name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,11 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--assets", type=Path, default=ASSETS_DIR, help="the Android app's assets folder")
     args = p.parse_args(argv)
     try:
-        source = copy_assets(args.out_dir, args.assets, args.model)
-    except ExportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"copied {source.name} -> {args.assets / MODEL_NAME} (+ {JSON_NAME}, labels)")
+        name = copy_assets(args.out_dir, args.assets, args.model)
+    except BaseException as e:  # noqa: BLE001 -- every ending is one line and a documented code
+        code, message = outcome(e)
+        print(f"error: {message}", file=sys.stderr)
+        return code
+    print(shown(f"copied {name} -> {args.assets / MODEL_NAME} (+ {JSON_NAME}, labels)"))
     return 0
 
 

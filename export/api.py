@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from .errors import EXIT_ENVIRONMENT, EnvironmentFailure, ExportError, InternalError, internal_message, outcome
-from .outset import MANIFEST, REPORT_JSON, REPORT_MD
+from .manifest import MANIFEST, REPORT_JSON, REPORT_MD
 from .report import ArtifactReport, RunReport
 from .spec import spec_from
 

@@ -79,14 +79,18 @@ def read_rgb(path: Path, record: Preprocessing, what: str = "calibration image")
     was stored in. Any mode is converted the way torchvision's ImageFolder loader does,
     ``Image.convert("RGB")`` (grayscale, palette, RGBA, CMYK, 16-bit)."""
     with _open_image(path, what) as image:
-        try:
-            image.load()  # decode now so a truncated file fails here, not later
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # Pillow's note on palette transparency: convert() drops alpha
-                rgb = image if image.mode == "RGB" else image.convert("RGB")
-        except (OSError, SyntaxError, ValueError) as e:
-            raise ExportError(f"{what} {path} cannot be read: {first_line(e)}") from None
-        return record.resize_rgb(rgb), image.mode
+        return record.resize_rgb(_decoded_rgb(image, path, what)), image.mode
+
+
+def _decoded_rgb(image, path: Path, what: str):
+    """The pixels decoded now (a truncated file fails here, with one line) and converted to RGB."""
+    try:
+        image.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's note on palette transparency: convert() drops alpha
+            return image if image.mode == "RGB" else image.convert("RGB")
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ExportError(f"{what} {path} cannot be read: {first_line(e)}") from None
 
 
 def converted_modes(modes: list[str]) -> dict[str, int]:
@@ -96,12 +100,12 @@ def converted_modes(modes: list[str]) -> dict[str, int]:
 
 def check_calibration_folder(folder: Path, count: int = DEFAULT_COUNT) -> None:
     """Before any conversion: the folder has images, and the ``count`` that will be
-    used open within Pillow's limits (headers only; decoding comes later)."""
+    used decode within Pillow's limits (a truncated file fails here, before any conversion)."""
     if count < 1:
         raise ExportError(f"calibration count must be at least 1, got {count}")
     for path in image_files(folder)[:count]:
-        with _open_image(path):
-            pass
+        with _open_image(path) as image:
+            _decoded_rgb(image, path, "calibration image")
 
 
 def load_calibration(record: Preprocessing, folder: Path | None = None, count: int = DEFAULT_COUNT) -> CalibrationSet:

@@ -18,8 +18,8 @@ from casvit.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 from . import accuracy, parity, targets
 from . import audit as audit_mod
-from .context import log
 from .inputs import to_convention
+from .progress import log
 from .spec import Artifact
 
 

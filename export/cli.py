@@ -22,8 +22,9 @@ EPILOG = (
     "exit codes (one line on stderr, no traceback): 0 passed; 1 an artifact failed its audit, parity or accuracy "
     "gate (the previous set in OUT is kept, this run's files and report go to OUT/rejected); 2 bad input (or OUT in "
     "use by another run); 3 the environment failed mid-run (disk full, out of memory, permission lost); 4 internal "
-    "error (a bug; --debug shows the traceback); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM). Through make "
-    "the status is make's own (2 for any failed recipe): scripts that branch on these codes call python -m export."
+    "error (a bug; --debug shows the traceback); 129 hung up (SIGHUP); 130 interrupted (Ctrl-C); 143 terminated "
+    "(SIGTERM). Through make the status is make's own (2 for any failed recipe): scripts that branch on these "
+    "codes call python -m export."
 )
 
 
@@ -48,10 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     """Parse, run, and map the outcome to an exit code (``export.errors.outcome``)."""
     values = vars(build_parser().parse_args(argv))
     debug = values.pop("debug")
-    previous_handlers = interrupts.install()
+    previous_handlers = {}
     try:
+        from . import pipeline  # noqa: F401 -- its heavy imports before signals raise (python -m export exits at once until here)
         from .api import export_model
 
+        previous_handlers = interrupts.install()
         result = export_model(**values)
     except BaseException as e:  # noqa: BLE001 -- every ending becomes one line and a documented code
         if debug and not isinstance(e, KeyboardInterrupt):

@@ -6,8 +6,6 @@ target builds for another (e.g. the static ONNX TFLite converts from)."""
 from __future__ import annotations
 
 import json
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,15 +16,8 @@ from casvit import DeployCASViT, Preprocessing, deploy
 from casvit.model import CASViT
 
 from .preprocessing import artifact_record, convention_of
+from .progress import log
 from .spec import Artifact, ExportSpec
-
-
-def log(message: str) -> None:
-    """Progress line on stderr, with the seconds since start."""
-    print(f"[{time.perf_counter() - _T0:7.1f}s] {message}", file=sys.stderr, flush=True)
-
-
-_T0 = time.perf_counter()
 
 
 @dataclass

@@ -3,7 +3,7 @@
 artifact as the export made it (``export.spec.Artifact``), the preprocessing record,
 the labels and, when they are at hand, the weights of its eager reference.
 
-``locked`` is the one place these tools take OUT's lock (``export.outset.OutputLock``,
+``locked`` is the one place these tools take OUT's lock (``export.outset.held``,
 shared with the export and verify-arm): it is held from reading the set to writing
 what was measured, so no export can swap another set in between."""
 
@@ -21,7 +21,8 @@ from . import golden, parity
 from .errors import ExportError
 from .fsutil import sha256_of
 from .labels import resolve_labels
-from .outset import REPORT_JSON, OutputLock, problems, read_manifest, recover_stale
+from .manifest import REPORT_JSON, read_manifest
+from .outset import held, problems
 from .quiet import captured
 from .render import write_report_data
 from .spec import Artifact
@@ -92,19 +93,8 @@ def locked(out_dir: Path, tool: str) -> Iterator[ExportedSet]:
     """The set of ``out_dir`` read with OUT's lock held until the block ends (a killed
     export's transaction finished or undone first); ``tool`` names the caller in the
     message another run gets."""
-    out_dir = Path(out_dir).resolve()  # the export locks its resolved OUT: the same lock file
-    if not out_dir.is_dir():  # before locking: the lock file lives beside OUT, a mistyped path gets none
-        raise ExportError(f"{out_dir}: not a folder (give the OUT folder of an export)")
-    lock = OutputLock(out_dir, f"; wait for it to finish before {tool}")
-    try:
-        lock.acquire()
-    except OSError as e:
-        raise ExportError(f"{out_dir}: its lock file cannot be written beside it: {e.strerror or e}") from None
-    try:
-        recover_stale(out_dir)
-        yield read_set(out_dir)
-    finally:
-        lock.release()
+    with held(out_dir, f"; wait for it to finish before {tool}") as real:
+        yield read_set(real)
 
 
 @dataclass(frozen=True)

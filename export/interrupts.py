@@ -1,24 +1,46 @@
-"""SIGINT and SIGTERM as one clean interruption path: both raise in the main
-thread (KeyboardInterrupt, Terminated), and a library that swallows that exception
-(onnx2tf and others have bare ``except:``) cannot turn the run into a success:
-``raise_if_interrupted`` raises again before anything is promoted."""
+"""SIGINT, SIGTERM and SIGHUP as one clean interruption path, from the first
+instruction of ``python -m export`` to its exit.
+
+- Start-up (``exit_at_once``, before the heavy imports): nothing is written yet, so
+  a signal prints the run's one error line and ends the process at once (an
+  exception raised inside a library's import left tracebacks, RecursionErrors and
+  aborts behind).
+- The run (``install``): the first signal raises in the main thread
+  (KeyboardInterrupt, Terminated) so the transaction cleans up; later ones are only
+  recorded, so the clean-up runs to its end and the run ends with one line. A
+  library that swallows the exception (onnx2tf and others have bare ``except:``)
+  cannot turn the run into a success: ``raise_if_interrupted`` raises again before
+  anything is promoted.
+- After the run (``ignore``): the exit code of the finished run stands."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 
-from .errors import Terminated
+from .errors import Terminated, outcome
 
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _received: list[int] = []
 _deferring: list[bool] = []
 
 
+def _exception(signum: int) -> KeyboardInterrupt:
+    return KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+
+
 def _on_signal(signum, frame) -> None:
     _received.append(signum)
-    if not _deferring:
-        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    if not _deferring and len(_received) == 1:
+        raise _exception(signum)
+
+
+def _exit_now(signum, frame) -> None:
+    code, message = outcome(_exception(signum))
+    os.write(2, f"error: {message}\n".encode())
+    os._exit(code)
 
 
 @contextlib.contextmanager
@@ -32,13 +54,31 @@ def deferred():
         _deferring.pop()
 
 
-def install() -> dict:
-    """Route SIGINT and SIGTERM to ``_on_signal`` (main thread only); returns the
-    previous handlers for ``restore``."""
-    _received.clear()
+def _route(handler) -> dict:
+    """Route every handled signal to ``handler`` (main thread only), except those the
+    caller ignores (``nohup``, a background job of a script); returns the previous
+    handlers for ``restore``."""
     if threading.current_thread() is not threading.main_thread():
         return {}  # only the main thread may set handlers; Python's defaults stay
-    return {signum: signal.signal(signum, _on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
+    return {
+        signum: signal.signal(signum, handler) for signum in SIGNALS if signal.getsignal(signum) is not signal.SIG_IGN
+    }
+
+
+def exit_at_once() -> None:
+    """Start-up: a signal ends the process at once with its exit code and one line."""
+    _route(_exit_now)
+
+
+def install() -> dict:
+    """The run: a signal raises once (see the module docstring); returns the previous handlers."""
+    _received.clear()
+    return _route(_on_signal)
+
+
+def ignore() -> None:
+    """After the run: its exit code stands."""
+    _route(signal.SIG_IGN)
 
 
 def restore(previous: dict) -> None:
@@ -48,4 +88,4 @@ def restore(previous: dict) -> None:
 
 def raise_if_interrupted() -> None:
     if _received:
-        raise Terminated() if _received[-1] == signal.SIGTERM else KeyboardInterrupt()
+        raise _exception(_received[0])

@@ -14,7 +14,9 @@ are added to the parent's record."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import errno
 import os
 import pickle
 import signal
@@ -24,13 +26,22 @@ import traceback
 from pathlib import Path
 
 from . import offline
-from .errors import ENVIRONMENT_ERRNOS, EnvironmentFailure, ExportError, describe_os_error, first_line
+from .errors import (
+    ENVIRONMENT_ERRNOS,
+    EnvironmentFailure,
+    ExportError,
+    describe_os_error,
+    disk_full_error,
+    first_line,
+    nearly_full,
+)
 
 
 def call(func, args: tuple, *, workdir: Path, label: str, log_path: Path):
     """``func(*args)`` in a child process with ``workdir`` as its working folder; its
-    stdout/stderr go to ``log_path``. Raises ExportError
-    (EnvironmentFailure for a full disk, lost memory or a child killed by the system)."""
+    stdout/stderr go to ``log_path``. Raises ExportError (EnvironmentFailure for lost
+    memory or a child killed by the system; OSError ENOSPC naming the path for a full
+    disk, also when the child could not even write its log or result)."""
     job, result = workdir / f".{label}.job.pkl", workdir / f".{label}.result.pkl"
     tmp = workdir / f"tmp-{label}"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -60,7 +71,25 @@ def call(func, args: tuple, *, workdir: Path, label: str, log_path: Path):
     except BaseException:  # Ctrl-C, SIGTERM: take the whole converter down, then go on unwinding
         _kill_group(proc)
         raise
-    return _outcome(label, code, result)
+    try:
+        return _outcome(label, code, result)
+    except ExportError as e:
+        if nearly_full(workdir) or DISK_FULL_TEXT in _tail(log_path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(workdir)) from e
+        raise
+
+
+DISK_FULL_TEXT = os.strerror(errno.ENOSPC)  # "No space left on device", as tracebacks and C libraries print it
+
+
+def _tail(path: Path, size: int = 1 << 16) -> str:
+    """The end of a log (empty when unreadable)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - size))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 PARENT_ENV = "CASVIT_EXPORT_PARENT_PID"
@@ -97,13 +126,21 @@ def _outcome(label: str, code: int, result: Path):
     if status == "ok":
         return value
     kind, message = value
+    if kind == "disk_full":
+        number, path = message
+        raise OSError(number, os.strerror(number), path)
     if kind == "environment":
         raise EnvironmentFailure(f"{label}: {message}")
     raise ExportError(message if kind == "input" else f"{label} failed ({message})")
 
 
-def _describe(exc: BaseException) -> tuple[str, str]:
-    """(kind, one-line message) of an exception in the child."""
+def _describe(exc: BaseException) -> tuple[str, object]:
+    """(kind, one-line message) of an exception in the child; ("disk_full", (errno, path))
+    when a full disk caused it, seen through the exception chain (onnx2tf turns
+    errors into sys.exit)."""
+    full = disk_full_error(exc, os.getcwd())
+    if full is not None:
+        return "disk_full", (full.errno, full.filename)
     if isinstance(exc, MemoryError):
         return "environment", "out of memory"
     if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
@@ -132,7 +169,8 @@ def _child(job: str, result: str) -> None:
         try:
             outcome = ("ok", func(*args))
         except BaseException as e:  # noqa: BLE001 -- everything is reported to the parent (onnx2tf uses sys.exit)
-            traceback.print_exc()
+            with contextlib.suppress(OSError):  # a full disk may refuse the log too
+                traceback.print_exc()
             outcome = ("error", _describe(e))
         attempts = list(attempts)
     tmp = f"{result}.tmp"

@@ -20,8 +20,8 @@ import os
 
 from casvit import VARIANTS
 
-from .context import log
 from .errors import ExportError
+from .progress import warn
 
 MAX_BATCH = 1024
 MAX_ELEMENTS = 2**31 - 1
@@ -115,4 +115,6 @@ def check(spec) -> None:
             "lower --res, --batch or --num-classes"
         )
     if need > LARGE_RUN_BYTES:
-        log(f"large run: about {need / GIB:.1f} GiB of memory needed (estimate; this machine has {have / GIB:.1f} GiB)")
+        warn(
+            f"large run: about {need / GIB:.1f} GiB of memory needed (estimate; this machine has {have / GIB:.1f} GiB)"
+        )

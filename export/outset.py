@@ -1,153 +1,154 @@
 """The output folder ``OUT`` as one transaction.
 
 After any run, whatever ended it (pass, gate failure, bad input, exception,
-SIGINT/SIGTERM/SIGKILL at any moment, a full disk), ``OUT`` holds either the
-complete previous set or the complete new one.
+SIGINT/SIGTERM/SIGHUP/SIGKILL at any moment, a full disk), ``OUT`` holds either the
+complete previous set or the complete new one, and every entry of ``OUT`` that this
+tool did not write is still there.
 
-Layout beside ``OUT`` (same filesystem, so every rename below is atomic)::
+``OUT`` is one folder whatever its spelling: every tool (export, verify-arm,
+android-assets) resolves it (symbolic links, ``..``) before taking its lock.
+Layout beside it (same filesystem, so every rename below is atomic)::
 
-    .<name>.lock           flock()ed for the whole run, holds the PID of its holder
-    .<name>.txn-<pid>/     this run's transaction folder
+    .<name>.lock           flock()ed by the tool using OUT, holds the PID of its holder
+    .<name>.txn-<pid>/     this run's transaction folder, mode 700
+        txn.json           its marker: tool, OUT and PID (removed last)
         work/              the converters' scratch (``ctx.workdir``), their TMPDIR too
         new/               the set being assembled
         old/               only without RENAME_EXCHANGE: the set being replaced
-        journal.json       written just before the swap: what to put back after a kill
+        journal.json       written just before the swap: where the set went
 
 A run assembles its whole set in ``new/``: artifacts and companions, golden data,
 ``report.json``, ``report.md`` and, last, ``manifest.json`` (every file with its
 sha256). A passing run then swaps ``new/`` with ``OUT`` in one
-``renameat2(RENAME_EXCHANGE)``; the old set, an older ``rejected/`` included, lands
-in ``new/`` and goes with the transaction folder. A run whose gate failed leaves
-the set at the top of ``OUT`` alone and swaps its own set (``"rejected": true`` in
-its manifest and report) into ``OUT/rejected/`` the same way, so a rejected file can
-never be mistaken for a deliverable nor make the previous set look replaced. Every
-other ending swaps nothing. The transaction folder is removed on the way out; after
-a SIGKILL the next run on ``OUT`` removes it: that run holds the lock, so no live
-run owns any transaction folder of ``OUT`` (no PID-liveness guess is needed).
+``renameat2(RENAME_EXCHANGE)``; the replaced set lands in ``new/``. A run whose gate
+failed leaves the set at the top of ``OUT`` alone and swaps its own set (``"rejected":
+true`` in its manifest and report) into ``OUT/rejected/`` the same way. Every other
+ending swaps nothing.
 
-Entries of ``OUT`` we did not write (not in its manifest, not our reports, logs or
-``rejected/``) are never deleted: a run refuses such a folder unless ``--force``,
-which keeps them (moved back into ``OUT`` right after the swap; the journal lets
-the next run finish that move after a kill) and refuses to overwrite one of them.
+What a run may delete: only entries of the replaced set that this tool wrote
+(``manifest.our_entries``: the names its manifest lists, its records and check
+reports, our ``rejected/``, converter logs with our marker) and its own transaction
+folders. Right after the swap every other entry of the replaced set (a file a user
+put into ``OUT``, before or during the run, with or without ``--force``) is moved
+back into the swapped-in folder (``_settle``); then the transaction folder goes
+(``txnfolder.remove``, the one place that deletes). A run refuses an ``OUT`` holding entries of
+others unless ``--force``, and any run refuses to overwrite one (checked at the start
+and again just before the swap).
 
-``OUT`` must not be a mount point (it is renamed); a folder inside one is fine.
-Without RENAME_EXCHANGE (a filesystem refusing it) the swap is two renames,
-``OUT -> old/`` then ``new/ -> OUT``; the next run renames ``old/`` back when a kill
-fell between them. Power loss is not covered (no directory fsync); kills are.
+Recovery after a kill (SIGKILL, power cut excepted): the next tool that takes the
+lock finishes what the killed run left, but only in transaction folders that this
+user created for this ``OUT``: exact name, a real folder owned by this user that
+nobody else may write, and its marker (``txnfolder.is_ours``). The journal says only whether
+the swap went to ``OUT`` or ``OUT/rejected``; no path is ever read from a file. A
+folder that only looks like ours is left alone with a warning. Holding the lock
+means no live run owns a transaction folder of ``OUT`` (no PID-liveness guess).
+
+``OUT`` must not be a mount point nor hold one (both are renamed). Without
+RENAME_EXCHANGE (a filesystem refusing it) the swap is two renames, ``OUT -> old/``
+then ``new/ -> OUT``; the next run renames ``old/`` back when a kill fell between
+them. Power loss is not covered (no directory fsync); kills are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
-import fcntl
 import json
 import os
-import shutil
 import uuid
 from pathlib import Path
 
-from . import targets
-from .errors import ExportError
+from .errors import ExportError, disk_full_error
 from .fsutil import atomic_write, sha256_of, size_of
+from .manifest import (
+    MANIFEST,
+    REJECTED,
+    TOOL,
+    converter_log,
+    is_marked_log,
+    listed,
+    log_marker,
+    our_entries,
+    read_manifest,
+    set_problems,
+)
+from .outlock import OutputLock, resolved
+from .progress import warn
+from .txnfolder import create, is_ours, remove, transaction_folders, txn_folder_name
 
-MANIFEST, REPORT_JSON, REPORT_MD = "manifest.json", "report.json", "report.md"
-RECORDS = (MANIFEST, REPORT_JSON, REPORT_MD)
-REJECTED = "rejected"
-
-
-def converter_log(target: str) -> str:
-    """The name of a target's converter log, kept in OUT when its conversion fails (no set is swapped then)."""
-    return f"{target}-converter.log"
-
-
-# Reports that later checks write beside a set: ours, replaced with the set.
-VERIFY_ARM_REPORTS = ("verify-arm.json", "verify-arm.md")  # make verify-arm
-BENCH_REPORTS = ("bench.json", "bench.md")  # make bench OUT=... (python -m benchmarks.exported)
-CHECK_REPORTS = VERIFY_ARM_REPORTS + BENCH_REPORTS
-TOOL = "casvit-deploy"
-
-
-def lock_path(out_dir: Path) -> Path:
-    return out_dir.parent / f".{out_dir.name}.lock"
+JOURNAL = "journal.json"
 
 
-def transaction_folders(out_dir: Path) -> list[Path]:
-    """Transaction folders of ``out_dir`` (ours, live or stale) and staging folders
-    an older version of this tool left inside it."""
-    found = list(out_dir.parent.glob(f".{out_dir.name}.txn-*"))
-    if out_dir.is_dir():
-        found += list(out_dir.glob(".staging-*"))
-    return sorted(found)
+def _settle(replaced: Path, target: Path) -> list[str]:
+    """Move every entry of a replaced set that this tool did not write back into
+    ``target`` (where that set was), recreating ``target`` if it is gone; returns the
+    names that could not go back (taken there)."""
+    if not replaced.is_dir() or replaced.is_symlink():
+        return []
+    keep = sorted(set(os.listdir(replaced)) - our_entries(replaced))
+    if keep:
+        target.mkdir(parents=True, exist_ok=True)
+    stranded = []
+    for name in keep:
+        if os.path.lexists(target / name):
+            stranded.append(name)
+        else:
+            os.rename(replaced / name, target / name)
+    return stranded
 
 
-def read_manifest(folder: Path) -> dict | None:
-    """The manifest of one of our sets in ``folder``, or None."""
+def _swap_target(out_dir: Path, rejected: bool) -> Path:
+    return out_dir / REJECTED if rejected else out_dir
+
+
+def _finish(folder: Path, out_dir: Path) -> None:
+    """Complete what the run of a transaction folder left and remove the folder: the
+    replaced set renamed back if the swap stopped between its two renames, and entries
+    that are not ours moved back where they were."""
     try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        journal = json.loads((folder / JOURNAL).read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-    ours = (
-        isinstance(manifest, dict)
-        and isinstance(manifest.get("files"), list)
-        and (manifest.get("tool") == TOOL or "versions" in manifest)
-    )  # "versions": manifests before "tool"
-    return manifest if ours else None
+        journal = None
+    if isinstance(journal, dict) and isinstance(journal.get("rejected"), bool):
+        target, old = _swap_target(out_dir, journal["rejected"]), folder / "old"
+        if old.is_dir() and not os.path.lexists(target):
+            os.rename(old, target)
+        stranded = [name for replaced in (folder / "new", old) for name in _settle(replaced, target)]
+        if stranded:
+            raise ExportError(
+                f"{folder} holds files of yours ({', '.join(stranded)}) whose names are taken in {target}; "
+                f"move them yourself, then remove {folder}"
+            )
+    remove(folder, out_dir)
 
 
-def our_entries(folder: Path) -> set[str]:
-    """Top-level names in ``folder`` this tool wrote: records, logs, listed files, our rejected/."""
-    names = {converter_log(name) for name in targets.names()}
-    manifest = read_manifest(folder)
-    if manifest is not None:
-        names.update(RECORDS, CHECK_REPORTS)
-        names.update(Path(f["path"]).parts[0] for f in manifest["files"] if isinstance(f, dict) and f.get("path"))
-    if (folder / REJECTED).is_dir() and (manifest is not None or read_manifest(folder / REJECTED) is not None):
-        names.add(REJECTED)  # ours: a rejected set, or an older version's rejected/ beside our manifest
-    return names
+def recover_stale(out_dir: Path) -> None:
+    """Finish what killed runs on ``out_dir`` left (call with its lock held), in the
+    transaction folders this user created for it; others are left alone, with a warning."""
+    for folder in transaction_folders(out_dir):
+        if is_ours(folder, out_dir):
+            _finish(folder, out_dir)
+        else:
+            warn(f"left alone: {folder} is named like a transaction folder of {out_dir}, but not created by this user")
 
 
 def problems(out_dir: Path, foreign_ok: bool = False) -> list[str]:
     """Why ``out_dir`` is not one consistent set ([] when it is): every listed file
     present with its sha256, nothing unlisted (unless ``foreign_ok``), report and
-    manifest of the same run, ``rejected/`` a consistent rejected set, no staging."""
+    manifest of the same run, ``rejected/`` a consistent rejected set, no leftover
+    transaction folder."""
     out_dir = Path(out_dir)
     found = [f"leftover transaction folder {p}" for p in transaction_folders(out_dir)]
     if not out_dir.is_dir():
         return found + [f"{out_dir} is not a folder"]
-    found += _set_problems(out_dir, rejected=False)
+    found += set_problems(out_dir, rejected=False)
     if (out_dir / REJECTED).exists():
-        found += [f"{REJECTED}/{p}" for p in _set_problems(out_dir / REJECTED, rejected=True)]
+        found += [f"{REJECTED}/{p}" for p in set_problems(out_dir / REJECTED, rejected=True)]
     if not foreign_ok:
         found += [
             f"{name}: not listed in the manifest" for name in sorted(set(os.listdir(out_dir)) - our_entries(out_dir))
         ]
-    return found
-
-
-def _set_problems(folder: Path, rejected: bool) -> list[str]:
-    manifest = read_manifest(folder)
-    if manifest is None:
-        has_records = any((folder / name).exists() for name in RECORDS)
-        return [f"{MANIFEST} missing or not ours"] if has_records or rejected else []
-    found = []
-    if bool(manifest.get("rejected")) != rejected:
-        found.append(f"{MANIFEST} says rejected={manifest.get('rejected')}")
-    for record in manifest["files"]:
-        path = folder / record["path"]
-        if not path.exists():
-            found.append(f"{record['path']}: listed but missing")
-        elif sha256_of(path) != record["sha256"]:
-            found.append(f"{record['path']}: sha256 differs from the manifest")
-    if rejected:
-        listed = {Path(f["path"]).parts[0] for f in manifest["files"]} | set(RECORDS)
-        found += [f"{name}: not listed in the manifest" for name in sorted(set(os.listdir(folder)) - listed)]
-    try:
-        report = json.loads((folder / REPORT_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return found + [f"{REPORT_JSON} missing or unreadable"]
-    if "run_id" in manifest and report.get("run_id") != manifest["run_id"]:
-        found.append(f"{REPORT_JSON} and {MANIFEST} come from different runs")
     return found
 
 
@@ -163,94 +164,133 @@ def _exchange(a: Path, b: Path) -> None:
         raise OSError(code, os.strerror(code), str(a), None, str(b))
 
 
-class OutputLock:
-    """``flock()`` on OUT's lock file, held by every run that writes into OUT: an
-    export for its whole transaction, ``make verify-arm`` while it checks a set and
-    writes its reports beside it. A second run is refused at once, naming the holder."""
+@contextlib.contextmanager
+def held(out_dir: Path, advice: str):
+    """OUT's lock for a tool that reads a set (and may write its check reports beside
+    it), after finishing what a killed export left; yields OUT resolved. A folder
+    inside a set (``OUT/rejected``...) is refused first: its lock file and reports
+    would be files that set does not list."""
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise ExportError(f"{out_dir}: no such folder")
+    real, own, parent = resolved(out_dir), read_manifest(out_dir), read_manifest(resolved(out_dir).parent)
+    rejected = (own is not None and own.get("rejected")) or (parent is not None and real.name == REJECTED)
+    if rejected or (parent is not None and real.name in {path.split("/")[0] for path in listed(parent)}):
+        what = "a rejected set (its gate failed)" if rejected else f"a part of the export set in {real.parent}"
+        raise ExportError(
+            f"{out_dir} is {what}; give the deliverable set at the top of an export folder (the one holding {MANIFEST})"
+        )
+    lock = OutputLock(out_dir, advice, reader=True)
+    try:
+        lock.acquire()
+    except OSError as e:
+        raise ExportError(f"{out_dir}: its lock file cannot be written beside it: {e.strerror or e}") from None
+    try:
+        recover_stale(lock.out_dir)
+        yield lock.out_dir
+    finally:
+        lock.release()
 
-    def __init__(self, out_dir: Path, advice: str):
-        self.out_dir, self.advice = Path(out_dir), advice
-        self._fd: int | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
+def _mount_points_in(out_dir: Path) -> list[str]:
+    """Mount points at or below ``out_dir``, bind mounts of the same filesystem included
+    (psutil reads the mount table)."""
+    import psutil
 
-    def acquire(self) -> None:
-        fd = os.open(lock_path(self.out_dir), os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            os.close(fd)
-            raise ExportError(f"{self.out_dir} is in use by another run (PID {holder}){self.advice}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
+    inside = str(out_dir).rstrip("/") + "/"
+    found = {p.mountpoint for p in psutil.disk_partitions(all=True)}
+    return sorted(m for m in found if m == str(out_dir) or m.startswith(inside))
 
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing releases the flock; the file stays (deleting it would race)
-            self._fd = None
 
-    def __enter__(self) -> OutputLock:
-        self.acquire()
-        return self
+def _existing_ancestor_problem(out_dir: Path) -> str | None:
+    """'<path> is a file' when the nearest existing ancestor of OUT is not a folder."""
+    for ancestor in out_dir.parents:
+        if os.path.lexists(ancestor):
+            return None if ancestor.is_dir() else f"--out {out_dir}: {ancestor} is a file, not a folder"
+    return None
 
-    def __exit__(self, *exc) -> None:
-        self.release()
+
+def keep_converter_log(out_dir: Path, target: str, log_path: Path) -> str:
+    """Copy a failed converter's log into OUT (marked as ours) so the failure can be
+    read; returns where it is. A file of the user's under that name is never replaced."""
+    kept = resolved(out_dir) / converter_log(target)
+    if os.path.lexists(kept) and not is_marked_log(kept, target):
+        return f"not kept ({kept} is not this tool's)"
+    if log_path.is_file():
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(kept, log_marker(target) + log_path.read_bytes())
+    return str(kept)
 
 
 class Transaction:
-    """``with Transaction(out_dir, force) as txn``: lock, clean-up of stale
-    transactions, the foreign-entry check; then ``txn.workdir`` for converters,
-    ``txn.add``/``txn.add_written`` to build the set and ``txn.commit`` to swap it in."""
+    """``with Transaction(out_dir, force) as txn``: lock, recovery of killed runs, the
+    checks of OUT; then ``txn.workdir`` for converters, ``txn.add``/``txn.add_written``
+    to build the set and ``txn.commit`` to swap it in. A failure caused by a full
+    filesystem leaves as the OSError (ENOSPC) naming the path (exit 3), whatever raised it."""
 
     def __init__(self, out_dir: Path, force: bool = False):
-        self.out_dir = Path(out_dir)
+        self.out_dir = resolved(out_dir)
         self.force = force
         self.run_id = uuid.uuid4().hex
-        self.root = self.out_dir.parent / f".{self.out_dir.name}.txn-{os.getpid()}"
+        self.root = self.out_dir.parent / txn_folder_name(self.out_dir.name, os.getpid())
         self.new_dir, self.workdir = self.root / "new", self.root / "work"
         self.records: list[dict] = []
         self.foreign: list[str] = []
+        self._created = False
         self._lock = OutputLock(self.out_dir, "; wait for it to finish or choose another --out")
 
     def __enter__(self) -> Transaction:
         out = self.out_dir
-        if out.is_dir() and (os.path.ismount(out) or out.stat().st_dev != out.parent.stat().st_dev):
+        problem = _existing_ancestor_problem(out)
+        if problem:
+            raise ExportError(problem)
+        mounted = _mount_points_in(out)
+        if out.is_dir() and (str(out) in mounted or out.stat().st_dev != out.parent.stat().st_dev):
             raise ExportError(
                 f"--out {out} is a mount point; the new set replaces it by a rename on one "
                 f"filesystem, so use a folder inside it (e.g. {out / 'export'})"
             )
+        if mounted:
+            raise ExportError(
+                f"--out {out}: {mounted[0]} is a mount point inside it; a run moves the entries of OUT, "
+                "which a mount point refuses: unmount it or choose another --out"
+            )
         try:
-            self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+            out.parent.mkdir(parents=True, exist_ok=True)
             self._lock.acquire()
         except OSError as e:
             raise ExportError(
-                f"output folder {self.out_dir} is not writable (its lock and staging folder live "
-                f"beside it, in {self.out_dir.parent}): {e.strerror or e}"
+                f"output folder {out} is not writable (its lock and staging folder live "
+                f"beside it, in {out.parent}): {e.strerror or e}"
             ) from None
         try:
-            recover_stale(self.out_dir)
+            recover_stale(out)
             self.foreign = self._inspect()
-            self.new_dir.mkdir(parents=True)
+            create(self.root, out)
+            self._created = True
+            self.new_dir.mkdir()
             self.workdir.mkdir()
         except BaseException:
-            self._lock.release()
+            self.close()
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        full = None if exc is None else disk_full_error(exc, self.root)  # before the clean-up frees space
         self.close()
+        if full is not None and full is not exc:
+            raise full from exc
 
     def close(self) -> None:
-        """Remove the transaction folder (undoing a swap interrupted between its two
-        renames) and release the lock; a second call does nothing."""
+        """Finish and remove the transaction folder (undoing a swap interrupted between
+        its two renames, moving users' entries back) and release the lock; a second
+        call does nothing."""
         if not self._lock.held:
             return
         try:
-            _finish(self.root, self.out_dir)
+            if self._created:
+                self._created = False
+                _finish(self.root, self.out_dir)
         finally:
             self._lock.release()
 
@@ -277,7 +317,7 @@ class Transaction:
         if os.path.lexists(dst):
             if sha256_of(dst) != sha256_of(src):
                 raise ExportError(f"two artifacts of this run want different {name} files")
-            shutil.rmtree(src) if Path(src).is_dir() else os.unlink(src)
+            remove(Path(src), self.out_dir)
             return next(r for r in self.records if r["path"] == name)
         os.replace(src, dst)
         return self.add_written(name)
@@ -290,11 +330,20 @@ class Transaction:
         return record
 
     def commit(self, manifest: dict, rejected: bool) -> Path:
-        """Write the manifest (last) and swap the set in: as OUT, or as OUT/rejected."""
-        in_the_way = sorted(set(os.listdir(self.new_dir)) & set(self.foreign)) if not rejected else []
+        """Write the manifest (last) and swap the set in, as OUT or as OUT/rejected; then
+        move every entry of the replaced set that this tool did not write back."""
+        target = _swap_target(self.out_dir, rejected)
+        if rejected:
+            self.out_dir.mkdir(exist_ok=True)
+            if os.path.lexists(target) and REJECTED not in our_entries(self.out_dir):
+                raise ExportError(
+                    f"{target} is in the way and was not written by this tool; move it or choose another --out"
+                )
+        theirs = set(os.listdir(target)) - our_entries(target) if target.is_dir() else set()
+        in_the_way = sorted(set(os.listdir(self.new_dir)) & theirs)  # checked again now: OUT may have changed
         if in_the_way:
             raise ExportError(
-                f"{self.out_dir / in_the_way[0]} is in the way and was not written by this tool; "
+                f"{target / in_the_way[0]} is in the way and was not written by this tool; "
                 "move it or choose another --out"
             )
         atomic_write(
@@ -304,19 +353,10 @@ class Transaction:
             )
             + "\n",
         )
-        target = self.out_dir / REJECTED if rejected else self.out_dir
-        if rejected:
-            self.out_dir.mkdir(exist_ok=True)
-            if os.path.lexists(target) and REJECTED in self.foreign:
-                raise ExportError(
-                    f"{target} is in the way and was not written by this tool; move it or choose another --out"
-                )
-        atomic_write(
-            self.root / "journal.json", json.dumps({"target": str(target), "foreign": [] if rejected else self.foreign})
-        )
+        atomic_write(self.root / JOURNAL, json.dumps({"rejected": rejected}))
         _swap_in(self.new_dir, target, self.root / "old")
-        if not rejected:
-            _put_back(self.foreign, [self.new_dir, self.root / "old"], self.out_dir)
+        for replaced in (self.new_dir, self.root / "old"):
+            _settle(replaced, target)  # a name taken meanwhile stays in the transaction folder: close() says so
         return target
 
 
@@ -331,41 +371,3 @@ def _swap_in(new: Path, target: Path, old: Path) -> None:
             raise
         os.rename(target, old)  # a kill between these two renames is undone by recover_stale
         os.rename(new, target)
-
-
-def _put_back(names: list[str], sources: list[Path], out_dir: Path) -> None:
-    """Move foreign entries (kept with --force) from the replaced set back into OUT."""
-    for name in names:
-        for source in sources:
-            if os.path.lexists(source / name) and not os.path.lexists(out_dir / name):
-                os.rename(source / name, out_dir / name)
-
-
-def recover_stale(out_dir: Path) -> None:
-    """Finish or undo what killed runs left (call with the lock held) and remove their
-    transaction folders and the staging folders of older versions."""
-    for folder in transaction_folders(out_dir):
-        _finish(folder, out_dir)
-
-
-def _finish(folder: Path, out_dir: Path) -> None:
-    """Put a transaction folder's borrowed entries back where they belong, then remove it:
-    the replaced set if the swap stopped between its two renames, and foreign entries."""
-    try:
-        journal = json.loads((folder / "journal.json").read_text())
-    except (OSError, ValueError):
-        journal = None
-    if journal:
-        target, old = Path(journal["target"]), folder / "old"
-        if old.is_dir() and not os.path.lexists(target):
-            os.rename(old, target)
-        _put_back(journal.get("foreign", []), [folder / "new", old], out_dir)
-        stranded = [
-            n for n in journal.get("foreign", []) if os.path.lexists(folder / "new" / n) or os.path.lexists(old / n)
-        ]
-        if stranded:
-            raise ExportError(
-                f"{folder} holds files of yours ({', '.join(stranded)}) that could not be "
-                f"moved back into {out_dir}; move them yourself, then remove {folder}"
-            )
-    shutil.rmtree(folder, ignore_errors=True)

@@ -13,14 +13,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import accuracy, checks, golden, interrupts, outset, progress, targets
-from .context import ExportContext, log
+from . import accuracy, carry, checks, golden, interrupts, outset, progress, targets
+from .context import ExportContext
 from .errors import ExportError, GateFailure
 from .fsutil import sha256_of, size_of
 from .inputs import parity_images, to_convention
+from .manifest import TOOL, read_manifest
 from .offline import no_network, offline_checks
 from .preflight import validate
 from .preprocessing import record_at, record_for
+from .progress import log, warn
 from .render import write_reports
 from .report import ArtifactReport, RunReport, spec_entry
 from .source import build_model, class_names, read_source, resolve
@@ -65,6 +67,9 @@ def run(spec: ExportSpec, model: torch.nn.Module | None = None) -> RunReport:
         run_facts = _convert_and_verify(spec, source, labels, label_warnings, txn)
         interrupts.raise_if_interrupted()
         report, where = _write_set(txn, run_facts)
+    if report.passed:
+        for change, names in run_facts.plan.outcome([v.artifact.name for v in run_facts.verified]).items():
+            log(f"{change}: {', '.join(names) if names else 'none'}")
     if not report.passed:
         failed = "; ".join(f"{a.name} ({checks.failure_summary(a.checks)})" for a in report.artifacts if not a.passed)
         kept = "the previous set in OUT is unchanged" if report.previous_set_kept else "nothing was promoted"
@@ -85,6 +90,8 @@ class _RunFacts:
     warnings: list[str]
     accuracy: dict | None
     network_attempts: list
+    identity: dict
+    plan: carry.Plan
 
 
 def _convert_and_verify(
@@ -101,12 +108,14 @@ def _convert_and_verify(
             # --val-dir read and checked before any conversion
             validation, warnings, accuracy_entry = accuracy.prepare(spec, model, labels, record, weights)
             for warning in label_warnings:
-                log(f"WARNING: {warning}")
+                warn(warning)
             warnings = label_warnings + warnings
             ctx = ExportContext(spec, model, weights, labels, txn.workdir, record, record_source, validation)
             evidence = checks.Evidence(
                 rgb, reference, names, ctx, record.mean, record.std, partial(_evidence_at, spec, model, record, ctx)
             )
+            identity = carry.identity(spec, weights, labels, record.to_dict(), names, rgb)
+            plan = carry.plan(txn.out_dir, identity, spec.targets, spec.replace_set)  # before any conversion
         verified = []
         for name in spec.targets:
             with progress.stage(f"{name}: converting"):
@@ -117,7 +126,7 @@ def _convert_and_verify(
                     verified.append(verify(artifact, evidence))
     if attempts:  # a library may have swallowed NetworkBlocked: still a failure
         raise ExportError(f"network access was attempted during the export: {attempts[0]}")
-    return _RunFacts(spec, ctx, evidence, verified, warnings, accuracy_entry, list(attempts))
+    return _RunFacts(spec, ctx, evidence, verified, warnings, accuracy_entry, list(attempts), identity, plan)
 
 
 def _evidence_at(spec: ExportSpec, model, record, ctx: ExportContext, height: int, width: int) -> checks.Evidence:
@@ -134,6 +143,8 @@ def _write_set(txn: outset.Transaction, facts: _RunFacts) -> tuple[RunReport, Pa
     passed = all(v.results["passed"] for v in facts.verified)
     with progress.stage("writing the output set"):
         entries = [_artifact_report(txn, v, passed) for v in facts.verified]
+        if passed:
+            entries += carry.carry_into(txn, facts.plan.kept)
         e = facts.evidence
         golden.write(txn.new_dir / golden.FILE_NAME, e.names, e.rgb, e.mean, e.std, e.reference)
         for other in e.sizes().values():
@@ -176,7 +187,7 @@ def _artifact_report(txn: outset.Transaction, v: Verified, passed: bool) -> Arti
 def _run_report(txn: outset.Transaction, facts: _RunFacts, entries: list[ArtifactReport], passed: bool) -> RunReport:
     spec, ctx, e = facts.spec, facts.ctx, facts.evidence
     return RunReport(
-        tool=outset.TOOL,
+        tool=TOOL,
         run_id=txn.run_id,
         passed=passed,
         spec=spec_entry(spec, ctx.model.num_classes),
@@ -197,5 +208,6 @@ def _run_report(txn: outset.Transaction, facts: _RunFacts, entries: list[Artifac
         warnings=tuple(facts.warnings),
         library_warnings=tuple(dict.fromkeys(facts.ctx.library_warnings)),
         accuracy=facts.accuracy,
-        previous_set_kept=None if passed else outset.read_manifest(txn.out_dir) is not None,
+        previous_set_kept=None if passed else read_manifest(txn.out_dir) is not None,
+        set_identity=facts.identity,
     )

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from .checks import by_name, failure_summary
+from .errors import shown
 from .fsutil import atomic_write
 from .report import RunReport
 
@@ -50,9 +51,9 @@ def preprocessing_line(p: dict) -> str:
     )
 
 
-def _classes_line(report: dict, shown: int = 5) -> str:
+def _classes_line(report: dict, count: int = 5) -> str:
     labels = report.get("labels") or []
-    first = ", ".join(f"`{name}`" for name in labels[:shown]) + (", ..." if len(labels) > shown else "")
+    first = ", ".join(f"`{name}`" for name in labels[:count]) + (", ..." if len(labels) > count else "")
     return f"- {report['spec']['num_classes']} classes" + (f"; labels {first}" if labels else "")
 
 
@@ -290,14 +291,14 @@ def console_table(report: RunReport, out_dir: Path) -> str:
         status = a["status"] + (f" ({failure_summary(a)})" if not a["passed"] else "")
         lines.append(f"{a['file']:<46} {a['size_bytes'] / 1024:>9.0f} {_console_numbers(m)}  {status}")
         for size, result in _further_sizes(a):
-            shown = f"  at {size}"
+            label = f"  at {size}"
             lines.append(
-                f"{shown:<46} {'':>9} {_console_numbers(result['metrics'])}  {'ok' if result['passed'] else 'FAIL'}"
+                f"{label:<46} {'':>9} {_console_numbers(result['metrics'])}  {'ok' if result['passed'] else 'FAIL'}"
             )
     if not report["weights"]["for_deployment"]:
         lines.append("NOTE: random weights -- these artifacts are NOT FOR DEPLOYMENT")
     lines += accuracy_console_lines(report)
-    lines.append(f"report: {out_dir / 'report.md'}")
+    lines.append(f"report: {shown(str(out_dir / 'report.md'))}")
     return "\n".join(lines)
 
 

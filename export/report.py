@@ -6,7 +6,7 @@ among them, rely on it)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,8 @@ class ArtifactReport:
     companions: tuple[str, ...]
     runtime_facts: dict[str, Any]
     files: tuple[dict, ...]  # manifest records of the artifact and its companions
-    status: str  # "promoted", "rejected", "rejected: another artifact failed"
+    status: str  # "promoted", "kept" (carried from OUT's set), "rejected", "rejected: another artifact failed"
+    carried_from: str | None = None  # kept artifacts: the run_id of the run that made and verified it
 
     def check(self, name: str) -> dict | None:
         return self.checks.get(name)
@@ -50,6 +51,23 @@ class ArtifactReport:
     def to_json(self) -> dict:
         own = {k: v for k, v in asdict(self).items() if k != "checks"}
         return _plain({**own, **self.checks})
+
+    @classmethod
+    def from_json(cls, entry: dict) -> ArtifactReport:
+        """The inverse of ``to_json`` (a report.json entry; keys that are not fields are
+        the checks, in their order); a KeyError names a missing field."""
+        if not isinstance(entry, dict):
+            raise ValueError(f"an artifact entry is a {type(entry).__name__}, not an object")
+        own = {f.name for f in fields(cls)} - {"checks"}
+        missing = [f.name for f in fields(cls) if f.name in own and f.default is MISSING and f.name not in entry]
+        if missing:
+            raise KeyError(f"{entry.get('name', 'an artifact')} has no {missing[0]!r}")
+        values = {k: v for k, v in entry.items() if k in own}
+        values["companions"] = tuple(values["companions"])
+        values["files"] = tuple(values["files"])
+        if not all(isinstance(f, dict) and isinstance(f.get("path"), str) for f in values["files"]):
+            raise ValueError(f"{values['name']}: 'files' holds an entry without a path")
+        return cls(**values, checks={k: v for k, v in entry.items() if k not in own})
 
 
 @dataclass(frozen=True)
@@ -74,6 +92,7 @@ class RunReport:
     library_warnings: tuple[str, ...] = ()  # the converters' own caveats, in the report only
     accuracy: dict[str, Any] | None = None
     previous_set_kept: bool | None = None  # rejected runs: whether OUT kept an earlier set
+    set_identity: dict[str, Any] = field(default_factory=dict)  # what makes artifacts comparable (export.carry)
     extra: dict[str, Any] = field(default_factory=dict)  # more top-level entries, by name
 
     @property
@@ -99,6 +118,7 @@ class RunReport:
             "library_warnings": list(self.library_warnings),
             "accuracy": self.accuracy,
             "golden": {**self.golden, **({"sizes": self.golden_sizes} if self.golden_sizes else {})},
+            "set_identity": self.set_identity,
             **({} if self.passed else {"previous_set_kept": self.previous_set_kept}),
             **self.extra,
         }
@@ -111,6 +131,7 @@ class RunReport:
             "resolution": self.spec["resolution"],
             "weights": self.weights,
             "versions": self.versions,
+            "set_identity": self.set_identity,
         }
 
 

@@ -24,10 +24,10 @@ from casvit.checkpoint import extract_state_dict, model_from_dict, recorded
 from casvit.model import CASViT, variant_of
 from casvit.seeding import randomize_batchnorm
 
-from .context import log
 from .errors import ExportError
 from .fsutil import sha256_of
 from .labels import read_labels_file, resolve_labels
+from .progress import warn
 from .spec import DEFAULT_SIZE, DEFAULT_VARIANT, ExportSpec
 
 
@@ -174,7 +174,7 @@ def build_model(spec: ExportSpec, source: ModelSource) -> tuple[CASViT, dict]:
             "sha256": source.sha256,
             "for_deployment": True,
         }
-    log(f"WARNING: no checkpoint given: seeded random weights (seed {spec.seed}). NOT FOR DEPLOYMENT.")
+    warn(f"no checkpoint given: seeded random weights (seed {spec.seed}). NOT FOR DEPLOYMENT.")
     torch.manual_seed(spec.seed)
     try:
         model = create_model(spec.variant, num_classes=spec.num_classes)

@@ -204,6 +204,12 @@ class ExportSpec(OptionRecord):
         "write into an OUT that holds files this tool did not write (they are kept, never overwritten); "
         "without it such a folder is refused",
     )
+    replace_set: bool = option(
+        False,
+        "replace the whole set in OUT (every target's artifacts) even when it comes from other weights, "
+        "labels, resolution or preprocessing; without it such a set is refused, and a set of the same "
+        "weights keeps the artifacts of targets this run does not produce",
+    )
     preprocessing: PreprocessingOptions = group(PreprocessingOptions, "preprocessing record (how images become inputs)")
     accuracy: AccuracyOptions = group(AccuracyOptions, "accuracy on your labelled images")
     calibration: CalibrationOptions = group(CalibrationOptions, "int8 calibration images")

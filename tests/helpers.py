@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +41,32 @@ def output_lock_held(out: Path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def commit_set(out: Path, files: dict[str, bytes], force: bool = False, rejected: bool = False, during=None) -> None:
+    """A minimal run through the export transaction: write ``files`` and a report, call
+    ``during(txn)`` (what happens while the run converts), commit."""
+    from export.outset import Transaction
+
+    with Transaction(out, force=force) as txn:
+        for name, data in files.items():
+            (txn.new_dir / name).write_bytes(data)
+            txn.add_written(name)
+        (txn.new_dir / "report.json").write_text(json.dumps({"run_id": txn.run_id}))
+        (txn.new_dir / "report.md").write_text("report")
+        if during is not None:
+            during(txn)
+        txn.commit({}, rejected=rejected)
+
+
+def in_private_mount(script: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``script`` run by bash in a private mount namespace, where it may mount a small
+    tmpfs; skips the test where that needs what is missing (root, unshare)."""
+    if os.geteuid() != 0 or subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs needs root and unshare --mount")
+    return subprocess.run(
+        ["unshare", "--mount", "bash", "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=timeout
+    )
 
 
 def photo_batch(height: int, width: int, normalize: bool = True) -> torch.Tensor:

@@ -186,10 +186,11 @@ def test_class_folder_not_among_labels_is_a_one_line_error(tmp_path, digits_fold
             str(tmp_path / "out"),
         ]
     )
-    err = capsys.readouterr().err.strip().splitlines()
+    out, err = capsys.readouterr()
+    err = err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith("error: validation folder") and "'seven' not among the model's 10 labels" in err[-1]
-    assert not any("converting" in line for line in err)  # refused before any conversion
+    assert "converting" not in out and not any("converting" in line for line in err)  # refused before any conversion
     assert not list((tmp_path / "out").glob("*.onnx"))
 
 
@@ -275,7 +276,7 @@ def test_progress_lines_while_measuring(monkeypatch, capsys):
     rgb = np.zeros((5, 4, 4, 3), np.uint8)
     logits, _ = accuracy.predict(lambda x: np.zeros((len(x), 3), np.float32), rgb, "normalized", "m")
     assert logits.shape == (5, 3)
-    lines = [line for line in capsys.readouterr().err.splitlines() if "m: accuracy" in line]
+    lines = [line for line in capsys.readouterr().out.splitlines() if "m: accuracy" in line]
     assert [line.split("accuracy ")[1].split(" ")[0] for line in lines] == ["2/5", "3/5", "4/5"]
 
 

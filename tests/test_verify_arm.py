@@ -35,9 +35,11 @@ def test_runner_builds_the_same_input_as_the_export(convention):
     """runner.py is self-contained (it runs in the ARM64 root): its input builder
     must stay equal to the export's, bit for bit."""
     from casvit.preprocess import official_default
-    from export.inputs import parity_images, to_convention
+    from export.inputs import CONVENTIONS, parity_images, to_convention
+    from export.verify_arm.runner import CONVENTIONS as RUNNER_CONVENTIONS
     from export.verify_arm.runner import model_input
 
+    assert RUNNER_CONVENTIONS == CONVENTIONS
     for record in (official_default(64, 64), official_default(64, 64, imagenet_mean_std=False)):
         _, rgb = parity_images(record, noise=1)
         mean, std = np.asarray(record.mean, np.float32), np.asarray(record.std, np.float32)
@@ -65,7 +67,7 @@ def exported(tiny_tflite_export, tmp_path_factory) -> Path:
 def verified(exported) -> dict:
     done = _verify(exported)
     assert done.returncode == 0, done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith("verify-arm: 4 models passed")
+    assert done.stdout.strip().splitlines()[-1].startswith("verify-arm: 4 models passed") and done.stderr == ""
     return json.loads((exported / JSON_NAME).read_text())
 
 
@@ -257,8 +259,8 @@ def test_verify_arm_finishes_a_killed_exports_swap_before_reading(tmp_path):
 
     out = tmp_path / "out"
     out.mkdir()
-    stale = tmp_path / ".out.txn-999999"
-    (stale / "new").mkdir(parents=True)
+    with output_lock_held(out) as holder:  # a transaction, SIGKILLed at the end of the block
+        stale = tmp_path / f".out.txn-{holder.pid}"
     assert outset.problems(out) == [f"leftover transaction folder {stale}"]
     done = _verify(out, "--cache", str(tmp_path / "no-cache"))
     assert done.returncode == 2 and "no manifest.json" in done.stderr, done.stderr

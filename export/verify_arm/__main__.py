@@ -1,8 +1,12 @@
 """``python -m export.verify_arm OUT``. Exit codes: 0 every gate passed, 1 a model
-missed a gate (or LiteRT could not run it), 2 bad input, OUT in use or no toolchain.
+missed a gate (or LiteRT could not run it), 2 bad input (a folder that is not a
+deliverable export set, a malformed manifest or report, a path leaving OUT), OUT in
+use or no toolchain, 3 the environment failed (disk full...), 4 internal error,
+130 interrupted. Every failure is one line on stderr.
 
-OUT's lock is held from reading the set to writing the reports, so an export cannot
-swap a new set in between (the reports would then describe files no longer there)."""
+OUT's lock (the export's, on OUT resolved) is held from reading the set to writing
+the reports, so an export cannot swap a new set in between (the reports would then
+describe files no longer there)."""
 
 from __future__ import annotations
 
@@ -11,13 +15,14 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import ExportError, OneLineParser
+from ..errors import OneLineParser, outcome, shown
 from ..fsutil import atomic_write
-from ..outset import VERIFY_ARM_REPORTS, OutputLock, recover_stale
+from ..manifest import VERIFY_ARM_REPORTS
+from ..outset import held
 from .evaluate import verify
-from .outputset import BadInput, load
+from .outputset import load
 from .render import render_markdown
-from .sides import DEFAULT_CACHE, QEMU_CPU, SetupFailed, prepare
+from .sides import DEFAULT_CACHE, QEMU_CPU, prepare
 
 JSON_NAME, MD_NAME = VERIFY_ARM_REPORTS
 
@@ -53,43 +58,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    lock = OutputLock(args.out, "; wait for it to finish")
     try:
-        if not args.out.is_dir():  # before locking: the lock file lives beside OUT, a mistyped path gets none
-            raise BadInput(f"{args.out}: not a folder")
-        lock.acquire()
-    except OSError as e:
-        return _error(f"{args.out}: its lock file cannot be written beside it: {e.strerror or e}")
-    except (BadInput, ExportError) as e:
-        return _error(e)
-    try:
-        recover_stale(args.out)  # an export killed mid-swap: its set is finished or put back first
-        return _verify_locked(args)
-    except (BadInput, SetupFailed, ExportError) as e:
-        return _error(e)
-    finally:
-        lock.release()
+        with held(args.out, "; wait for it to finish") as out:
+            return _verify_locked(out, args)
+    except BaseException as e:  # noqa: BLE001 -- every ending is one line and a documented code
+        code, message = outcome(e)
+        print(f"error: {message}", file=sys.stderr)
+        return code
 
 
-def _error(message) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
-def _verify_locked(args) -> int:
-    output_set = load(args.out)
+def _verify_locked(out: Path, args) -> int:
+    output_set = load(out)
     arm, x86 = prepare(args.cache, args.qemu_cpu)
     report = verify(output_set, arm, x86, args.fp16_arithmetic, args.gate_fp16_arithmetic)
-    atomic_write(args.out / JSON_NAME, json.dumps(report, indent=2) + "\n")
-    atomic_write(args.out / MD_NAME, render_markdown(report))
+    atomic_write(out / JSON_NAME, json.dumps(report, indent=2) + "\n")
+    atomic_write(out / MD_NAME, render_markdown(report))
     failed = [m["file"] for m in report["models"] if not m["passed"]]
     if failed:
-        print(f"verify-arm: FAILED: {', '.join(failed)} missed a gate; see {args.out / MD_NAME}", file=sys.stderr)
+        print(shown(f"verify-arm: FAILED: {', '.join(failed)} missed a gate; see {out / MD_NAME}"), file=sys.stderr)
         return 1
     print(
-        f"verify-arm: {len(report['models'])} models passed on ARM64 and x86 LiteRT {report['litert_version']}; "
-        f"report: {args.out / MD_NAME}",
-        file=sys.stderr,
+        shown(
+            f"verify-arm: {len(report['models'])} models passed on ARM64 and x86 LiteRT {report['litert_version']}; "
+            f"report: {out / MD_NAME}"
+        )
     )
     return 0
 

@@ -1,10 +1,10 @@
 """An export's output set as verify-arm needs it: the golden data and every .tflite
-the manifest lists, each checked against the manifest's sha256, with its precision
-and input convention from the report. Anything missing or altered is a BadInput."""
+the manifest lists, each inside OUT and checked against the manifest's sha256, with
+its precision and input convention from the report. Anything missing, altered,
+malformed or leading outside OUT is a BadInput."""
 
 from __future__ import annotations
 
-import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,12 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from .. import golden
+from ..errors import ExportError
 from ..fsutil import sha256_of
+from ..manifest import MANIFEST, REPORT_JSON, listed, load_manifest, member, read_json
+from .runner import CONVENTIONS
 
 PRECISION_ORDER = ("fp32", "fp16", "int8-dynamic", "int8")
 
 
-class BadInput(Exception):
+class BadInput(ExportError):
     """The folder is not a complete, unaltered export output set (exit 2)."""
 
 
@@ -40,25 +43,39 @@ class OutputSet:
     models: list[Model]
 
 
-def _read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise BadInput(f"{path.parent}: no {path.name} ({what}); is this an export output folder?")
-    try:
-        return json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadInput(f"{path}: not valid JSON ({e})") from None
+def _read_report(out_dir: Path) -> dict[str, dict]:
+    """The report's artifact entries by file name; a malformed report is a BadInput."""
+    path = out_dir / REPORT_JSON
+    report = read_json(path, f"{out_dir}: no {REPORT_JSON} (precision and input convention of each artifact)")
+    artifacts = report.get("artifacts") if isinstance(report, dict) else None
+    if not isinstance(artifacts, list) or not all(isinstance(a, dict) for a in artifacts):
+        raise BadInput(f"{path}: no 'artifacts' list of objects")
+    return {a.get("file"): a for a in artifacts}
 
 
-def _listed(manifest: dict, out_dir: Path) -> dict[str, str]:
-    """path -> sha256 of every file the manifest lists."""
-    try:
-        return {str(f["path"]): str(f["sha256"]) for f in manifest["files"]}
-    except (KeyError, TypeError):
-        raise BadInput(f"{out_dir / 'manifest.json'}: no 'files' list of path/sha256 entries") from None
+def _model(out_dir: Path, name: str, sha256: str, artifact: dict | None) -> Model:
+    where = f"{out_dir / REPORT_JSON}: the artifact entry of {name}"
+    if artifact is None:
+        raise BadInput(f"{out_dir / REPORT_JSON}: no artifact entry for {name}")
+    if artifact.get("precision") not in PRECISION_ORDER:
+        raise BadInput(f"{where} has precision {artifact.get('precision')!r}, not one of {', '.join(PRECISION_ORDER)}")
+    if artifact.get("input_convention") not in CONVENTIONS:
+        raise BadInput(
+            f"{where} has input_convention {artifact.get('input_convention')!r}, not one of {', '.join(CONVENTIONS)}"
+        )
+    parity = artifact.get("parity")
+    return Model(
+        name,
+        _checked_file(out_dir, name, sha256),
+        artifact["precision"],
+        artifact["input_convention"],
+        parity if isinstance(parity, dict) else None,
+        str(artifact.get("runtime", "")),
+    )
 
 
 def _checked_file(out_dir: Path, name: str, sha256: str) -> Path:
-    path = out_dir / name
+    path = member(out_dir, name, f"{MANIFEST} entry")
     if not path.is_file():
         raise BadInput(f"{path}: listed in the manifest but missing")
     if sha256_of(path) != sha256:
@@ -78,36 +95,25 @@ def _read_golden(path: Path) -> dict[str, np.ndarray]:
     return data
 
 
-def _precision_rank(by_file: dict, name: str) -> tuple[int, str]:
-    precision = (by_file.get(name) or {}).get("precision", "")
-    return (PRECISION_ORDER.index(precision) if precision in PRECISION_ORDER else len(PRECISION_ORDER), name)
-
-
 def load(out_dir: Path) -> OutputSet:
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise BadInput(f"{out_dir}: not a folder")
-    listed = _listed(_read_json(out_dir / "manifest.json", "the list of files and hashes"), out_dir)
-    report = _read_json(out_dir / "report.json", "precision and input convention of each artifact")
-    if golden.FILE_NAME not in listed:
-        raise BadInput(f"{out_dir / 'manifest.json'}: lists no {golden.FILE_NAME} (golden data); re-export")
-    golden_path = _checked_file(out_dir, golden.FILE_NAME, listed[golden.FILE_NAME])
-    by_file = {a.get("file"): a for a in report.get("artifacts", [])}
-    models = []
-    for name in sorted((n for n in listed if n.endswith(".tflite")), key=lambda n: _precision_rank(by_file, n)):
-        artifact = by_file.get(name)
-        if artifact is None:
-            raise BadInput(f"{out_dir / 'report.json'}: no artifact entry for {name}")
-        models.append(
-            Model(
-                name,
-                _checked_file(out_dir, name, listed[name]),
-                artifact["precision"],
-                artifact["input_convention"],
-                artifact.get("parity"),
-                artifact.get("runtime", ""),
-            )
-        )
+    manifest = load_manifest(out_dir)
+    if manifest.get("rejected"):
+        raise BadInput(f"{out_dir} holds a rejected export (its gate failed); only deliverable sets are verified")
+    files = listed(manifest)
+    by_file = _read_report(out_dir)
+    if golden.FILE_NAME not in files:
+        raise BadInput(f"{out_dir / MANIFEST}: lists no {golden.FILE_NAME} (golden data); re-export")
+    golden_path = _checked_file(out_dir, golden.FILE_NAME, files[golden.FILE_NAME])
+    names = sorted((n for n in files if n.endswith(".tflite")), key=lambda n: _precision_rank(by_file, n))
+    models = [_model(out_dir, name, files[name], by_file.get(name)) for name in names]
     if not models:
-        raise BadInput(f"{out_dir / 'manifest.json'}: lists no .tflite file (export with --target tflite)")
-    return OutputSet(out_dir, golden.FILE_NAME, listed[golden.FILE_NAME], _read_golden(golden_path), models)
+        raise BadInput(f"{out_dir / MANIFEST}: lists no .tflite file (export with --target tflite)")
+    return OutputSet(out_dir, golden.FILE_NAME, files[golden.FILE_NAME], _read_golden(golden_path), models)
+
+
+def _precision_rank(by_file: dict, name: str) -> tuple[int, str]:
+    precision = (by_file.get(name) or {}).get("precision", "")
+    return (PRECISION_ORDER.index(precision) if precision in PRECISION_ORDER else len(PRECISION_ORDER), name)

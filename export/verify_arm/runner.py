@@ -36,6 +36,8 @@ HWCAP2_NAMES = (
     "sme_f64f64 sme_i8i32 sme_f16f32 sme_b16f32 sme_f32f32 sme_fa64 wfxt ebf16"
 ).split()
 
+# Input conventions of an artifact (a copy of ``export.inputs.CONVENTIONS``: this file runs without the project).
+CONVENTIONS = ("normalized", "unit", "byte")
 # XNNPACK delegate flags (tensorflow/lite/delegates/xnnpack/xnnpack_delegate.h).
 XNNPACK_FLAG_FORCE_FP16 = 0x4
 

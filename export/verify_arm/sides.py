@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import first_line
+from ..errors import ExportError, first_line
 from . import LITERT_VERSION, NUMPY_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,7 +24,7 @@ QEMU = "qemu-aarch64-static"
 QEMU_CPU = "max"  # ARMv8.x/9 with FP16 arithmetic, dot-product and i8mm
 
 
-class SetupFailed(Exception):
+class SetupFailed(ExportError):
     """The toolchain could not be installed (exit 2)."""
 
 
@@ -45,7 +45,8 @@ def prepare(cache: Path = DEFAULT_CACHE, qemu_cpu: str = QEMU_CPU) -> tuple[Side
     ``qemu_cpu``) and the x86 side."""
     cache = Path(cache).resolve()
     done = subprocess.run(
-        ["bash", str(SETUP_SCRIPT), str(cache), sys.executable, LITERT_VERSION, NUMPY_VERSION], stdout=sys.stderr
+        ["bash", str(SETUP_SCRIPT), str(cache), sys.executable, LITERT_VERSION, NUMPY_VERSION],
+        stderr=subprocess.STDOUT,  # its progress and the installers' lines: stderr is for the error line
     )
     if done.returncode != 0:
         raise SetupFailed(

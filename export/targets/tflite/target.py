@@ -24,11 +24,11 @@ from casvit.preprocess import resize
 
 from ... import isolate
 from ...errors import ExportError
-from ...fsutil import atomic_write
+from ...fsutil import atomic_write, save_array
 from ...limits import CALIBRATION_BYTES, MIB, calibration_images
 from ...litert_io import dequantize, quantize
 from ...options import OptionRecord, comma_list, option
-from ...outset import converter_log
+from ...outset import keep_converter_log
 from ...parity import compare
 from ...quiet import captured
 from ...spec import Artifact
@@ -100,9 +100,9 @@ def _run_onnx2tf(ctx, onnx_path: Path, calib, precisions: tuple[str, ...]) -> tu
     work.mkdir(parents=True, exist_ok=True)
     mean, std = _input_scaling(ctx)
     unit = calib.rgb.astype(np.float32) / np.float32(255.0)  # NHWC in [0, 1]
-    np.save(work / "calibration.npy", ((unit - mean) / std).astype(np.float32))  # as the model's input takes it
+    save_array(work / "calibration.npy", ((unit - mean) / std).astype(np.float32))  # as the model's input takes it
     sample = [np.asarray(resize(Image.fromarray(calib.rgb[i % len(calib.rgb)]), 128, 128)) for i in range(20)]
-    np.save(work / ONNX2TF_SAMPLE_FILE, np.stack(sample).astype(np.float32) / np.float32(255.0))
+    save_array(work / ONNX2TF_SAMPLE_FILE, np.stack(sample).astype(np.float32) / np.float32(255.0))
     log_path = work / "onnx2tf.log"
     out = work / "saved_model"
     files = {p: out / f"{onnx_path.stem}_{ONNX2TF_SUFFIX[p]}.tflite" for p in precisions}
@@ -125,11 +125,12 @@ def _run_onnx2tf(ctx, onnx_path: Path, calib, precisions: tuple[str, ...]) -> tu
             log_path=log_path,
         )
     except ExportError as e:
-        raise type(e)(f"{e}; its log: {_keep_log(ctx, log_path)}") from None
+        raise type(e)(f"{e}; its log: {keep_converter_log(ctx.spec.out_dir, 'tflite', log_path)}") from None
     seconds = time.perf_counter() - start
     missing = [p for p, f in files.items() if not f.is_file()]
     if missing:
-        raise ExportError(f"onnx2tf wrote no {', '.join(missing)} model; its log: {_keep_log(ctx, log_path)}")
+        kept = keep_converter_log(ctx.spec.out_dir, "tflite", log_path)
+        raise ExportError(f"onnx2tf wrote no {', '.join(missing)} model; its log: {kept}")
     return files, seconds
 
 
@@ -143,15 +144,6 @@ def _nhwc_model(ctx, static: Path) -> Path:
         raise ExportError(f"{static.name}: no input normalization (Mul -> Add) found to run as a depthwise conv")
     ctx.log("tflite: NHWC rewrites " + ", ".join(f"{name} x{n}" for name, n in counts.items()))
     return path
-
-
-def _keep_log(ctx, log_path: Path) -> Path:
-    """Copy onnx2tf's log out of the staging folder (which is deleted) so a failure can be read."""
-    kept = Path(ctx.spec.out_dir) / converter_log("tflite")
-    if log_path.is_file():
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(kept, log_path.read_bytes())
-    return kept
 
 
 def _step_seconds(files: dict[str, Path], start_mtime: float) -> dict[str, float]:
