@@ -9,7 +9,7 @@ from pathlib import Path
 
 from casvit import VARIANTS
 
-from . import accuracy, interrupts, labelled_images, preprocessing, targets
+from . import accuracy, interrupts, labelled_images, localize, preprocessing, targets
 from .checks import failure_summary
 from .errors import EXIT_PASSED, ExportError, GateFailure, OneLineParser, outcome
 from .spec import ExportSpec, parse_resolution
@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         "overwritten); without it such a folder is refused",
     )
     g.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    g.add_argument(
+        "--explain",
+        action="store_true",
+        help="per-layer localization (error against eager at every block boundary, report.md table and "
+        "picture) for every artifact, not only for those that fail a gate",
+    )
     labelled_images.add_arguments(p.add_argument_group("accuracy on your labelled images"))
     preprocessing.add_arguments(p.add_argument_group("preprocessing record (how images become inputs)"))
     for target in targets.records():
@@ -145,6 +151,7 @@ def spec_from_args(args: argparse.Namespace) -> ExportSpec:
         "noise_inputs",
         "force",
         "debug",
+        "explain",
     }
     return ExportSpec(
         targets=parse_targets(args.target),
@@ -163,6 +170,7 @@ def spec_from_args(args: argparse.Namespace) -> ExportSpec:
         out_dir=args.out,
         noise_inputs=args.noise_inputs,
         force=args.force,
+        explain=args.explain,
         options={k: v for k, v in vars(args).items() if k not in generic},
     )
 
@@ -212,5 +220,6 @@ def summary_table(report: dict, out_dir: Path) -> str:
     if not report["weights"]["for_deployment"]:
         lines.append("NOTE: random weights -- these artifacts are NOT FOR DEPLOYMENT")
     lines += accuracy.console_lines(report)
+    lines += localize.console_lines(report)
     lines.append(f"report: {out_dir / 'report.md'}")
     return "\n".join(lines)

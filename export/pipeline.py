@@ -14,7 +14,7 @@ import torch
 from casvit import CheckpointError, create_model, model_from_checkpoint
 from casvit.seeding import randomize_batchnorm
 
-from . import accuracy, checks, golden, interrupts, outset, progress, targets
+from . import accuracy, checks, golden, interrupts, localize, outset, progress, targets
 from .context import ExportContext, log
 from .errors import ExportError, GateFailure
 from .fsutil import sha256_of, size_of
@@ -121,7 +121,9 @@ def _convert_and_verify(spec: ExportSpec, txn: outset.Transaction) -> tuple[dict
             ctx.converted += converted  # later targets may build on them (see Target.depends_on)
             for artifact in converted:
                 with progress.stage(f"{artifact.name}: verifying"):
-                    entries.append(verify(artifact, evidence))
+                    entry = verify(artifact, evidence)
+                artifact, entry = localize.after_checks(artifact, entry, evidence, verify)  # on failure or --explain
+                entries.append(entry)
                 artifacts.append(artifact)
     if attempts:  # a library may have swallowed NetworkBlocked: still a failure
         raise ExportError(f"network access was attempted during the export: {attempts[0]}")
@@ -164,6 +166,9 @@ def _write_set(txn: outset.Transaction, report: dict, artifacts: list[Artifact],
         report["golden"] = {"file": golden.FILE_NAME, **txn.add_written(golden.FILE_NAME)}
         if not passed:
             report["previous_set_kept"] = outset.read_manifest(txn.out_dir) is not None
+        picture = localize.write_picture(txn.new_dir, report)
+        if picture:
+            report["localization_picture"] = {"file": picture, **txn.add_written(picture)}
         write_reports(txn.new_dir, report)
         interrupts.raise_if_interrupted()
         with interrupts.deferred():  # the swap and the clean-up run to their end

@@ -42,6 +42,7 @@ class ExportSpec:
     out_dir: Path = Path("out")
     noise_inputs: int = 2  # seeded noise images added to the real photos
     force: bool = False  # write into an OUT holding files we did not write (they are kept)
+    explain: bool = False  # per-layer localization of every artifact, not only of those that fail
     options: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -33,6 +33,7 @@ SHARED = [
     "labelled_images",
     "labels",
     "limits",
+    "localize",
     "outset",
     "parity",
     "pipeline",
@@ -40,6 +41,7 @@ SHARED = [
     "preprocessing",
     "report",
     "spec",
+    "timing",
 ]
 
 

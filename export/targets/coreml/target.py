@@ -28,6 +28,7 @@ from ...fsutil import atomic_write, size_of
 from ...limits import MIB
 from ...spec import Artifact
 from ..base import MemoryCost, Target
+from .layers import intermediates as program_intermediates
 from .mil import SUPPORTED_OPS
 from .outputs import expose_logits
 
@@ -424,6 +425,11 @@ def census(artifact: Artifact) -> dict[str, int]:
     return counts
 
 
+def intermediates(artifact: Artifact):
+    """The program's graph and vars for per-layer localization (the reference interpreter)."""
+    return program_intermediates(artifact, INPUT_NAME, LOGITS_NAME, INTERPRETER_BATCH)
+
+
 def runtime_note(artifact: Artifact) -> str:
     import coremltools as ct
 
@@ -452,4 +458,5 @@ TARGET = Target(
     add_arguments=add_arguments,
     validate=validate,
     bench=None,  # no Core ML runtime on Linux: no latency rows (accuracy runs the reference interpreter)
+    intermediates=intermediates,
 )

@@ -12,7 +12,6 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ...errors import ExportError
@@ -22,10 +21,11 @@ from ...preprocessing import convention_of
 from ...spec import Artifact
 from .. import package_versions
 from ..base import MemoryCost, Target
-from .runtime import ONNXRUNTIME
+from .layers import intermediates
+from .runtime import INPUT_NAME, ONNXRUNTIME, run_outputs, session
 
 OPSET = 20
-INPUT_NAME, OUTPUT_NAME = "image", "logits"
+OUTPUT_NAME = "logits"
 METADATA_TOOLS = ("torch", "onnx", "onnxscript", "onnxsim")  # the versions written into the model
 
 
@@ -153,24 +153,8 @@ def convert(ctx) -> list[Artifact]:
 
 
 def load(artifact: Artifact):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(artifact.path), opts, providers=["CPUExecutionProvider"])
-    dim = session.get_inputs()[0].shape[0]
-
-    def run(x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, np.float32)
-        if not isinstance(dim, int):
-            return session.run(None, {INPUT_NAME: x})[0]
-        n = len(x)
-        padded = np.concatenate([x, np.zeros((-n % dim, *x.shape[1:]), np.float32)])  # fixed batch: pad the tail
-        return np.concatenate(
-            [session.run(None, {INPUT_NAME: padded[i : i + dim]})[0] for i in range(0, len(padded), dim)]
-        )[:n]
-
-    return run
+    ort_session = session(artifact.path)
+    return lambda x: run_outputs(ort_session, x, [OUTPUT_NAME])[0]
 
 
 def census(artifact: Artifact) -> dict[str, int]:
@@ -218,4 +202,5 @@ TARGET = Target(
     memory=MemoryCost(637 * MIB, 143, 270),
     tools=("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim"),
     bench=ONNXRUNTIME,
+    intermediates=intermediates,
 )

@@ -3,7 +3,8 @@
 model JSON beside each .tflite), ``partitions`` (XNNPACK partition count) and
 ``graph`` (flatbuffer surgery). Internal: ``onnx2tf`` (the converter run), ``nhwc``
 (exact ONNX rewrites before it), ``quant`` (the int8 models), ``ranges`` (activation
-ranges) and ``bias`` (bias correction); nothing outside this package imports them
-(``tests/test_layout.py``)."""
+ranges), ``bias`` (bias correction), ``layers`` (the graph and its tensors for
+per-layer localization) and ``fallback`` (int8 with its worst layers in float);
+nothing outside this package imports them (``tests/test_layout.py``)."""
 
 __all__ = ["target", "runtime", "metadata", "partitions", "graph"]

@@ -42,8 +42,8 @@ class Program:
 
     ``run(feeds, outputs)`` takes the model's declared inputs (an image input as an
     NCHW float array of whole numbers 0-255, in RGB order) and returns the requested
-    outputs (default: every declared output) by name, computing only the ops they
-    need. A feed may hold a batch of N samples where the program declares batch 1:
+    outputs (default: every declared output; any op's output var may be named) by
+    name, computing only the ops they need. A feed may hold a batch of N samples where the program declares batch 1:
     every op then runs once on the whole batch (the batch axis must stay the leading
     axis of every value; ops that would mix samples are refused).
     """
@@ -59,6 +59,7 @@ class Program:
                 f"(supported: {', '.join(sorted(SUPPORTED_OPS))})"
             )
         self.outputs = list(block.outputs)
+        self._vars = {out.name for op in block.operations for out in op.outputs}  # what run() may return
         self._blobs = BlobFiles(weights_dir)
         self._constants: dict[str, object] = {}
         self._ops = []
@@ -89,7 +90,7 @@ class Program:
         if missing:
             raise ProgramError(f"missing input(s): {', '.join(missing)}")
         outputs = list(self.outputs if outputs is None else outputs)
-        unknown = sorted(set(outputs) - set(self.outputs))
+        unknown = sorted(set(outputs) - set(self.outputs) - self._vars)
         if unknown:
             raise ProgramError(f"unknown output(s) {', '.join(unknown)}; the program has {', '.join(self.outputs)}")
         env = dict(self._constants)

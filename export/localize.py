@@ -1,0 +1,429 @@
+"""Per-layer localization: where an artifact's numbers leave eager PyTorch's.
+
+The parity inputs go through the eager deploy model and through the artifact in its
+own runtime (the target's ``intermediates`` hook), and the tensors at every block
+boundary that both have are compared: the stem's output, each residual sum of every
+block (after the local integration, the attention and the MLP), each downsample and
+the logits.
+
+The boundaries are matched by the graph's structure, not by names that converters
+rewrite: a residual sum is an elementwise add one of whose inputs is also read by
+another operator (the skip connection); quantize, dequantize and cast ops are seen
+through. In execution order these adds are the model's residual sums in order, the
+skip input of the first is the stem's output, and a skip input that is not the
+previous sum is a downsample's output. A graph whose sequence of boundaries differs
+from the model's is reported as not matched, never guessed.
+
+Per boundary: max abs, max rel (max abs / max |eager|) and the lowest cosine over the
+inputs. The budget of boundary ``k`` of ``D`` (counted from 1) is the artifact's
+parity tolerance (``export.parity``) scaled to its depth: ``sqrt(k / D)`` of the
+logits' tolerance for max rel and for ``1 - cosine``, the growth of independent
+rounding errors added layer after layer (a random walk); the report names the first
+boundary over it.
+
+It runs only for an artifact that failed its checks, or for every artifact with
+``--explain``: a healthy export pays nothing. After it, a target may repair a failed
+artifact (``Target.fallback``: TFLite int8 keeps its worst layers in float); the
+repaired artifact replaces the failed one only when it passes every check.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from casvit.layers import AdditiveBlock
+
+from . import progress, targets
+from .context import log
+from .inputs import to_convention
+from .parity import tolerance_for
+from .spec import Artifact
+from .targets import GraphOp, Repair
+
+PICTURE = "localization.png"
+CHUNK = 8  # images per eager forward pass
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """A point of the model where eager and artifact tensors are compared."""
+
+    name: str  # "stem", "stage1.block0.attn", "downsample2", "logits"
+    module: str  # the deploy model's module whose output (or residual sum) it is
+    kind: str  # "stem" | "residual" | "downsample" | "logits"
+
+
+@torch.no_grad()
+def eager_boundaries(model: torch.nn.Module, x: np.ndarray) -> tuple[list[Boundary], dict[str, np.ndarray]]:
+    """The deploy model's boundaries and their tensors (NCHW float32) for the batch ``x``
+    (in the model's input convention), read with forward hooks. A block's first two
+    residual sums are its input plus the branch output, as ``AdditiveBlock.forward``
+    adds them; the third is the block's output."""
+    boundaries = [Boundary("stem", "patch_embed", "stem")]
+    stage = 0
+    for index, module in enumerate(model.network):
+        if isinstance(module, torch.nn.Sequential) and all(isinstance(b, AdditiveBlock) for b in module):
+            for j in range(len(module)):
+                for part in ("local_perception", "attn", "mlp"):
+                    short = part.split("_")[0]
+                    boundaries.append(
+                        Boundary(f"stage{stage}.block{j}.{short}", f"network.{index}.{j}.{part}", "residual")
+                    )
+            stage += 1
+        else:
+            boundaries.append(Boundary(f"downsample{stage}", f"network.{index}", "downsample"))
+    boundaries.append(Boundary("logits", "classifier", "logits"))
+
+    chunks: dict[str, list[np.ndarray]] = {b.name: [] for b in boundaries}
+    by_module = {b.module: b.name for b in boundaries}
+    running: dict[int, torch.Tensor] = {}
+
+    def keep(name, tensor):
+        chunks[name].append(tensor.detach().numpy().astype(np.float32, copy=True))
+
+    def on_output(module_name):
+        return lambda module, args, output: keep(by_module[module_name], output)
+
+    def on_block_input(block):
+        def hook(module, args):
+            running[id(block)] = args[0]
+
+        return hook
+
+    def on_branch(block, module_name):
+        def hook(module, args, output):
+            running[id(block)] = running[id(block)] + output
+            keep(by_module[module_name], running[id(block)])
+
+        return hook
+
+    handles = [model.patch_embed.register_forward_hook(on_output("patch_embed"))]
+    for index, module in enumerate(model.network):
+        if f"network.{index}" in by_module:
+            handles.append(module.register_forward_hook(on_output(f"network.{index}")))
+            continue
+        for j, block in enumerate(module):
+            handles.append(block.register_forward_pre_hook(on_block_input(block)))
+            for part in ("local_perception", "attn", "mlp"):
+                handles.append(
+                    getattr(block, part).register_forward_hook(on_branch(block, f"network.{index}.{j}.{part}"))
+                )
+    try:
+        for i in range(0, len(x), CHUNK):
+            keep("logits", model(torch.from_numpy(np.ascontiguousarray(x[i : i + CHUNK], np.float32))))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return boundaries, {name: np.concatenate(parts) for name, parts in chunks.items()}
+
+
+def trunk(ops: list[GraphOp], output: str) -> list[tuple[str, str]]:
+    """``(kind, tensor)`` of every boundary found in a graph, in order (see the module
+    docstring): ``stem``, then per residual sum an optional ``downsample`` and the
+    ``residual``, then ``logits`` (``output``)."""
+    parent: dict[str, str] = {}
+
+    def find(t: str) -> str:
+        while parent.get(t, t) != t:
+            t = parent[t]
+        return t
+
+    for op in ops:
+        if op.kind == "alias" and op.inputs:
+            parent[find(op.outputs[0])] = find(op.inputs[0])
+    readers = Counter(find(t) for op in ops if op.kind != "alias" for t in set(op.inputs))
+    produced = {find(t): t for op in ops if op.kind != "alias" for t in op.outputs}
+    found, previous = [], None
+    for op in ops:
+        if op.kind != "add" or len(op.inputs) != 2:
+            continue
+        skips = [t for t in op.inputs if readers[find(t)] > 1]
+        if len(skips) != 1:
+            continue
+        skip = find(skips[0])
+        if previous is None or skip != previous:
+            found.append(("stem" if previous is None else "downsample", produced.get(skip, skips[0])))
+        found.append(("residual", op.outputs[0]))
+        previous = find(op.outputs[0])
+    return [*found, ("logits", output)]
+
+
+def _metrics(eager: np.ndarray, other: np.ndarray) -> dict[str, float]:
+    e = eager.reshape(len(eager), -1).astype(np.float64)
+    a = other.reshape(len(other), -1).astype(np.float64)
+    diff = np.abs(a - e)
+    cosine = (e * a).sum(1) / (np.linalg.norm(e, axis=1) * np.linalg.norm(a, axis=1) + 1e-30)
+    return {
+        "max_abs": float(diff.max()),
+        "max_rel": float(diff.max() / (np.abs(e).max() + 1e-30)),
+        "min_cosine": float(cosine.min()),
+        "finite": bool(np.isfinite(a).all()),
+    }
+
+
+class Localizer:
+    """Compares artifacts with the eager deploy model on the parity inputs; the eager
+    tensors are computed once, on first use."""
+
+    def __init__(self, evidence):
+        self.evidence = evidence
+        self._eager = None
+
+    def eager(self) -> tuple[list[Boundary], dict[str, np.ndarray]]:
+        if self._eager is None:
+            e = self.evidence
+            x = to_convention(e.rgb, "normalized", e.mean, e.std)
+            self._eager = eager_boundaries(e.context.deploy_model(embed_normalization=False), x)
+        return self._eager
+
+    def inputs(self, artifact: Artifact) -> np.ndarray:
+        e = self.evidence
+        return to_convention(e.rgb, artifact.input_convention, e.mean, e.std)
+
+    def __call__(self, artifact: Artifact) -> dict:
+        """The localization of ``artifact`` as the report records it."""
+        boundaries, eager = self.eager()
+        view = targets.get(artifact.format).intermediates(artifact)
+        found = trunk(view.ops, view.output)
+        kinds = [b.kind for b in boundaries]
+        if [kind for kind, _ in found] != kinds:
+            return {
+                "matched": False,
+                "runtime": view.runtime,
+                "summary": f"the graph's boundaries ({Counter(k for k, _ in found)['residual']} residual sums) "
+                f"do not match the model's ({kinds.count('residual')})",
+            }
+        names = [tensor for _, tensor in found]
+        values = view.fetch(names, self.inputs(artifact))
+        tolerance = tolerance_for(artifact.precision)
+        layers, first = [], None
+        for depth, (boundary, tensor, value) in enumerate(zip(boundaries, names, values), start=1):
+            reference = eager[boundary.name]
+            if value.shape != reference.shape:
+                return {
+                    "matched": False,
+                    "runtime": view.runtime,
+                    "summary": f"{boundary.name}: the artifact's tensor {tensor} has shape {value.shape}, "
+                    f"eager {reference.shape}",
+                }
+            m = _metrics(reference, value)
+            share = float(np.sqrt(depth / len(boundaries)))
+            budget = {
+                "max_rel_budget": None if tolerance.max_rel is None else tolerance.max_rel * share,
+                "min_cosine_budget": 1.0 - (1.0 - tolerance.min_cosine) * share,
+            }
+            over = (
+                not m["finite"]
+                or m["min_cosine"] < budget["min_cosine_budget"]
+                or (budget["max_rel_budget"] is not None and m["max_rel"] > budget["max_rel_budget"])
+            )
+            layers.append(
+                {"name": boundary.name, "module": boundary.module, "depth": depth, "tensor": tensor, **m, **budget}
+                | {"over": over}
+            )
+            if over and first is None:
+                first = layers[-1]
+        summary = (
+            f"first over tolerance: {first['name']} ({first['module']}, cosine {first['min_cosine']:.6f}, "
+            f"max rel {first['max_rel']:.3g})"
+            if first
+            else "no layer over its depth-scaled tolerance"
+        )
+        return {
+            "matched": True,
+            "runtime": view.runtime,
+            "inputs": len(values[0]),
+            "first_over": first["name"] if first else None,
+            "first_over_module": first["module"] if first else None,
+            "summary": summary,
+            "layers": layers,
+        }
+
+
+def after_checks(artifact: Artifact, entry: dict, evidence, verify) -> tuple[Artifact, dict]:
+    """The step after the checks of one artifact: for a failed artifact (or any, with
+    ``--explain``) its localization goes into ``entry["localization"]``; for a failed
+    one whose target has a ``fallback``, the repair is tried, and a repaired artifact
+    that passes every check replaces it (its entry records ``fallback``: what was kept
+    in float, the latency cost, the metrics before and after). ``verify(artifact,
+    evidence)`` is the pipeline's check of one artifact. Returns the artifact and entry
+    the report keeps."""
+    target = targets.get(artifact.format)
+    if (entry["passed"] and not evidence.context.spec.explain) or target.intermediates is None:
+        return artifact, entry
+    localizer = Localizer(evidence)
+    with progress.stage(f"{artifact.name}: per-layer localization"):
+        entry["localization"] = localizer(artifact)
+    log(f"{artifact.name}: {entry['localization']['summary']}")
+    if entry["passed"] or target.fallback is None:
+        return artifact, entry
+    repair = Repair(
+        evidence.context,
+        localizer.inputs(artifact),
+        evidence.reference,
+        localizer,
+        lambda candidate: verify(candidate, replace(evidence, _runners={})),
+    )
+    with progress.stage(f"{artifact.name}: fallback"):
+        repaired = target.fallback(artifact, entry, repair)
+    if repaired is None:
+        return artifact, entry
+    if repaired.artifact is None:
+        entry["fallback"] = repaired.report
+        return artifact, entry
+    repaired.entry["localization"] = entry["localization"]
+    repaired.entry["fallback"] = repaired.report
+    return repaired.artifact, repaired.entry
+
+
+def localized(report: dict) -> list[tuple[str, dict]]:
+    """(label, localization) of every localized artifact of a report, the repaired one
+    after the one it repaired."""
+    out = []
+    for a in report["artifacts"]:
+        if a.get("localization", {}).get("matched"):
+            out.append((a["name"], a["localization"]))
+        after = a.get("fallback", {}).get("localization_after")
+        if after and after.get("matched"):
+            out.append((f"{a['name']} (fallback)", after))
+    return out
+
+
+def write_picture(folder: Path, report: dict) -> str | None:
+    """``localization.png`` in ``folder``: max rel and 1 - cosine against depth, one line
+    per localized artifact; returns its file name (None when nothing was localized)."""
+    lines = localized(report)
+    if not lines:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    names = [layer["name"] for layer in lines[0][1]["layers"]]
+    figure, axes = plt.subplots(2, 1, figsize=(max(8.0, 0.28 * len(names) + 3), 7.5), sharex=True)
+    for label, loc in lines:
+        depth = [layer["depth"] for layer in loc["layers"]]
+        (line,) = axes[0].plot(depth, [max(layer["max_rel"], 1e-12) for layer in loc["layers"]], marker="o", ms=3)
+        line.set_label(label)
+        color = line.get_color()
+        axes[1].plot(
+            depth, [max(1.0 - layer["min_cosine"], 1e-12) for layer in loc["layers"]], marker="o", ms=3, c=color
+        )
+        axes[1].plot(depth, [1.0 - layer["min_cosine_budget"] for layer in loc["layers"]], ls="--", lw=0.8, c=color)
+        if loc["layers"][0]["max_rel_budget"] is not None:
+            axes[0].plot(depth, [layer["max_rel_budget"] for layer in loc["layers"]], ls="--", lw=0.8, c=color)
+        first = loc.get("first_over")
+        if first:
+            d = next(layer["depth"] for layer in loc["layers"] if layer["name"] == first)
+            axes[1].axvline(d, color=color, ls=":", lw=1)
+    axes[0].set_ylabel("max rel vs eager")
+    axes[1].set_ylabel("1 - min cosine vs eager")
+    for axis in axes:
+        axis.set_yscale("log")
+        axis.grid(True, which="major", alpha=0.3)
+    axes[1].set_xticks(range(1, len(names) + 1), names, rotation=70, fontsize=7)
+    axes[0].legend(fontsize=7)
+    axes[0].set_title(
+        "error against eager by depth (dashed: depth-scaled budget; dotted: first layer over it)", fontsize=10
+    )
+    figure.tight_layout()
+    figure.savefig(folder / PICTURE, dpi=110, metadata={"Software": None})
+    plt.close(figure)
+    return PICTURE
+
+
+def markdown(report: dict) -> list[str]:
+    """report.md lines: the picture, per localized artifact its table, and what each
+    fallback kept in float."""
+    lines = localized(report)
+    unmatched = [
+        (a["name"], a["localization"]) for a in report["artifacts"] if a.get("localization", {}).get("matched") is False
+    ]
+    fallbacks = [(a["name"], a["fallback"]) for a in report["artifacts"] if a.get("fallback")]
+    if not lines and not unmatched and not fallbacks:
+        return []
+    out = [
+        "## Per-layer localization",
+        "",
+        "Eager deploy model against each artifact on the parity inputs, at every block boundary; budget: the "
+        "artifact's parity tolerance scaled by sqrt(depth / layers) (export/localize.py).",
+        "",
+    ]
+    if report.get("localization_picture"):
+        out += [f"![per-layer error against depth]({report['localization_picture']['file']})", ""]
+    out += [f"- {name}: not localized: {loc['summary']}" for name, loc in unmatched]
+    for name, loc in lines:
+        out += [
+            "",
+            f"### {name}: {loc['summary']}",
+            "",
+            f"- tensors from: {loc['runtime']}",
+            "",
+            "| depth | layer | module | max rel | budget | min cosine | budget | |",
+            "|---:|---|---|---:|---:|---:|---:|---|",
+        ]
+        for layer in loc["layers"]:
+            rel_budget = "-" if layer["max_rel_budget"] is None else f"{layer['max_rel_budget']:.3g}"
+            out.append(
+                f"| {layer['depth']} | {layer['name']} | `{layer['module']}` | {layer['max_rel']:.3g} | {rel_budget} "
+                f"| {layer['min_cosine']:.6f} | {layer['min_cosine_budget']:.6f} "
+                f"| {'**over**' if layer['over'] else ''} |"
+            )
+    for name, fallback in fallbacks:
+        out += ["", *fallback_markdown(name, fallback)]
+    return [*out, ""]
+
+
+def fallback_markdown(name: str, fallback: dict) -> list[str]:
+    """What a fallback kept in float, its cost and the metrics before and after."""
+    verdict = "passed every check" if fallback["passed"] else f"did not pass: stopped, {fallback['stopped']}"
+    out = [
+        f"### {name}: int8 fallback {verdict}",
+        "",
+        f"- kept in float: {len(fallback['kept_in_float'])} tensor(s), {fallback.get('float_mac_share', 0):.1%} of the "
+        f"conv MACs (budget {fallback['float_mac_budget']:.0%}), in {fallback.get('seconds', 0):.1f} s",
+    ]
+    if fallback.get("latency"):
+        lat = fallback["latency"]
+        out.append(
+            f"- latency: {lat['int8_ms']:.3f} ms plain int8, {lat['fallback_ms']:.3f} ms with the fallback "
+            f"(x{lat['ratio']:.2f}; {lat['method']})"
+        )
+    out += ["", "| region | module | operators in float | MACs | tensor |", "|---|---|---|---:|---|"]
+    out += [
+        f"| {k['region']} | `{k['module']}` | {', '.join(k['operators'])} | {k['macs']} | `{k['tensor']}` |"
+        for k in fallback["kept_in_float"]
+    ]
+    keys = [
+        k for k in ("min_cosine", "min_centered_cosine", "top1_agreement", "max_rel", "top1") if k in fallback["before"]
+    ]
+    out += ["", "| | passed | " + " | ".join(keys) + " |", "|---|---|" + "---:|" * len(keys)]
+    for label in ("before", "after"):
+        if label in fallback:
+            m = fallback[label]
+            out.append(
+                f"| {label} | {m['passed']} | " + " | ".join(f"{m.get(k, float('nan')):.6g}" for k in keys) + " |"
+            )
+    return out
+
+
+def console_lines(report: dict) -> list[str]:
+    """Under the CLI's table: one line per localized artifact and per fallback."""
+    lines = [f"{name}: {loc['summary']}" for name, loc in localized(report)]
+    for a in report["artifacts"]:
+        f = a.get("fallback")
+        if f:
+            kept = ", ".join(k["region"] for k in f["kept_in_float"]) or "nothing"
+            cost = f", latency x{f['latency']['ratio']:.2f}" if f.get("latency") else ""
+            lines.append(
+                f"{a['name']}: int8 fallback {'passed' if f['passed'] else 'did not pass (' + f['stopped'] + ')'}: "
+                f"{len(f['kept_in_float'])} tensor(s) in float in {kept}, {f.get('float_mac_share', 0):.1%} of the "
+                f"conv MACs{cost}"
+            )
+    return lines
