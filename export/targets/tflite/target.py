@@ -25,22 +25,26 @@ from casvit.preprocess import resize
 from ... import isolate
 from ...accuracy import calibration_set
 from ...calibration import DEFAULT_COUNT, check_calibration_folder, image_count, load_calibration
+from ...context import log
 from ...errors import ExportError
 from ...fsutil import atomic_write
 from ...limits import CALIBRATION_BYTES, MIB, calibration_images
 from ...litert_io import dequantize, quantize
 from ...outset import converter_log
 from ...spec import Artifact
-from ..base import MemoryCost, Target
+from ..base import MemoryCost, Repair, Repaired, Target
 from ..onnx import target as onnx
+from .fallback import FLOAT_MAC_BUDGET, keep_worst_in_float
 from .graph import wide_input_normalization
+from .layers import intermediates
 from .metadata import LABELS_FILE, METADATA_NAME, labels_text, metadata_buffer, with_associated_files, write_companions
 from .nhwc import rewrite
-from .quant import QUANTIZED
+from .quant import QUANTIZED, before_islands
 from .runtime import LITERT
 
 INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY = "image", "logits", "serving_default"
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
+FALLBACK_MODES = ("auto", "off")
 # onnx2tf output file suffix per precision, in the order onnx2tf writes them.
 ONNX2TF_SUFFIX = {"fp32": "float32", "fp16": "float16", "int8-dynamic": "dynamic_range_quant", "int8": "integer_quant"}
 # onnx2tf 1.x reads this test-image file from its working folder and downloads it
@@ -79,6 +83,13 @@ def add_arguments(group) -> None:
         default=DEFAULT_COUNT,
         help="at most this many calibration images (first by file name)",
     )
+    group.add_argument(
+        "--int8-fallback",
+        default="auto",
+        choices=FALLBACK_MODES,
+        help="auto: when the int8 model fails its parity or accuracy gate, keep its worst layers in float "
+        f"(at most {FLOAT_MAC_BUDGET:.0%} of the conv MACs) until it passes; off: never",
+    )
 
 
 def input_range(ctx) -> float:
@@ -108,7 +119,7 @@ def _onnx2tf_convert(kwargs: dict, calibration_path: Path, quantized: dict[str, 
 def _run_onnx2tf(ctx, onnx_path: Path, calib, precisions: tuple[str, ...]) -> tuple[dict[str, Path], float]:
     """One onnx2tf run in a child process and its own working folder; returns the
     .tflite per precision and the seconds taken."""
-    work = ctx.workdir / "onnx2tf"
+    work = _onnx2tf_folder(ctx)
     work.mkdir(parents=True, exist_ok=True)
     mean, std = _input_scaling(ctx)
     unit = calib.rgb.astype(np.float32) / np.float32(255.0)  # NHWC in [0, 1]
@@ -143,6 +154,11 @@ def _run_onnx2tf(ctx, onnx_path: Path, calib, precisions: tuple[str, ...]) -> tu
     if missing:
         raise ExportError(f"onnx2tf wrote no {', '.join(missing)} model; its log: {_keep_log(ctx, log_path)}")
     return files, seconds
+
+
+def _onnx2tf_folder(ctx) -> Path:
+    """onnx2tf's working folder in the run's staging folder (its models in ``saved_model``)."""
+    return ctx.workdir / "onnx2tf"
 
 
 def _nhwc_model(ctx, static: Path) -> Path:
@@ -237,8 +253,10 @@ def precisions_of(spec) -> tuple[str, ...]:
 
 
 def validate(spec) -> None:
-    """The target's options, checked before any conversion: precisions, calibration folder and images."""
+    """The target's options, checked before any conversion: precisions, fallback, calibration folder and images."""
     precisions_of(spec)
+    if spec.options.get("int8_fallback", "auto") not in FALLBACK_MODES:
+        raise ExportError(f"--int8-fallback must be one of {', '.join(FALLBACK_MODES)}")
     count = spec.options.get("calib_count") or DEFAULT_COUNT
     if spec.options.get("calib") is not None:
         check_calibration_folder(spec.options["calib"], count)
@@ -315,6 +333,19 @@ def load(artifact: Artifact):
     return run
 
 
+def fallback(artifact: Artifact, entry: dict, repair: Repair) -> Repaired | None:
+    """The full-integer int8 model with its worst layers in float (``fallback``), unless
+    ``--int8-fallback off`` or the artifact is of another precision."""
+    ctx = repair.context
+    if artifact.precision != "int8" or ctx.spec.options.get("int8_fallback", "auto") == "off":
+        return None
+    source = before_islands(_onnx2tf_folder(ctx) / "saved_model" / artifact.details["onnx2tf_file"])
+    log(f"{artifact.name}: int8 fallback: keeping the worst layers in float")
+    return keep_worst_in_float(
+        artifact, entry, repair, source, lambda src, dst: _finalize(ctx, src, dst, artifact.precision), load
+    )
+
+
 def census(artifact: Artifact) -> dict[str, int]:
     """Op name -> count from the flatbuffer; custom ops by their code (Flex ops are ``Flex*``)."""
     from ai_edge_litert.tools import flatbuffer_utils
@@ -378,4 +409,6 @@ TARGET = Target(
     calibrates=lambda spec: "int8" in precisions_of(spec),
     depends_on=("onnx",),
     bench=LITERT,
+    intermediates=intermediates,
+    fallback=fallback,
 )
