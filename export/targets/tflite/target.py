@@ -88,7 +88,7 @@ def add_arguments(group) -> None:
         default="auto",
         choices=FALLBACK_MODES,
         help="auto: when the int8 model fails its parity or accuracy gate, keep its worst layers in float "
-        f"(at most {FLOAT_MAC_BUDGET:.0%} of the conv MACs) until it passes; off: never",
+        f"(at most {FLOAT_MAC_BUDGET * 100:.0f} %% of the conv MACs) until it passes; off: never",
     )
 
 
