@@ -6,7 +6,10 @@ checkpoint fails plain int8, is localized to its block, and passes with the fall
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,8 +30,9 @@ from export.spec import Artifact, ExportSpec
 from export.targets import GraphOp
 
 from .faults import HOSTILE_BLOCK, HOSTILE_CHANNEL, damage_mil, damage_onnx, damage_tflite, int8_hostile_checkpoint
-from .helpers import DIGITS_CHECKPOINT, photo_batch
+from .helpers import DIGITS_CHECKPOINT, ROOT, photo_batch
 
+DOCS = ROOT / "docs" / "notes-issue25.md"
 DIGITS = dict(variant="tiny", height=64, width=64, checkpoint=DIGITS_CHECKPOINT)
 DAMAGED_CONV = "network.4.1.mlp.fc1"  # stage 2, block 1: its MLP's first conv
 DAMAGED_LAYER = "stage2.block1.mlp"  # the residual sum that conv feeds
@@ -156,13 +160,33 @@ def test_damaged_onnx_weight_is_localized_to_its_block_and_pictured(tmp_path, mo
     assert (rejected / "localization.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_explain_localizes_a_healthy_artifact_and_finds_nothing(tmp_path):
-    report = run(ExportSpec(targets=("onnx",), out_dir=tmp_path, explain=True, **DIGITS))
-    (entry,) = report["artifacts"]
+def doc_snippets(language: str) -> list[str]:
+    """The ``language`` code blocks of the user notes, except those marked as not run here."""
+    text = DOCS.read_text()
+    blocks = re.findall(r"(<!--[^\n]*-->\n)?```(\w+)\n(.*?)```", text, re.S)
+    return [code for marker, lang, code in blocks if lang == language and not marker.startswith("<!-- not run")]
+
+
+def test_documented_explain_run_localizes_a_healthy_artifact_and_finds_nothing(tmp_path):
+    """The notes' own snippets (their ``out/`` put under tmp_path): the --explain export,
+    then the Python reading its report."""
+    (command,) = doc_snippets("bash")
+    (reader,) = doc_snippets("python")
+    subprocess.run(["bash", "-ec", command.replace("out/", f"{tmp_path}/")], cwd=ROOT, check=True, capture_output=True)
+    out = tmp_path / "tiny-explain"
+    (entry,) = json.loads((out / "report.json").read_text())["artifacts"]
     assert entry["passed"] and entry["localization"]["first_over"] is None
     assert all(layer["max_rel"] < 1e-5 for layer in entry["localization"]["layers"])
-    assert (tmp_path / "localization.png").is_file()
-    assert "![per-layer error against depth](localization.png)" in (tmp_path / "report.md").read_text()
+    assert (out / "localization.png").is_file()
+    assert "![per-layer error against depth](localization.png)" in (out / "report.md").read_text()
+    printed = subprocess.run(
+        [sys.executable, "-c", reader.replace("out/", f"{tmp_path}/")],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    assert printed[0].startswith("onnx None ONNX Runtime") and len(printed) == 1 + len(TINY_LAYERS)
 
 
 def test_int8_fallback_off_keeps_the_failed_artifact():
