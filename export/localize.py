@@ -61,59 +61,47 @@ class Boundary:
 @torch.no_grad()
 def eager_boundaries(model: torch.nn.Module, x: np.ndarray) -> tuple[list[Boundary], dict[str, np.ndarray]]:
     """The deploy model's boundaries and their tensors (NCHW float32) for the batch ``x``
-    (in the model's input convention), read with forward hooks. A block's first two
-    residual sums are its input plus the branch output, as ``AdditiveBlock.forward``
-    adds them; the third is the block's output."""
-    boundaries = [Boundary("stem", "patch_embed", "stem")]
-    stage = 0
-    for index, module in enumerate(model.network):
-        if isinstance(module, torch.nn.Sequential) and all(isinstance(b, AdditiveBlock) for b in module):
-            for j in range(len(module)):
-                for part in ("local_perception", "attn", "mlp"):
-                    short = part.split("_")[0]
-                    boundaries.append(
-                        Boundary(f"stage{stage}.block{j}.{short}", f"network.{index}.{j}.{part}", "residual")
-                    )
-            stage += 1
-        else:
-            boundaries.append(Boundary(f"downsample{stage}", f"network.{index}", "downsample"))
-    boundaries.append(Boundary("logits", "classifier", "logits"))
+    (in the model's input convention), read with forward hooks. A block's residual sums
+    are its input plus each branch output in turn, as ``AdditiveBlock.forward`` adds them."""
+    boundaries: list[Boundary] = []
+    chunks: dict[str, list[np.ndarray]] = {}
+    running: dict[int, torch.Tensor] = {}  # per block: its input plus the branches so far
+    handles = []
 
-    chunks: dict[str, list[np.ndarray]] = {b.name: [] for b in boundaries}
-    by_module = {b.module: b.name for b in boundaries}
-    running: dict[int, torch.Tensor] = {}
+    def boundary(name: str, module_name: str, kind: str) -> str:
+        boundaries.append(Boundary(name, module_name, kind))
+        chunks[name] = []
+        return name
 
-    def keep(name, tensor):
-        chunks[name].append(tensor.detach().numpy().astype(np.float32, copy=True))
+    def keep(name: str, tensor: torch.Tensor) -> None:
+        chunks[name].append(tensor.numpy().astype(np.float32, copy=True))
 
-    def on_output(module_name):
-        return lambda module, args, output: keep(by_module[module_name], output)
+    def output_of(module: torch.nn.Module, name: str) -> None:
+        handles.append(module.register_forward_hook(lambda m, args, out: keep(name, out)))
 
-    def on_block_input(block):
-        def hook(module, args):
-            running[id(block)] = args[0]
+    def residual_sum(block: torch.nn.Module, branch: torch.nn.Module, name: str) -> None:
+        def hook(m, args, out):
+            running[id(block)] = running[id(block)] + out
+            keep(name, running[id(block)])
 
-        return hook
+        handles.append(branch.register_forward_hook(hook))
 
-    def on_branch(block, module_name):
-        def hook(module, args, output):
-            running[id(block)] = running[id(block)] + output
-            keep(by_module[module_name], running[id(block)])
-
-        return hook
-
-    handles = [model.patch_embed.register_forward_hook(on_output("patch_embed"))]
-    for index, module in enumerate(model.network):
-        if f"network.{index}" in by_module:
-            handles.append(module.register_forward_hook(on_output(f"network.{index}")))
-            continue
-        for j, block in enumerate(module):
-            handles.append(block.register_forward_pre_hook(on_block_input(block)))
-            for part in ("local_perception", "attn", "mlp"):
-                handles.append(
-                    getattr(block, part).register_forward_hook(on_branch(block, f"network.{index}.{j}.{part}"))
-                )
     try:
+        output_of(model.patch_embed, boundary("stem", "patch_embed", "stem"))
+        stage = 0
+        for index, module in enumerate(model.network):
+            if not (isinstance(module, torch.nn.Sequential) and all(isinstance(b, AdditiveBlock) for b in module)):
+                output_of(module, boundary(f"downsample{stage}", f"network.{index}", "downsample"))
+                continue
+            for j, block in enumerate(module):
+                handles.append(block.register_forward_pre_hook(lambda m, args: running.__setitem__(id(m), args[0])))
+                for part in ("local_perception", "attn", "mlp"):
+                    name = boundary(
+                        f"stage{stage}.block{j}.{part.split('_')[0]}", f"network.{index}.{j}.{part}", "residual"
+                    )
+                    residual_sum(block, getattr(block, part), name)
+            stage += 1
+        boundary("logits", "classifier", "logits")
         for i in range(0, len(x), CHUNK):
             keep("logits", model(torch.from_numpy(np.ascontiguousarray(x[i : i + CHUNK], np.float32))))
     finally:
@@ -245,18 +233,18 @@ class Localizer:
         }
 
 
-def after_checks(artifact: Artifact, entry: dict, evidence, verify) -> tuple[Artifact, dict]:
+def after_checks(artifact: Artifact, entry: dict, localizer: Localizer, verify) -> tuple[Artifact, dict]:
     """The step after the checks of one artifact: for a failed artifact (or any, with
     ``--explain``) its localization goes into ``entry["localization"]``; for a failed
     one whose target has a ``fallback``, the repair is tried, and a repaired artifact
     that passes every check replaces it (its entry records ``fallback``: what was kept
-    in float, the latency cost, the metrics before and after). ``verify(artifact,
-    evidence)`` is the pipeline's check of one artifact. Returns the artifact and entry
-    the report keeps."""
+    in float, the latency cost, the metrics before and after). ``localizer``: the run's
+    (its eager tensors are computed once); ``verify(artifact, evidence)``: the
+    pipeline's check of one artifact. Returns the artifact and entry the report keeps."""
+    evidence = localizer.evidence
     target = targets.get(artifact.format)
     if (entry["passed"] and not evidence.context.spec.explain) or target.intermediates is None:
         return artifact, entry
-    localizer = Localizer(evidence)
     with progress.stage(f"{artifact.name}: per-layer localization"):
         entry["localization"] = localizer(artifact)
     log(f"{artifact.name}: {entry['localization']['summary']}")

@@ -113,6 +113,7 @@ def _convert_and_verify(spec: ExportSpec, txn: outset.Transaction) -> tuple[dict
             names, rgb = parity_images(record, spec.noise_inputs, spec.seed)
             reference = reference_logits(model, to_convention(rgb, "normalized", record.mean, record.std))
             evidence = checks.Evidence(rgb, reference, names, ctx, record.mean, record.std)
+            localizer = localize.Localizer(evidence)  # its eager tensors: computed once, if ever needed
             checked_inputs = accuracy.prepare(ctx)  # --val-dir read and checked before any conversion
         entries, artifacts = [], []
         for name in spec.targets:
@@ -122,7 +123,7 @@ def _convert_and_verify(spec: ExportSpec, txn: outset.Transaction) -> tuple[dict
             for artifact in converted:
                 with progress.stage(f"{artifact.name}: verifying"):
                     entry = verify(artifact, evidence)
-                artifact, entry = localize.after_checks(artifact, entry, evidence, verify)  # on failure or --explain
+                artifact, entry = localize.after_checks(artifact, entry, localizer, verify)  # on failure or --explain
                 entries.append(entry)
                 artifacts.append(artifact)
     if attempts:  # a library may have swallowed NetworkBlocked: still a failure
