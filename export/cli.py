@@ -9,7 +9,7 @@ from pathlib import Path
 
 from casvit import VARIANTS
 
-from . import accuracy, interrupts, labelled_images, localize, preprocessing, targets
+from . import accuracy, interrupts, labelled_images, localize_report, preprocessing, targets
 from .checks import failure_summary
 from .errors import EXIT_PASSED, ExportError, GateFailure, OneLineParser, outcome
 from .spec import ExportSpec, parse_resolution
@@ -220,6 +220,6 @@ def summary_table(report: dict, out_dir: Path) -> str:
     if not report["weights"]["for_deployment"]:
         lines.append("NOTE: random weights -- these artifacts are NOT FOR DEPLOYMENT")
     lines += accuracy.console_lines(report)
-    lines += localize.console_lines(report)
+    lines += localize_report.console_lines(report)
     lines.append(f"report: {out_dir / 'report.md'}")
     return "\n".join(lines)

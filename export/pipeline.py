@@ -14,7 +14,7 @@ import torch
 from casvit import CheckpointError, create_model, model_from_checkpoint
 from casvit.seeding import randomize_batchnorm
 
-from . import accuracy, checks, golden, interrupts, localize, outset, progress, targets
+from . import accuracy, checks, golden, interrupts, localize, localize_report, outset, progress, targets
 from .context import ExportContext, log
 from .errors import ExportError, GateFailure
 from .fsutil import sha256_of, size_of
@@ -167,7 +167,7 @@ def _write_set(txn: outset.Transaction, report: dict, artifacts: list[Artifact],
         report["golden"] = {"file": golden.FILE_NAME, **txn.add_written(golden.FILE_NAME)}
         if not passed:
             report["previous_set_kept"] = outset.read_manifest(txn.out_dir) is not None
-        picture = localize.write_picture(txn.new_dir, report)
+        picture = localize_report.write_picture(txn.new_dir, report)
         if picture:
             report["localization_picture"] = {"file": picture, **txn.add_written(picture)}
         write_reports(txn.new_dir, report)

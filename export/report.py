@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import accuracy, localize
+from . import accuracy, localize_report
 from .checks import by_name, failure_summary
 from .fsutil import atomic_write
 
@@ -83,7 +83,7 @@ def render_markdown(report: dict) -> str:
             f"{by_name('parity').status(a)} | "
             f"{a['status']}{' (' + failure_summary(a) + ')' if not a.get('passed', True) else ''} |"
         )
-    lines += ["", *accuracy.markdown(report), *localize.markdown(report), "## Per artifact", ""]
+    lines += ["", *accuracy.markdown(report), *localize_report.markdown(report), "## Per artifact", ""]
     for a in report["artifacts"]:
         lines += [
             f"### {a['name']}",

@@ -34,6 +34,7 @@ SHARED = [
     "labels",
     "limits",
     "localize",
+    "localize_report",
     "outset",
     "parity",
     "pipeline",
