@@ -84,15 +84,15 @@ def damage_mil(package: Path, const_name: str, scale: float = -50.0) -> None:
     the package's weight.bin) by ``scale``, in place in the weight file."""
     import coremltools as ct
 
-    from export.targets.coreml.mil import Program, main_block
+    from export.targets.coreml.mil import main_block
+    from export.targets.coreml.mil.program import WEIGHTS_IN_PACKAGE
+    from export.targets.coreml.mil.values import BlobFiles, decode
 
     spec = ct.utils.load_spec(str(package))
     _, block = main_block(spec)
     op = next(op for op in block.operations if op.type == "const" and op.outputs[0].name == const_name)
-    values = np.asarray(Program.load(package)._constants[const_name])
-    weights = (
-        package / "Data" / "com.apple.CoreML" / "weights" / op.attributes["val"].blobFileValue.fileName.split("/")[-1]
-    )
+    values = np.asarray(decode(op.attributes["val"], BlobFiles(package / WEIGHTS_IN_PACKAGE)))
+    weights = package / WEIGHTS_IN_PACKAGE / Path(op.attributes["val"].blobFileValue.fileName).name
     raw = weights.read_bytes()
     old = values.tobytes()
     damaged = values.copy().reshape(-1)

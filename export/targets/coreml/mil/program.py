@@ -42,10 +42,11 @@ class Program:
 
     ``run(feeds, outputs)`` takes the model's declared inputs (an image input as an
     NCHW float array of whole numbers 0-255, in RGB order) and returns the requested
-    outputs (default: every declared output; any op's output var may be named) by
-    name, computing only the ops they need. A feed may hold a batch of N samples where the program declares batch 1:
+    outputs (default: every declared output) by name, computing only the ops they
+    need. A feed may hold a batch of N samples where the program declares batch 1:
     every op then runs once on the whole batch (the batch axis must stay the leading
-    axis of every value; ops that would mix samples are refused).
+    axis of every value; ops that would mix samples are refused). ``outputs`` may also
+    name any op's output var (an intermediate value, for per-layer localization).
     """
 
     def __init__(self, spec, weights_dir: Path):
