@@ -4,12 +4,15 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-TARGET  ?= coreml
-VARIANT ?= xs
-RES     ?= 224
+# Empty: python -m export decides (its defaults, or what the checkpoint records).
+TARGET  ?=
+VARIANT ?=
+RES     ?=
 CKPT    ?=
-OUT     ?= out/$(VARIANT)_$(RES)
+OUT     ?=
 EXPORT_ARGS ?=
+# The folder the tools that read an exported set use when OUT is not given: the default export's.
+SET      = $(or $(OUT),out/xs_224)
 # A variable as one shell word (paths with spaces or quotes): $(call q,$(OUT)).
 q = '$(subst ','\'',$(1))'
 
@@ -21,11 +24,13 @@ help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 	@echo
 	@echo "Variables for make export (defaults in brackets):"
-	@echo "  TARGET=onnx|tflite|coreml|all [$(TARGET)]  VARIANT=xs|s|m|t|tiny [$(VARIANT)]  RES=224 or HxW [$(RES)]"
-	@echo "  CKPT=path/to/checkpoint.pth (none: seeded random weights, not for deployment)"
-	@echo "  CALIB=folder of JPEG/PNG images for int8 calibration (default: bundled scikit-image photos)  CALIB_COUNT=N"
+	@echo "  TARGET=onnx|tflite|coreml|all [coreml]  VARIANT=xs|s|m|t|tiny [the checkpoint's, else xs]"
+	@echo "  RES=224 or HxW [the checkpoint's, else 224]"
+	@echo "  CKPT=path/to/checkpoint.pth (none: seeded random weights, not for deployment); it may record"
+	@echo "    its variant, classes, labels and resolution: then make export CKPT=file needs nothing else"
+	@echo "  CALIB=folder of images (JPEG, PNG, ... in any colour mode) for int8 calibration (default: bundled scikit-image photos)  CALIB_COUNT=N"
 	@echo "  VAL=labelled images, one subfolder per class (top-1/top-5 of eager and every artifact, accuracy gate)  VAL_COUNT=N"
-	@echo "  OUT=output folder [$(OUT)]  EXPORT_ARGS='more python -m export options'"
+	@echo "  OUT=output folder [out/<variant>_<res>]  EXPORT_ARGS='more python -m export options'"
 	@echo "  Every option: $(PY) -m export --help"
 	@echo "  Exit codes (0 passed, 1 gate failed, 2 bad input, 3 environment, 4 internal error, 130/143 interrupted) are those of"
 	@echo "  $(PY) -m export; through make any failure is make's own 2."
@@ -39,11 +44,12 @@ setup: $(STAMP) ## create .venv with every pinned dependency (idempotent)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[all]"
+	# setuptools' notice about editable installs (a UserWarning of its build backend) is not for our users
+	PYTHONWARNINGS=ignore::UserWarning $(PY) -m pip install -q -e ".[all]"
 	touch $@
 
-export: $(STAMP) ## export: make export TARGET=coreml VARIANT=xs RES=224 [CKPT=...] [OUT=...]
-	$(PY) -m export --target $(call q,$(TARGET)) --variant $(call q,$(VARIANT)) --res $(call q,$(RES)) --out $(call q,$(OUT)) $(if $(CKPT),--checkpoint $(call q,$(CKPT))) $(if $(CALIB),--calib $(call q,$(CALIB))) $(if $(CALIB_COUNT),--calib-count $(call q,$(CALIB_COUNT))) $(if $(VAL),--val-dir $(call q,$(VAL))) $(if $(VAL_COUNT),--val-count $(call q,$(VAL_COUNT))) $(EXPORT_ARGS)
+export: $(STAMP) ## export: make export [TARGET=coreml] [CKPT=...] [VARIANT=xs] [RES=224] [OUT=...]
+	$(PY) -m export $(if $(TARGET),--target $(call q,$(TARGET))) $(if $(VARIANT),--variant $(call q,$(VARIANT))) $(if $(RES),--res $(call q,$(RES))) $(if $(OUT),--out $(call q,$(OUT))) $(if $(CKPT),--checkpoint $(call q,$(CKPT))) $(if $(CALIB),--calib $(call q,$(CALIB))) $(if $(CALIB_COUNT),--calib-count $(call q,$(CALIB_COUNT))) $(if $(VAL),--val-dir $(call q,$(VAL))) $(if $(VAL_COUNT),--val-count $(call q,$(VAL_COUNT))) $(EXPORT_ARGS)
 
 test: $(STAMP) ## run the test suite: Kotlin core + resource checks, then pytest (tiny/xs models at small sizes; installs strace for the offline trace)
 	$(MAKE) --no-print-directory android-test
@@ -53,14 +59,14 @@ test: $(STAMP) ## run the test suite: Kotlin core + resource checks, then pytest
 test-fast: $(STAMP) ## the inner loop: pytest -m "not slow" (no onnx2tf/Core ML exports, Kotlin, strace, qemu or bench smoke run)
 	$(PY) -m pytest -q -m "not slow"
 
-android-assets: $(STAMP) ## copy an exported .tflite + labels.txt + model JSON into android_app: make android-assets [OUT=...] [MODEL=file.tflite]
-	$(PY) -m export.android_assets --from $(call q,$(OUT)) $(if $(MODEL),--model $(call q,$(MODEL)))
+android-assets: $(STAMP) ## copy an exported .tflite + labels.txt + model JSON into android_app: make android-assets [OUT=out/xs_224] [MODEL=file.tflite]
+	$(PY) -m export.android_assets --from $(call q,$(SET)) $(if $(MODEL),--model $(call q,$(MODEL)))
 
 android-test: ## compile and unit-test the Kotlin core on the JVM, check app resources with aapt2 (installs kotlinc, JUnit 4, aapt)
 	bash android_app/tools/android_test.sh
 
-verify-arm: $(STAMP) ## every .tflite of OUT in the app's LiteRT on emulated ARM64 (qemu) and x86: make verify-arm OUT=folder
-	$(PY) -m export.verify_arm $(call q,$(OUT)) $(VERIFY_ARM_ARGS)
+verify-arm: $(STAMP) ## every .tflite of OUT in the app's LiteRT on emulated ARM64 (qemu) and x86: make verify-arm [OUT=out/xs_224]
+	$(PY) -m export.verify_arm $(call q,$(SET)) $(VERIFY_ARM_ARGS)
 
 bench: $(STAMP) $(if $(PEERS),$(PEERS_STAMP)) ## latency/size/accuracy across formats: make bench [PEERS=1: also litert-torch and ExecuTorch] [BENCH_ARGS='--help' for options]
 	$(PY) -m benchmarks $(if $(PEERS),--peers) $(BENCH_ARGS)
@@ -78,5 +84,5 @@ $(PEERS_STAMP): benchmarks/peers/requirements.txt benchmarks/peers/constraints.t
 	$(PEERS_VENV)/bin/python -c "import torch; v = torch.__version__; assert v == '2.13.0+cpu', 'peers env has torch ' + v"
 	touch $@
 
-clean: ## remove build outputs (keeps .venv)
-	rm -rf out build .pytest_cache android_app/core/build
+clean: ## remove caches and build folders (never exported models, nor .venv)
+	rm -rf build .pytest_cache .ruff_cache android_app/core/build

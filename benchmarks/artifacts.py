@@ -26,8 +26,8 @@ def expected_names(target: str, extra_args: list[str] = ()) -> tuple[str, ...]:
 
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # argparse's own message; the export repeats it
-            args = cli.build_parser().parse_args(["--target", target, *extra_args])
-        return targets.get(target).artifact_names(cli.spec_from_args(args))
+            spec = cli.spec_of(["--target", target, *extra_args])
+        return targets.get(target).artifact_names(spec)
     except (SystemExit, Exception):  # noqa: BLE001 -- the export reports what is wrong with them
         return (target,)
 

@@ -18,6 +18,7 @@ from casvit.preprocess import resize
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
 NUM_CLASSES = 10
+LABELS = tuple(str(c) for c in range(NUM_CLASSES))  # the class folder names of write_image_folder
 
 
 def to_rgb(images: np.ndarray, size: int) -> np.ndarray:
@@ -57,7 +58,7 @@ def write_image_folder(folder, rgb: np.ndarray, labels: np.ndarray) -> None:
     for index, (image, label) in enumerate(zip(rgb, labels)):
         (folder / str(label)).mkdir(parents=True, exist_ok=True)
         Image.fromarray(image, "RGB").save(folder / str(label) / f"{index:04d}.png")
-    (folder / "labels.txt").write_text("".join(f"{c}\n" for c in range(NUM_CLASSES)))
+    (folder / "labels.txt").write_text("".join(f"{c}\n" for c in LABELS))
 
 
 if __name__ == "__main__":

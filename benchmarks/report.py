@@ -123,7 +123,7 @@ def bench_markdown(result: dict) -> str:
                 + ", ".join(f"{k} {x:.2f}" for k, x in n["latency_ratio_naive_over_ours"].items())
                 + " |"
             )
-    lines += ["", "Columns and methods: see benchmarks/README.md.", ""]
+    lines += ["", "Columns and methods: see docs/benchmarks.md.", ""]
     return "\n".join(lines)
 
 

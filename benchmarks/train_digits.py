@@ -21,10 +21,11 @@ import torch
 import torch.nn.functional as F
 
 from casvit import VARIANTS, create_model
+from casvit.checkpoint import with_record
 from export.fsutil import atomic_write
 from export.inputs import to_convention
 
-from .digits import NUM_CLASSES, digits_split
+from .digits import LABELS, NUM_CLASSES, digits_split
 
 SHIFT = 4  # random translation, pixels at 64x64
 
@@ -91,7 +92,6 @@ def train(
         "dataset": "sklearn.datasets.load_digits",
         "variant": variant,
         "num_classes": NUM_CLASSES,
-        "resolution": size,
         "seed": seed,
         "epochs": epochs,
         "batch": batch,
@@ -104,7 +104,8 @@ def train(
         "test_top1": evaluate(model, data["test_rgb"], data["test_y"]),
         "input_convention": "normalized",
     }
-    return {"model": model.state_dict(), "meta": meta}, meta
+    checkpoint = with_record(model.state_dict(), LABELS, size, **meta)
+    return checkpoint, checkpoint["meta"]
 
 
 def save_checkpoint(checkpoint: dict, path: Path) -> None:

@@ -187,7 +187,18 @@ def model_from_checkpoint(
 ) -> CASViT:
     """Build the model a checkpoint describes and load it. A given ``variant`` or
     ``num_classes`` must agree with the file, or a CheckpointError explains the mismatch."""
-    sd = extract_state_dict(read_checkpoint(path), use_ema)
+    return model_from_dict(read_checkpoint(path), use_ema, variant, num_classes, source=str(path))
+
+
+def model_from_dict(
+    obj: dict,
+    use_ema: bool = False,
+    variant: str | None = None,
+    num_classes: int | None = None,
+    source: str = "checkpoint",
+) -> CASViT:
+    """:func:`model_from_checkpoint` for a checkpoint already read (:func:`read_checkpoint`)."""
+    sd = extract_state_dict(obj, use_ema)
     cfg = infer_config(sd)
     if variant not in (None, "custom") and variant not in VARIANTS:
         raise CheckpointError(f"unknown variant {variant!r}")
@@ -201,5 +212,37 @@ def model_from_checkpoint(
         distillation=cfg.get("distillation", True),
         backbone=cfg["backbone"],
     )
-    load_into(model, sd, source=str(path))
+    load_into(model, sd, source=source)
     return model.eval()
+
+
+def recorded(obj: dict) -> dict:
+    """What a checkpoint says about its use besides its weights: ``resolution``
+    ((height, width) from ``meta["resolution"]``, else the training ``args.input_size``)
+    and ``labels`` (``meta["labels"]``, the class names in output order); absent
+    entries are None. Checkpoints this project trains record both (:func:`with_record`)."""
+    meta = obj.get("meta") if isinstance(obj.get("meta"), dict) else {}
+    args = obj.get("args")
+    args = vars(args) if isinstance(args, argparse.Namespace) else args if isinstance(args, dict) else {}
+    size = meta.get("resolution", args.get("input_size"))
+    resolution = None
+    if size is not None:
+        sizes = [size, size] if isinstance(size, int) and not isinstance(size, bool) else size
+        if not (
+            isinstance(sizes, (list, tuple))
+            and len(sizes) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes)
+        ):
+            raise CheckpointError(f"the checkpoint records an input size of {size!r}, not N or [H, W]")
+        resolution = (sizes[0], sizes[1])
+    labels = meta.get("labels")
+    if labels is not None and not (isinstance(labels, (list, tuple)) and all(isinstance(n, str) for n in labels)):
+        raise CheckpointError("the checkpoint's meta 'labels' is not a list of class names")
+    return {"resolution": resolution, "labels": None if labels is None else list(labels)}
+
+
+def with_record(state_dict: dict, labels: list[str], resolution: int | tuple[int, int], **meta) -> dict:
+    """A checkpoint dict ``{"model": state_dict, "meta": {...}}`` that records its labels and
+    input resolution (read back by :func:`recorded`), plus any other ``meta`` facts."""
+    size = resolution if isinstance(resolution, int) else list(resolution)
+    return {"model": state_dict, "meta": {**meta, "resolution": size, "labels": list(labels)}}

@@ -30,7 +30,6 @@ from .parity import topk
 DEFAULT_MAX_DROP = {"fp32": 0.0, "fp16": 0.1, "quantized": 1.0}
 PROGRESS_SECONDS = 10.0  # a progress line at least this often
 CHUNK_SECONDS = 4.0  # aim for runner calls this long, so progress stays within PROGRESS_SECONDS
-_STATE = "accuracy"  # key of the run's ValidationSet in the export context's cache
 
 
 @dataclass
@@ -86,18 +85,18 @@ def predict(
     return np.concatenate(outs), time.perf_counter() - start
 
 
-def prepare(ctx) -> dict:
-    """Calibration guidance, then ``--val-dir`` read and checked (before any conversion),
-    eager measured on it and kept in the run's shared state; returns the report's
-    ``warnings`` and ``accuracy`` entries."""
-    s = ctx.spec
-    warnings = [w for w in [calibration_warning(s, ctx.weights)] if w]
+def prepare(
+    spec, model, labels: list[str], record, weights: dict
+) -> tuple[ValidationSet | None, list[str], dict | None]:
+    """Calibration guidance, then ``--val-dir`` read and checked (before any conversion)
+    and eager measured on it: (the validation set, the report's ``warnings``, its
+    ``accuracy`` entry or None)."""
+    warnings = [w for w in [calibration_warning(spec, weights)] if w]
     for w in warnings:
         log(f"WARNING: {w}")
-    validation = load_validation(s.options, ctx.labels, ctx.preprocessing, s.seed)
-    ctx._cache[_STATE] = validation
+    validation = load_validation(spec, labels, record)
     if validation is None:
-        return {"warnings": warnings, "accuracy": None}
+        return None, warnings, None
     log(
         f"accuracy: {len(validation.files)} images in {len(validation.classes)} classes from {validation.root}"
         + (f" ({len(validation.calibration.names)} more for int8 calibration)" if validation.calibration else "")
@@ -105,12 +104,11 @@ def prepare(ctx) -> dict:
 
     @torch.no_grad()
     def eager(x: np.ndarray) -> np.ndarray:
-        return ctx.model(torch.from_numpy(x)).numpy()
+        return model(torch.from_numpy(x)).numpy()
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # like every artifact's runtime here; on a loaded machine more threads wait
     try:
-        record = ctx.preprocessing
         validation.eager_logits, seconds = predict(
             eager, validation.rgb, "normalized", "eager", record.mean, record.std
         )
@@ -118,33 +116,28 @@ def prepare(ctx) -> dict:
         torch.set_num_threads(threads)
     row = scores(validation.eager_logits, validation.targets, validation.class_ids)
     log(f"eager: top-1 {row['top1']:.2f}% top-5 {row['top5']:.2f}% on {row['images']} images")
-    return {
-        "warnings": warnings,
-        "accuracy": {
+    return (
+        validation,
+        warnings,
+        {
             **validation.describe(),
             "eager": {**row, "seconds": round(seconds, 2)},
-            "max_top1_drop": s.options.get("max_top1_drop"),
+            "max_top1_drop": spec.accuracy.max_top1_drop,
             "default_max_top1_drop": DEFAULT_MAX_DROP,
         },
-    }
-
-
-def calibration_set(ctx):
-    """The int8 calibration images split off ``--val-dir`` (None: use ``--calib`` or the default)."""
-    validation = ctx._cache.get(_STATE)
-    return validation.calibration if validation is not None else None
+    )
 
 
 def check(artifact, runner, ctx) -> CheckResult | None:
     """The accuracy check of one artifact (None when the run has no ``--val-dir``)."""
-    validation: ValidationSet | None = ctx._cache.get(_STATE) if ctx is not None else None
+    validation: ValidationSet | None = ctx.validation if ctx is not None else None
     if validation is None:
         return None
     record = ctx.preprocessing
     logits, seconds = predict(runner, validation.rgb, artifact.input_convention, artifact.name, record.mean, record.std)
     row = scores(logits, validation.targets, validation.class_ids, validation.eager_logits)
     eager = scores(validation.eager_logits, validation.targets, [])
-    allowed = max_drop_for(artifact.precision, ctx.spec.options.get("max_top1_drop"))
+    allowed = max_drop_for(artifact.precision, ctx.spec.accuracy.max_top1_drop)
     drop = eager["top1"] - row["top1"]
     lost = eager["correct"] - row["correct"]
     passed = drop <= allowed + 1e-9 or lost <= 1
@@ -166,101 +159,14 @@ def as_entry(result: CheckResult | None) -> dict | None:
     return asdict(result) if result is not None else None
 
 
-def passed(entry: dict) -> bool:
-    """True unless the artifact has an accuracy result that failed."""
-    return not entry.get("accuracy") or entry["accuracy"]["passed"]
-
-
 def calibration_warning(spec, weights: dict) -> str | None:
     """A loud note when a user checkpoint goes to full-integer int8 calibrated on the
     bundled photos, which have nothing to do with the user's classes."""
-    o = spec.options
-    if not (targets.calibrating(spec) and weights.get("for_deployment")) or o.get("calib") or o.get("calib_from_val"):
+    c = spec.calibration
+    if not (targets.calibrating(spec) and weights.get("for_deployment")) or c.calib or c.calib_from_val:
         return None
     return (
         "int8 of a user checkpoint is calibrated on the bundled scikit-image photos, not on your images: "
         "its accuracy may suffer. Pass --calib FOLDER (images like the ones the model will see) or "
         "--calib-from-val N with --val-dir, and check the accuracy table."
     )
-
-
-MAX_CLASS_ROWS = 100  # per-class rows in report.md (report.json has every class)
-
-
-def markdown(report: dict) -> list[str]:
-    """report.md lines: warnings, then the accuracy table and the per-class table."""
-    lines = [f"> **WARNING**: {w}" for w in report.get("warnings", [])]
-    acc = report.get("accuracy")
-    if not acc:
-        return lines + ([""] if lines else [])
-    measured = [a for a in report["artifacts"] if a.get("accuracy")]
-    e = acc["eager"]
-    lines += [
-        *([""] if lines else []),
-        f"## Accuracy on `{acc['folder']}`",
-        "",
-        f"- {acc['images_measured']} images in {len(acc['classes'])} classes ({acc['images_found']} found"
-        + (
-            f", {acc['calibration_images']} taken for int8 calibration and left out, listed in report.json"
-            if acc["calibration_images"]
-            else ""
-        )
-        + ")",
-        "- gate: top-1 drop vs eager at most "
-        + (
-            f"{acc['max_top1_drop']:g} points"
-            if acc["max_top1_drop"] is not None
-            else "fp32 0, fp16 0.1, int8 and compressed weights 1.0 points"
-        )
-        + ", or one image",
-        "",
-        "| model | top-1 % | top-5 % | agrees with eager % | images | seconds | top-1 drop (points) | gate |",
-        "|---|---:|---:|---:|---:|---:|---:|---|",
-        f"| eager PyTorch | {e['top1']:.2f} | {e['top5']:.2f} | 100.00 | {e['images']} | {e['seconds']:.1f} | | |",
-    ]
-    for a in measured:
-        d = a["accuracy"]["details"]
-        lines.append(
-            f"| {a['file']} | {d['top1']:.2f} | {d['top5']:.2f} | {d['agreement']:.2f} | {d['images']} | "
-            f"{d['seconds']:.1f} | {d['top1_drop']:.2f} | {'ok' if a['accuracy']['passed'] else 'FAIL'} |"
-        )
-    classes = list(e["per_class"])
-    lines += [
-        "",
-        "Per class (top-1 %):",
-        "",
-        "| class | images | eager | " + " | ".join(a["name"] for a in measured) + " |",
-        "|---|---:|---:|" + "---:|" * len(measured),
-    ]
-    counts = acc.get("class_counts", {})
-    for cid, name in list(zip(classes, acc["classes"]))[:MAX_CLASS_ROWS]:
-        lines.append(
-            f"| {name} | {counts.get(name, '')} | {e['per_class'][cid]:.1f} | "
-            + " | ".join(f"{a['accuracy']['details']['per_class'][cid]:.1f}" for a in measured)
-            + " |"
-        )
-    if len(classes) > MAX_CLASS_ROWS:
-        lines.append(f"\n(first {MAX_CLASS_ROWS} of {len(classes)} classes; report.json has all)")
-    return lines + [""]
-
-
-def console_lines(report: dict) -> list[str]:
-    """The accuracy summary under the CLI's parity table."""
-    lines = [f"WARNING: {w}" for w in report.get("warnings", [])]
-    acc = report.get("accuracy")
-    if not acc:
-        return lines
-    e = acc["eager"]
-    lines += [
-        f"accuracy on {acc['images_measured']} images of {acc['folder']}:",
-        f"  {'eager PyTorch':<44} top-1 {e['top1']:6.2f}%  top-5 {e['top5']:6.2f}%",
-    ]
-    for a in report["artifacts"]:
-        if a.get("accuracy"):
-            d = a["accuracy"]["details"]
-            lines.append(
-                f"  {a['file']:<44} top-1 {d['top1']:6.2f}%  top-5 {d['top5']:6.2f}%  "
-                f"agrees {d['agreement']:6.2f}%  {d['seconds']:6.1f} s  "
-                f"{'ok' if a['accuracy']['passed'] else 'FAIL: ' + a['accuracy']['summary']}"
-            )
-    return lines

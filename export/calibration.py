@@ -5,10 +5,9 @@ the parity inputs."""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,19 +17,9 @@ from casvit.preprocess import Preprocessing
 from .errors import ExportError, first_line
 from .inputs import CALIBRATION_PHOTOS, calibration_images
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# The file types torchvision's ImageFolder takes (IMG_EXTENSIONS).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 DEFAULT_COUNT = 100
-
-
-def image_count(text: str) -> int:
-    """argparse type of an image-count option: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of images >= 1, got {text!r}")
-    return value
 
 
 @dataclass
@@ -40,9 +29,15 @@ class CalibrationSet:
     source: str
     names: list[str]
     rgb: np.ndarray
+    converted: dict[str, int] = field(default_factory=dict)  # stored mode -> images converted to RGB
 
     def describe(self) -> dict:
-        return {"source": self.source, "count": len(self.names), "images": self.names}
+        return {
+            "source": self.source,
+            "count": len(self.names),
+            "images": self.names,
+            "converted_to_rgb": self.converted,
+        }
 
 
 def image_files(folder: Path, what: str = "calibration folder") -> list[Path]:
@@ -59,21 +54,16 @@ def image_files(folder: Path, what: str = "calibration folder") -> list[Path]:
 
 
 @contextlib.contextmanager
-def _open_rgb(path: Path, what: str = "calibration image"):
+def _open_image(path: Path, what: str = "calibration image"):
     """The image at ``path`` opened with Pillow (header only), refused with a one-line
-    ExportError when it is not RGB, cannot be read or is over Pillow's
-    decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``; Pillow only warns up to
-    twice that, here it is an error too)."""
+    ExportError when it cannot be read or is over Pillow's decompression-bomb limit
+    (``Image.MAX_IMAGE_PIXELS``; Pillow only warns up to twice that, here it is an error too)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                if image.mode != "RGB":
-                    raise ExportError(
-                        f"{what} {path} is {_mode_name(image.mode)}, not RGB; convert it to RGB or remove it"
-                    )
                 yield image
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ExportError(
@@ -84,38 +74,34 @@ def _open_rgb(path: Path, what: str = "calibration image"):
         raise ExportError(f"{what} {path} cannot be read: {first_line(e)}") from None
 
 
-def read_rgb(path: Path, record: Preprocessing, what: str = "calibration image") -> np.ndarray:
-    """One image file as the record's (height, width, 3) uint8 pixels; grayscale or other modes are refused."""
-    with _open_rgb(path, what) as image:
+def read_rgb(path: Path, record: Preprocessing, what: str = "calibration image") -> tuple[np.ndarray, str]:
+    """One image file as the record's (height, width, 3) uint8 pixels, and the mode it
+    was stored in. Any mode is converted the way torchvision's ImageFolder loader does,
+    ``Image.convert("RGB")`` (grayscale, palette, RGBA, CMYK, 16-bit)."""
+    with _open_image(path, what) as image:
         try:
             image.load()  # decode now so a truncated file fails here, not later
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Pillow's note on palette transparency: convert() drops alpha
+                rgb = image if image.mode == "RGB" else image.convert("RGB")
         except (OSError, SyntaxError, ValueError) as e:
             raise ExportError(f"{what} {path} cannot be read: {first_line(e)}") from None
-        return record.resize_rgb(image)
+        return record.resize_rgb(rgb), image.mode
+
+
+def converted_modes(modes: list[str]) -> dict[str, int]:
+    """How many images of each stored mode other than RGB were converted to RGB."""
+    return {mode: modes.count(mode) for mode in sorted(set(modes)) if mode != "RGB"}
 
 
 def check_calibration_folder(folder: Path, count: int = DEFAULT_COUNT) -> None:
     """Before any conversion: the folder has images, and the ``count`` that will be
-    used open as RGB within Pillow's limits (headers only; decoding comes later)."""
+    used open within Pillow's limits (headers only; decoding comes later)."""
     if count < 1:
         raise ExportError(f"calibration count must be at least 1, got {count}")
     for path in image_files(folder)[:count]:
-        with _open_rgb(path):
+        with _open_image(path):
             pass
-
-
-def _mode_name(mode: str) -> str:
-    names = {
-        "L": "grayscale",
-        "LA": "grayscale with alpha",
-        "I;16": "16-bit grayscale",
-        "I": "32-bit grayscale",
-        "1": "black-and-white",
-        "P": "a palette image",
-        "RGBA": "RGB with alpha",
-        "CMYK": "CMYK",
-    }
-    return names.get(mode, f"mode {mode!r}")
 
 
 def load_calibration(record: Preprocessing, folder: Path | None = None, count: int = DEFAULT_COUNT) -> CalibrationSet:
@@ -132,5 +118,7 @@ def load_calibration(record: Preprocessing, folder: Path | None = None, count: i
             np.stack([record.resize_rgb(img) for _, img in chosen]),
         )
     files = image_files(folder)[:count]
-    rgb = [read_rgb(f, record) for f in files]
-    return CalibrationSet(f"folder {Path(folder).resolve()}", [f.name for f in files], np.stack(rgb))
+    rgb, modes = zip(*(read_rgb(f, record) for f in files))
+    return CalibrationSet(
+        f"folder {Path(folder).resolve()}", [f.name for f in files], np.stack(rgb), converted_modes(list(modes))
+    )

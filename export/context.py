@@ -1,6 +1,7 @@
-"""Shared state of one export run: the eval model, its deploy forms, the artifacts
-converted so far, intermediate artifacts built once (e.g. the static ONNX TFLite
-converts from), metadata and progress output."""
+"""Shared state of one export run, each piece read once: the resolved spec, the eval
+model and its weights, the labels, the preprocessing record, the user's labelled
+images, the calibration images, the deploy forms and the intermediate artifacts one
+target builds for another (e.g. the static ONNX TFLite converts from)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from casvit import DeployCASViT, Preprocessing, deploy
 from casvit.model import CASViT
 
-from .preprocessing import artifact_record, convention_of, record_for
+from .preprocessing import artifact_record, convention_of
 from .spec import Artifact, ExportSpec
 
 
@@ -29,20 +31,31 @@ _T0 = time.perf_counter()
 
 @dataclass
 class ExportContext:
-    spec: ExportSpec
+    spec: ExportSpec  # resolved (export.source.resolve)
     model: CASViT  # eval model: the eager reference
     weights: dict[str, Any]  # source, path, sha256, for_deployment
     labels: list[str]
     workdir: Path  # staging folder on the output's filesystem
+    preprocessing: Preprocessing  # the record: defaults, the checkpoint's args, the options
+    preprocessing_source: str
+    validation: Any = None  # the --val-dir images (export.labelled_images.ValidationSet) or None
     converted: list[Artifact] = field(default_factory=list)  # this run's artifacts so far, in conversion order
-    _cache: dict = field(default_factory=dict)
-    preprocessing: Preprocessing = field(init=False)  # the record: from the checkpoint's args and the options
-    preprocessing_source: str = field(init=False)
+    deployed: dict[tuple, DeployCASViT] = field(default_factory=dict)  # deploy forms by (embed, input range)
+    intermediates: dict[Any, Any] = field(default_factory=dict)  # what targets build for others, by key
+    library_warnings: list[str] = field(default_factory=list)  # the converters' own caveats, for the report
 
     log = staticmethod(log)
 
-    def __post_init__(self):
-        self.preprocessing, self.preprocessing_source = record_for(self.spec)
+    @cached_property
+    def calibration(self):
+        """The images int8 models are calibrated on (``export.calibration.CalibrationSet``):
+        the ``--calib-from-val`` split, else ``--calib``, else the bundled photos; read on first use."""
+        from .calibration import load_calibration
+
+        if self.validation is not None and self.validation.calibration is not None:
+            return self.validation.calibration
+        c = self.spec.calibration
+        return load_calibration(self.preprocessing, c.calib, c.calib_count)
 
     def _input_choice(self, embed_normalization: bool | None, input_range: float | None) -> tuple[bool, float]:
         """(embed normalization?, input range), the spec's where not given."""
@@ -52,38 +65,45 @@ class ExportContext:
         )
 
     def deploy_model(self, embed_normalization: bool | None = None, input_range: float | None = None) -> DeployCASViT:
-        """The deploy form (cached); defaults follow the spec."""
-        embed, rng = self._input_choice(embed_normalization, input_range)
-        key = ("deploy", embed, rng)
-        if key not in self._cache:
+        """The deploy form (made once per input choice); defaults follow the spec."""
+        key = self._input_choice(embed_normalization, input_range)
+        if key not in self.deployed:
             p = self.preprocessing
-            self._cache[key] = deploy(self.model, normalize_input=embed, input_range=rng, mean=p.mean, std=p.std)
-        return self._cache[key]
+            self.deployed[key] = deploy(self.model, normalize_input=key[0], input_range=key[1], mean=p.mean, std=p.std)
+        return self.deployed[key]
 
     def input_convention(self, embed_normalization: bool | None = None, input_range: float | None = None) -> str:
         return convention_of(*self._input_choice(embed_normalization, input_range))
 
     def intermediate(self, key, build: Callable[[], Any]) -> Any:
         """``build()``, once per run and ``key``: an intermediate artifact a target
-        makes for others (see ``export.targets.onnx.static_model``)."""
-        if key not in self._cache:
-            self._cache[key] = build()
-        return self._cache[key]
+        makes for others (see ``export.targets.onnx.target.static_model``)."""
+        if key not in self.intermediates:
+            self.intermediates[key] = build()
+        return self.intermediates[key]
 
-    def metadata(self, convention: str | None = None) -> dict[str, str]:
-        """Facts every artifact records (string values, for ONNX/TFLite/Core ML metadata);
-        ``preprocessing`` is the record, as JSON, for the artifact's input ``convention``
-        (default: the spec's), ``labels`` the class names as a JSON list."""
+    def metadata_record(self, convention: str | None = None) -> dict[str, Any]:
+        """Facts every artifact records, as plain JSON values: ``preprocessing`` is the
+        record for the artifact's input ``convention`` (default: the spec's), ``labels``
+        the class names in output order."""
         s = self.spec
         return {
             "model": "CAS-ViT",
             "variant": s.variant,
             "resolution": s.resolution,
-            "num_classes": str(self.model.num_classes),
-            "preprocessing": json.dumps(artifact_record(self.preprocessing, convention or self.input_convention())),
-            "labels": json.dumps(self.labels, ensure_ascii=False),
+            "num_classes": int(self.model.num_classes),
+            "preprocessing": artifact_record(self.preprocessing, convention or self.input_convention()),
+            "labels": list(self.labels),
             "weights_source": self.weights["source"],
             "weights_sha256": self.weights.get("sha256", ""),
-            "for_deployment": str(self.weights["for_deployment"]).lower(),
+            "for_deployment": bool(self.weights["for_deployment"]),
             "output": "logits (raw scores; apply softmax for probabilities)",
+        }
+
+    def metadata(self, convention: str | None = None) -> dict[str, str]:
+        """:meth:`metadata_record` as strings, for formats whose metadata is a string map
+        (ONNX ``metadata_props``, Core ML ``userDefined``): other values as JSON."""
+        return {
+            k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=isinstance(v, dict))
+            for k, v in self.metadata_record(convention).items()
         }

@@ -37,20 +37,33 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 class ExportError(Exception):
-    """Bad input or a failed stage; the message is shown to the user as is."""
+    """Bad input (exit 2), and the base of the tool's other errors; the message is shown
+    to the user as is."""
+
+    exit_code = EXIT_INPUT
 
 
 class GateFailure(ExportError):
-    """An artifact failed its audit or parity gate (exit code 1); ``report`` and the
-    folder it was written to (``where``) come with it."""
+    """An artifact failed its audit, parity or accuracy gate (exit code 1); the run's
+    report (``export.report.RunReport``) and the folder its set went to (``where``) come with it."""
 
-    def __init__(self, message: str, report: dict | None = None, where=None):
+    exit_code = EXIT_GATE
+
+    def __init__(self, message: str, report=None, where=None):
         super().__init__(message)
         self.report, self.where = report, where
 
 
 class EnvironmentFailure(ExportError):
     """The machine failed the run (disk full, out of memory, permission lost): exit 3."""
+
+    exit_code = EXIT_ENVIRONMENT
+
+
+class InternalError(ExportError):
+    """An unexpected error: a bug (exit 4); the original exception is its cause."""
+
+    exit_code = EXIT_INTERNAL
 
 
 class Terminated(KeyboardInterrupt):
@@ -75,13 +88,17 @@ def outcome(exc: BaseException) -> tuple[int, str]:
         return EXIT_GATE, first_line(exc)
     if isinstance(exc, EnvironmentFailure):
         return EXIT_ENVIRONMENT, first_line(exc)
+    if isinstance(exc, InternalError):
+        return EXIT_INTERNAL, f"{first_line(exc)}; rerun with --debug for the traceback"
     if isinstance(exc, ExportError):
         return EXIT_INPUT, first_line(exc)
     if isinstance(exc, MemoryError):
         return EXIT_ENVIRONMENT, "out of memory; try a smaller --res or --batch, or free memory"
     if isinstance(exc, OSError) and exc.errno in ENVIRONMENT_ERRNOS:
         return EXIT_ENVIRONMENT, f"the environment failed mid-run: {describe_os_error(exc)}"
-    return (
-        EXIT_INTERNAL,
-        f"internal error ({type(exc).__name__}: {first_line(exc)}); rerun with --debug for the traceback",
-    )
+    return EXIT_INTERNAL, f"{internal_message(exc)}; rerun with --debug for the traceback"
+
+
+def internal_message(exc: BaseException) -> str:
+    """'internal error (RuntimeError: ...)': the one line of an unexpected exception."""
+    return f"internal error ({type(exc).__name__}: {first_line(exc)})"

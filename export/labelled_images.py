@@ -12,47 +12,16 @@ import numpy as np
 
 from casvit.preprocess import Preprocessing
 
-from .calibration import CalibrationSet, image_count, image_files, read_rgb
+from .calibration import CalibrationSet, converted_modes, image_files, read_rgb
 from .errors import ExportError
 
 
-def add_arguments(group) -> None:
-    group.add_argument(
-        "--val-dir",
-        type=Path,
-        default=None,
-        help="labelled images to measure top-1/top-5 of eager PyTorch and every artifact on: "
-        "one subfolder per class, named exactly like a label, holding JPEG/PNG files",
-    )
-    group.add_argument(
-        "--val-count",
-        type=image_count,
-        default=None,
-        help="at most this many --val-dir images (stratified per class, seeded by --seed)",
-    )
-    group.add_argument(
-        "--calib-from-val",
-        type=image_count,
-        default=None,
-        metavar="N",
-        help="calibrate int8 on N --val-dir images (stratified) instead of --calib; "
-        "they are left out of the accuracy measurement",
-    )
-    group.add_argument(
-        "--max-top1-drop",
-        type=float,
-        default=None,
-        metavar="POINTS",
-        help="accuracy gate: largest top-1 drop vs eager, in percentage points, for every artifact "
-        "(default per precision: fp32 0, fp16 0.1, int8 and compressed weights 1.0; "
-        "a loss of one image always passes)",
-    )
-
-
-def read_image(path: Path, record: Preprocessing) -> np.ndarray:
-    """File -> (height, width, 3) uint8 RGB through the export's preprocessing record,
-    exactly as the parity and calibration images are prepared."""
-    return read_rgb(path, record, what="validation image")
+def read_images(paths: list[Path], record: Preprocessing) -> tuple[np.ndarray, dict[str, int]]:
+    """Files -> (N, height, width, 3) uint8 RGB through the export's preprocessing record,
+    exactly as the parity and calibration images are prepared, and how many of each
+    stored mode were converted to RGB."""
+    rgb, modes = zip(*(read_rgb(path, record, what="validation image") for path in paths))
+    return np.stack(rgb), converted_modes(list(modes))
 
 
 @dataclass
@@ -68,6 +37,7 @@ class ValidationSet:
     rgb: np.ndarray
     calibration: CalibrationSet | None = None
     available: int = 0  # images found in the folder
+    converted: dict[str, int] = field(default_factory=dict)  # stored mode -> measured images converted to RGB
     eager_logits: np.ndarray | None = field(default=None, repr=False)
 
     def describe(self) -> dict:
@@ -82,24 +52,8 @@ class ValidationSet:
             "calibration_images": len(calib),
             "measured_files": self.files,
             "calibration_files": calib,
+            "converted_to_rgb": self.converted,
         }
-
-
-def check_options(options: dict) -> None:
-    """Option combinations that make no sense are a one-line error before anything runs."""
-    if options.get("val_dir") is None:
-        given = [
-            f"--{k.replace('_', '-')}"
-            for k in ("val_count", "calib_from_val", "max_top1_drop")
-            if options.get(k) is not None
-        ]
-        if given:
-            raise ExportError(f"{', '.join(given)} needs --val-dir")
-    if options.get("calib_from_val") is not None and options.get("calib") is not None:
-        raise ExportError("--calib and --calib-from-val both choose the calibration images: give one of them")
-    drop = options.get("max_top1_drop")
-    if drop is not None and not 0 <= drop <= 100:
-        raise ExportError(f"--max-top1-drop must be between 0 and 100 points, got {drop:g}")
 
 
 def class_files(root: Path, labels: list[str]) -> tuple[list[str], list[int], list[Path], np.ndarray]:
@@ -145,34 +99,37 @@ def stratified_take(targets: np.ndarray, count: int, seed: int, what: str) -> np
     return np.sort(taken)
 
 
-def load_validation(options: dict, labels: list[str], record: Preprocessing, seed: int) -> ValidationSet | None:
+def load_validation(spec, labels: list[str], record: Preprocessing) -> ValidationSet | None:
     """The validation set of a run (None without ``--val-dir``), images read and checked
     (its option combinations were checked by ``export.preflight`` before the run)."""
-    if options.get("val_dir") is None:
+    accuracy, calibrate_on, seed = spec.accuracy, spec.calibration.calib_from_val, spec.seed
+    if accuracy.val_dir is None:
         return None
-    root = Path(options["val_dir"]).resolve()
+    root = Path(accuracy.val_dir).resolve()
     classes, class_ids, files, targets = class_files(root, labels)
     available = len(files)
     keep = np.arange(available)
     calibration = None
-    if options.get("calib_from_val"):
-        calib_idx = stratified_take(targets, options["calib_from_val"], seed, "--calib-from-val")
+    if calibrate_on:
+        calib_idx = stratified_take(targets, calibrate_on, seed, "--calib-from-val")
         if len(calib_idx) == available:
             raise ExportError(
-                f"--calib-from-val {options['calib_from_val']} takes all {available} images of "
+                f"--calib-from-val {calibrate_on} takes all {available} images of "
                 f"{root}; none would be left to measure accuracy on"
             )
         names = [str(files[i].relative_to(root)) for i in calib_idx]
+        calib_rgb, calib_converted = read_images([files[i] for i in calib_idx], record)
         calibration = CalibrationSet(
             f"--calib-from-val: {len(calib_idx)} images of {root} (stratified, seed {seed}), "
             "left out of the accuracy measurement",
             names,
-            np.stack([read_image(files[i], record) for i in calib_idx]),
+            calib_rgb,
+            calib_converted,
         )
         keep = np.setdiff1d(keep, calib_idx)
-    if options.get("val_count"):
-        keep = keep[stratified_take(targets[keep], options["val_count"], seed, "--val-count")]
-    rgb = np.stack([read_image(files[i], record) for i in keep])
+    if accuracy.val_count:
+        keep = keep[stratified_take(targets[keep], accuracy.val_count, seed, "--val-count")]
+    rgb, converted = read_images([files[i] for i in keep], record)
     return ValidationSet(
         root,
         classes,
@@ -182,4 +139,5 @@ def load_validation(options: dict, labels: list[str], record: Preprocessing, see
         rgb,
         calibration,
         available,
+        converted,
     )

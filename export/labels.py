@@ -38,19 +38,25 @@ def unique_names(names: list[str]) -> list[str]:
     return out
 
 
-def resolve_labels(num_classes: int, path: Path | None = None) -> list[str]:
-    """Labels for a model with ``num_classes`` outputs: the user's file (one name per
-    line, exactly ``num_classes`` lines), ImageNet-1K names for 1000 classes, or
-    ``class_<i>`` placeholders otherwise; repeated names made unique."""
-    if path is not None:
-        try:
-            text = Path(path).read_text(encoding="utf-8-sig")  # a UTF-8 BOM is not part of the first name
-            names = [line.strip() for line in text.splitlines() if line.strip()]
-        except (OSError, UnicodeDecodeError) as e:
-            raise ExportError(f"cannot read labels file {path}: {e}") from None
+def read_labels_file(path: Path) -> tuple[str, ...]:
+    """Class names from a UTF-8 file, one per line: lines end at ``\n`` only (a form feed
+    or U+2028 inside a name is part of it), surrounding whitespace is dropped, blank
+    lines are skipped and a byte-order mark is not part of the first name."""
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ExportError(f"cannot read labels file {path}: {e}") from None
+    return tuple(name for line in text.split("\n") if (name := line.strip()))
+
+
+def resolve_labels(num_classes: int, names: list[str] | None = None) -> list[str]:
+    """Labels for a model with ``num_classes`` outputs: ``names`` (exactly ``num_classes``
+    of them), ImageNet-1K names for 1000 classes, or ``class_<i>`` placeholders otherwise;
+    repeated names made unique."""
+    if names is not None:
         if len(names) != num_classes:
-            raise ExportError(f"labels file {path} has {len(names)} names but the model has {num_classes} classes")
-        return unique_names(names)
+            raise ExportError(f"{len(names)} class names but the model has {num_classes} classes")
+        return unique_names(list(names))
     if num_classes == 1000:
         return unique_names(imagenet_labels())
     return [f"class_{i}" for i in range(num_classes)]

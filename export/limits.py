@@ -6,11 +6,13 @@
   ints and Pillow, which resizes the parity and calibration photos, takes 32-bit
   sizes. The largest tensors are the input (batch x 3 x H x W) and the first stem
   convolution's output (batch x C/2 x H/2 x W/2, C the first stage width).
-- Memory: the peak resident memory is estimated from measurements (README,
+- Memory: the peak resident memory is estimated from measurements (docs/design.md,
   "Limits"): per target a base plus a cost per pixel of every image processed at
   once (eager PyTorch runs the parity inputs 8 at a time; ONNX traces and runs
-  the full batch). A run estimated above the machine's physical memory is
-  refused; above ``LARGE_RUN_BYTES`` the estimate is printed before the run."""
+  the full batch), plus a cost per class beyond 1000 (the classifier's weights in
+  every copy the converters make; measured for xs at 50,000 classes). A run
+  estimated above the machine's physical memory is refused; above
+  ``LARGE_RUN_BYTES`` the estimate is printed before the run."""
 
 from __future__ import annotations
 
@@ -28,9 +30,11 @@ LARGE_RUN_BYTES = 4 * GIB
 REFERENCE_CHUNK = 8  # pipeline.reference_logits
 PARITY_PHOTOS = 4  # export.inputs.PHOTOS
 MEASURED_WIDTH = 48  # first-stage width of xs, the variant measured; others scale by theirs
+MEASURED_LAST_WIDTH = 220  # last-stage width of xs: the per-class costs scale by it
+MEASURED_CLASSES = 1000  # the class count of the base measurements
 MIB = 2**20
 # Each target's MemoryCost (its record) is the peak RSS of `python -m export --variant xs
-# --res R --target T [--batch B]` (README, "Limits"). The per-pixel costs are fitted
+# --res R --target T [--batch B]` (docs/design.md, "Limits"). The per-pixel costs are fitted
 # through the largest measured resolution, so smaller runs are over-estimated a little.
 PARITY_ARRAY_BYTES = 16  # per pixel of each parity input: uint8 RGB and float32 copies
 CALIBRATION_BYTES = 30  # per pixel of each TFLite calibration image (float32 copies for onnx2tf)
@@ -46,6 +50,12 @@ def _first_width(spec) -> int:
     """First-stage width of the variant (a custom checkpoint is estimated as xs)."""
     config = VARIANTS.get(spec.variant)
     return config.embed_dims[0] if config else MEASURED_WIDTH
+
+
+def _last_width(spec) -> int:
+    """Last-stage width of the variant, which the classifier reads (a custom checkpoint is estimated as xs)."""
+    config = VARIANTS.get(spec.variant)
+    return config.embed_dims[-1] if config else MEASURED_LAST_WIDTH
 
 
 def largest_tensor_elements(spec) -> int:
@@ -67,17 +77,18 @@ def estimate_bytes(spec) -> int:
         per_pixel = stages * scale + PARITY_ARRAY_BYTES * parity_inputs
         if cost.extra_per_pixel is not None:
             per_pixel += cost.extra_per_pixel(spec)
-        peaks.append(cost.base_bytes + spec.height * spec.width * per_pixel)
+        classes = max(0, (spec.num_classes or MEASURED_CLASSES) - MEASURED_CLASSES)
+        per_class = cost.per_class * _last_width(spec) / MEASURED_LAST_WIDTH
+        peaks.append(cost.base_bytes + spec.height * spec.width * per_pixel + classes * per_class)
     return int(max(peaks))
 
 
 def calibration_images(spec) -> int:
-    """How many images a TFLite int8 run calibrates on."""
-    if spec.options.get("calib") is None:
-        return DEFAULT_CALIBRATION_IMAGES
-    from .calibration import DEFAULT_COUNT
-
-    return spec.options.get("calib_count") or DEFAULT_COUNT
+    """How many images a run calibrates on (a folder's count is an upper bound)."""
+    c = spec.calibration
+    if c.calib_from_val is not None:
+        return c.calib_from_val
+    return DEFAULT_CALIBRATION_IMAGES if c.calib is None else c.calib_count
 
 
 def check(spec) -> None:
@@ -90,11 +101,18 @@ def check(spec) -> None:
             f"--res {spec.resolution} with batch {spec.batch} is too large: a tensor would hold "
             f"{elements:.3g} elements, over the 32-bit limit of TFLite and Pillow ({MAX_ELEMENTS})"
         )
+    head = (spec.num_classes or MEASURED_CLASSES) * _last_width(spec)
+    if head > MAX_ELEMENTS:
+        raise ExportError(
+            f"{spec.num_classes} classes are too many: the classifier's weights would hold {head:.3g} elements, "
+            f"over the 32-bit limit of TFLite ({MAX_ELEMENTS})"
+        )
     need, have = estimate_bytes(spec), physical_memory()
     if need > have:
         raise ExportError(
-            f"--res {spec.resolution} with batch {spec.batch} needs about {need / GIB:.1f} GiB of "
-            f"memory (estimate), more than this machine's {have / GIB:.1f} GiB; lower --res or --batch"
+            f"--res {spec.resolution} with batch {spec.batch} and {spec.num_classes} classes needs about "
+            f"{need / GIB:.1f} GiB of memory (estimate), more than this machine's {have / GIB:.1f} GiB; "
+            "lower --res, --batch or --num-classes"
         )
     if need > LARGE_RUN_BYTES:
         log(f"large run: about {need / GIB:.1f} GiB of memory needed (estimate; this machine has {have / GIB:.1f} GiB)")

@@ -40,6 +40,7 @@ from casvit.layers import AdditiveBlock
 
 from . import progress, targets
 from .context import log
+from .fsutil import sha256_of, size_of
 from .inputs import to_convention
 from .parity import tolerance_for
 from .spec import Artifact
@@ -233,39 +234,45 @@ class Localizer:
         }
 
 
-def after_checks(artifact: Artifact, entry: dict, localizer: Localizer, verify) -> tuple[Artifact, dict]:
-    """The step after the checks of one artifact. For an artifact that failed its parity
-    or accuracy check (or any, with ``--explain``) its localization goes into
-    ``entry["localization"]``. For such a failed one whose target has a ``fallback``,
-    the repair is tried; a repaired artifact that passes every check replaces it, its
-    entry recording ``fallback`` (what was kept in float, the latency cost, the metrics
-    before and after). ``localizer``: the run's (its eager tensors are computed once);
-    ``verify(artifact, evidence)``: the pipeline's check of one artifact. Returns the
-    artifact and entry the report keeps."""
-    evidence = localizer.evidence
+def after_checks(verified, localizer: Localizer, verify):
+    """The step after the checks of one artifact (``verified``: the pipeline's
+    ``Verified``). For an artifact that failed its parity or accuracy check (or any,
+    with ``--explain``) its localization is added. For such a failed one whose target
+    has a ``fallback``, the repair is tried; a repaired artifact that passes every check
+    replaces it, recording ``fallback`` (what was kept in float, the latency cost, the
+    metrics before and after). ``localizer``: the run's (its eager tensors are computed
+    once); ``verify(artifact, evidence)``: the pipeline's check of one artifact. Returns
+    what the report keeps."""
+    artifact, results, evidence = verified.artifact, verified.results, localizer.evidence
     target = targets.get(artifact.format)
-    missed = any(entry.get(name) is not None and not entry[name]["passed"] for name in NUMERICAL_CHECKS)
+    missed = any(results.get(name) is not None and not results[name]["passed"] for name in NUMERICAL_CHECKS)
     if not (missed or evidence.context.spec.explain) or target.intermediates is None:
-        return artifact, entry
+        return verified
     with progress.stage(f"{artifact.name}: per-layer localization"):
-        entry["localization"] = localizer(artifact)
-    log(f"{artifact.name}: {entry['localization']['summary']}")
+        localization = localizer(artifact)
+    log(f"{artifact.name}: {localization['summary']}")
+    verified = replace(verified, localization=localization)
     if not missed or target.fallback is None:
-        return artifact, entry
+        return verified
     repair = Repair(
         evidence.context,
         localizer.inputs(artifact),
         evidence.reference,
         localizer,
-        lambda candidate: verify(candidate, replace(evidence, _runners={})),
+        lambda candidate: verify(candidate, replace(evidence, _runners={})).results,
     )
     with progress.stage(f"{artifact.name}: fallback"):
-        repaired = target.fallback(artifact, entry, repair)
+        repaired = target.fallback(artifact, {**results, "localization": localization}, repair)
     if repaired is None:
-        return artifact, entry
+        return verified
     if repaired.artifact is None:
-        entry["fallback"] = repaired.report
-        return artifact, entry
-    repaired.entry["localization"] = entry["localization"]
-    repaired.entry["fallback"] = repaired.report
-    return repaired.artifact, repaired.entry
+        return replace(verified, fallback=repaired.report)
+    path = repaired.artifact.path
+    return replace(
+        verified,
+        artifact=repaired.artifact,
+        results=repaired.entry,
+        size_bytes=size_of(path),
+        sha256=sha256_of(path),
+        fallback=repaired.report,
+    )

@@ -1,6 +1,8 @@
 """The per-layer localization and the fallbacks of a run, as the report shows them
-(``export.localize`` computes them): ``localization.png`` (error against depth, one
-line per artifact), the report.md section and the console lines."""
+(``export.localize`` computes them, ``export.report`` holds them): ``localization.png``
+(error against depth, one line per artifact, drawn before the report is built so the
+manifest lists it) and the report.md section and console lines ``export.render`` puts
+in its renderings."""
 
 from __future__ import annotations
 
@@ -9,11 +11,11 @@ from pathlib import Path
 PICTURE = "localization.png"
 
 
-def localized(report: dict) -> list[tuple[str, dict]]:
-    """(label, localization) of every localized artifact of a report, the repaired one
-    after the one it repaired."""
+def localized(artifacts: list[dict]) -> list[tuple[str, dict]]:
+    """(label, localization) of every localized artifact (report.json entries), the
+    repaired one after the one it repaired."""
     out = []
-    for a in report["artifacts"]:
+    for a in artifacts:
         if a.get("localization", {}).get("matched"):
             out.append((a["name"], a["localization"]))
         after = a.get("fallback", {}).get("localization_after")
@@ -22,10 +24,10 @@ def localized(report: dict) -> list[tuple[str, dict]]:
     return out
 
 
-def write_picture(folder: Path, report: dict) -> str | None:
+def write_picture(folder: Path, artifacts: list[dict]) -> str | None:
     """``localization.png`` in ``folder``: max rel and 1 - cosine against depth, one line
     per localized artifact; returns its file name (None when nothing was localized)."""
-    lines = localized(report)
+    lines = localized(artifacts)
     if not lines:
         return None
     import matplotlib
@@ -69,7 +71,7 @@ def write_picture(folder: Path, report: dict) -> str | None:
 def markdown(report: dict) -> list[str]:
     """report.md lines: the picture, per localized artifact its table, and what each
     fallback kept in float."""
-    lines = localized(report)
+    lines = localized(report["artifacts"])
     unmatched = [
         (a["name"], a["localization"]) for a in report["artifacts"] if a.get("localization", {}).get("matched") is False
     ]
@@ -143,7 +145,7 @@ def fallback_markdown(name: str, fallback: dict) -> list[str]:
 
 def console_lines(report: dict) -> list[str]:
     """Under the CLI's table: one line per localized artifact and per fallback."""
-    lines = [f"{name}: {loc['summary']}" for name, loc in localized(report)]
+    lines = [f"{name}: {loc['summary']}" for name, loc in localized(report["artifacts"])]
     for a in report["artifacts"]:
         f = a.get("fallback")
         if f:

@@ -20,7 +20,7 @@ class Tolerance:
 
 
 # Starting points of the project design (fp32 max rel 1e-4, cosine 0.99999; fp16 cosine 0.999; int8 cosine
-# 0.98), tightened to what was measured (see README, "Parity tolerances").
+# 0.98), tightened to what was measured (docs/accuracy.md, "Parity tolerances").
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_rel=1e-5, min_cosine=0.99999, min_centered_cosine=0.9999, min_top1=1.0, min_top5=1.0),
     "fp16": Tolerance(max_rel=1e-2, min_cosine=0.999, min_centered_cosine=0.99, min_top1=0.8, min_top5=0.9),

@@ -5,79 +5,49 @@ overrides) and how one artifact's input convention extends it."""
 from __future__ import annotations
 
 import argparse
+import math
 
-from casvit.checkpoint import CheckpointError, read_checkpoint
-from casvit.preprocess import INTERPOLATIONS, Preprocessing, from_training_args, official_default
+from casvit.preprocess import Preprocessing, from_training_args, official_default
 
 from .errors import ExportError
 from .inputs import CONVENTIONS
 
 
-def _three_floats(text: str) -> tuple[float, float, float]:
-    try:
-        values = tuple(float(v) for v in str(text).replace(" ", "").split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers (R,G,B), got {text!r}")
-    return values
+def _training_values(args, overridden: set[str]) -> dict:
+    """``crop_pct`` and ``imagenet_default_mean_and_std`` of a checkpoint's training ``args``
+    (an ``argparse.Namespace`` or dict), each checked unless the command line overrides
+    what it sets: an unusable value is an ExportError naming it and the option to give."""
+    values = vars(args) if isinstance(args, argparse.Namespace) else args if isinstance(args, dict) else {}
+    out = {}
+    crop = values.get("crop_pct")
+    if crop is not None and "crop_pct" not in overridden:
+        ok = isinstance(crop, (int, float)) and not isinstance(crop, bool) and math.isfinite(crop) and 0 < crop <= 1
+        if not ok:
+            raise ExportError(
+                f"the checkpoint's training args give crop_pct {crop!r}, not a number in (0, 1]; give --crop-pct"
+            )
+        out["crop_pct"] = float(crop)
+    imagenet = values.get("imagenet_default_mean_and_std")
+    if imagenet is not None and not {"mean", "std"} <= overridden:
+        if not isinstance(imagenet, bool):
+            raise ExportError(
+                f"the checkpoint's training args give imagenet_default_mean_and_std {imagenet!r}, not True or "
+                "False; give --mean and --std"
+            )
+        out["imagenet_default_mean_and_std"] = imagenet
+    return out
 
 
-def _crop_pct(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"crop_pct must be a number in (0, 1], got {text!r}")
-    return value
-
-
-def add_arguments(group) -> None:
-    """The record's CLI overrides (defaults: the checkpoint's training args, else the official transform)."""
-    group.add_argument(
-        "--crop-pct",
-        type=_crop_pct,
-        default=None,
-        help="center crop fraction: resize the shorter side to size/crop_pct, crop size "
-        "(default: checkpoint args, else 0.875; inputs >= 384 are resized whole)",
-    )
-    group.add_argument(
-        "--interpolation",
-        choices=INTERPOLATIONS,
-        default=None,
-        help="resize filter (Pillow), default bicubic as in the official evaluation",
-    )
-    group.add_argument(
-        "--mean",
-        type=_three_floats,
-        default=None,
-        help="per-channel mean R,G,B of RGB/255 (default: ImageNet, or 0.5 when the "
-        "checkpoint args say imagenet_default_mean_and_std=False)",
-    )
-    group.add_argument("--std", type=_three_floats, default=None, help="per-channel std R,G,B (see --mean)")
-
-
-def training_args(checkpoint) -> object | None:
-    """The ``args`` entry of an official training checkpoint, or None."""
-    if checkpoint is None:
-        return None
-    try:
-        args = read_checkpoint(checkpoint).get("args")
-    except CheckpointError as e:
-        raise ExportError(str(e)) from None
-    return args if isinstance(args, (argparse.Namespace, dict)) else None
-
-
-def record_for(spec) -> tuple[Preprocessing, str]:
-    """The spec's record and where its values came from."""
-    args = training_args(spec.checkpoint)
-    if args is not None:
-        record, source = from_training_args(args, spec.height, spec.width), "checkpoint args"
+def record_for(spec, training_args=None) -> tuple[Preprocessing, str]:
+    """The spec's record and where its values came from: the official evaluation
+    transform, the checkpoint's training ``args`` over it, the command line over both."""
+    o = spec.preprocessing
+    overrides = {k: getattr(o, k) for k in ("crop_pct", "interpolation", "mean", "std") if getattr(o, k) is not None}
+    if training_args is not None:
+        values = _training_values(training_args, set(overrides))
+        record, source = from_training_args(values, spec.height, spec.width), "checkpoint args"
     else:
         record, source = official_default(spec.height, spec.width), "official CAS-ViT evaluation defaults"
-    o = spec.options
-    overrides = {k: o.get(k) for k in ("crop_pct", "interpolation", "mean", "std") if o.get(k) is not None}
     if overrides:
         try:
             record = record.with_overrides(**overrides)

@@ -1,107 +1,130 @@
-"""report.json and report.md of a run, written atomically into its output set."""
+"""The report of a run as typed records, built once after the checks and the
+assembly of the set, and never edited afterwards; ``export.render`` turns one into
+report.json, report.md and the console table. ``to_json`` gives the layout
+report.json has always had (the tools reading it, verify-arm and android_assets
+among them, rely on it)."""
 
 from __future__ import annotations
 
-import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-from . import accuracy, localize_report
-from .checks import by_name, failure_summary
-from .fsutil import atomic_write
+from typing import Any
 
 
-def _fmt(v, digits=3):
-    return f"{v:.{digits}g}" if isinstance(v, float) else str(v)
+def _plain(value: Any) -> Any:
+    """JSON-ready: paths as strings, tuples as lists, records as dicts."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
-def _offline_note(report: dict) -> str:
-    """Exactly what the offline claim rests on (see export.offline)."""
-    o = report.get("offline")
-    if not o:
-        return ""
-    return (
-        f" (Python audit hook on {', '.join(o['python_audit_hook']['events'])}; telemetry switched off: "
-        + ", ".join(f"{k}={v}" for k, v in o["telemetry_switched_off"].items())
-        + f"; OS level: {o['os_level']})"
-    )
+OPTIONAL = ("localization", "fallback")  # ArtifactReport entries report.json has only when they were run
 
 
-def preprocessing_line(p: dict) -> str:
-    crop = (
-        f"shorter side to size/{p['crop_pct']:g}, center crop"
-        if p["crop_mode"] == "center"
-        else "whole image resized, no crop"
-    )
-    return (
-        f"- preprocessing ({p['source']}): {p['height']}x{p['width']}, {crop}, {p['interpolation']}, "
-        f"mean {p['mean']}, std {p['std']}"
-    )
+@dataclass(frozen=True)
+class ArtifactReport:
+    """One artifact: what it is, each check's result (None: not run), what running it
+    measured, its files in the set and its status there."""
+
+    name: str
+    format: str
+    precision: str
+    file: str
+    size_bytes: int
+    sha256: str
+    convert_seconds: float
+    input_convention: str
+    runtime: str  # how it was run for parity
+    details: dict[str, Any]
+    checks: dict[str, dict | None]  # check name -> result, in the order they ran
+    passed: bool
+    companions: tuple[str, ...]
+    runtime_facts: dict[str, Any]
+    files: tuple[dict, ...]  # manifest records of the artifact and its companions
+    status: str  # "promoted", "rejected", "rejected: another artifact failed"
+    localization: dict[str, Any] | None = None  # per-layer localization (export.localize); None: not run
+    fallback: dict[str, Any] | None = None  # what the target's repair tried and kept; None: not tried
+
+    def check(self, name: str) -> dict | None:
+        return self.checks.get(name)
+
+    def to_json(self) -> dict:
+        own = {k: v for k, v in asdict(self).items() if k != "checks" and (v is not None or k not in OPTIONAL)}
+        return _plain({**own, **self.checks})
 
 
-def render_markdown(report: dict) -> str:
-    s, w = report["spec"], report["weights"]
-    lines = [
-        f"# CAS-ViT-{s['variant']} export report",
-        "",
-        f"- resolution {s['resolution']}, batch {s['batch']}{' (dynamic in ONNX)' if s['dynamic_batch'] else ''}",
-        "- input of each artifact: "
-        + ", ".join(f"{a['name']} {a['input_convention']}" for a in report["artifacts"])
-        + " (normalized = the preprocessing mean/std applied by the caller; unit/byte = RGB in [0,1]/[0,255], "
-        "normalization inside the model)",
-        f"- weights: {w['source']}"
-        + ("" if w["for_deployment"] else " -- **NOT FOR DEPLOYMENT**")
-        + (f", sha256 `{w['sha256'][:16]}...`" if w.get("sha256") else ""),
-        *([preprocessing_line(report["preprocessing"])] if report.get("preprocessing") else []),
-        f"- parity inputs: {', '.join(report['parity_inputs']['names'])}",
-        f"- network attempts during export: {report['network_attempts']}" + _offline_note(report),
-        f"- result: **{'PASSED' if report['passed'] else 'FAILED'}**"
-        + (
-            ""
-            if report["passed"]
-            else (
-                " -- this is a REJECTED run: nothing here is for deployment"
-                + (
-                    "; the previous set at the top of the output folder was kept"
-                    if report.get("previous_set_kept")
-                    else ""
-                )
-            )
-        ),
-        "",
-        "| artifact | precision | size (KiB) | convert (s) | audit | max abs | max rel | min cosine "
-        "| centered cosine | top-1 | top-5 | parity | status |",
-        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
-    ]
-    for a in report["artifacts"]:
-        m = a["parity"]["metrics"] if a.get("parity") else {}
-        lines.append(
-            f"| {a['file']} | {a['precision']} | {a['size_bytes'] / 1024:.0f} | {a['convert_seconds']:.1f} | "
-            f"{by_name('audit').status(a)} | "
-            + " | ".join(_fmt(m.get(k, float("nan"))) for k in ("max_abs", "max_rel"))
-            + f" | {m.get('min_cosine', float('nan')):.6f} | {m.get('min_centered_cosine', float('nan')):.4f}"
-            f" | {_fmt(m.get('top1_agreement'))} | {_fmt(m.get('top5_agreement'))} | "
-            f"{by_name('parity').status(a)} | "
-            f"{a['status']}{' (' + failure_summary(a) + ')' if not a.get('passed', True) else ''} |"
-        )
-    lines += ["", *accuracy.markdown(report), *localize_report.markdown(report), "## Per artifact", ""]
-    for a in report["artifacts"]:
-        lines += [
-            f"### {a['name']}",
-            "",
-            f"- file `{a['file']}`, sha256 `{a['sha256']}`",
-            f"- verified with: {a['runtime']}",
-        ]
-        if a.get("parity"):
-            lines.append(f"- tolerance: {json.dumps(a['parity']['tolerance'])}")
-        lines.append("- op census: " + ", ".join(f"{k} {v}" for k, v in a["audit"]["census"].items()))
-        for k, v in a.get("details", {}).items():
-            lines.append(f"- {k}: {v}")
-        lines.append("")
-    lines += ["## Tool versions", "", *(f"- {k} {v}" for k, v in report["versions"].items()), ""]
-    return "\n".join(lines)
+@dataclass(frozen=True)
+class RunReport:
+    """A whole run: its spec, weights, tools, inputs, every artifact and the verdict."""
+
+    tool: str
+    run_id: str
+    passed: bool
+    spec: dict[str, Any]
+    weights: dict[str, Any]
+    versions: dict[str, str]
+    network_attempts: int
+    offline: dict[str, Any]
+    preprocessing: dict[str, Any]
+    parity_inputs: dict[str, Any]
+    artifacts: tuple[ArtifactReport, ...]
+    golden: dict[str, Any]
+    labels: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # the tool's, shown on the console too
+    library_warnings: tuple[str, ...] = ()  # the converters' own caveats, in the report only
+    accuracy: dict[str, Any] | None = None
+    previous_set_kept: bool | None = None  # rejected runs: whether OUT kept an earlier set
+    localization_picture: dict[str, Any] | None = None  # its manifest record, when an artifact was localized
+    extra: dict[str, Any] = field(default_factory=dict)  # more top-level entries, by name
+
+    @property
+    def rejected(self) -> bool:
+        return not self.passed
+
+    def to_json(self) -> dict:
+        out = {
+            "tool": self.tool,
+            "run_id": self.run_id,
+            "passed": self.passed,
+            "rejected": self.rejected,
+            "spec": self.spec,
+            "labels": list(self.labels),
+            "weights": self.weights,
+            "versions": self.versions,
+            "network_attempts": self.network_attempts,
+            "offline": self.offline,
+            "preprocessing": self.preprocessing,
+            "parity_inputs": self.parity_inputs,
+            "artifacts": [a.to_json() for a in self.artifacts],
+            "warnings": list(self.warnings),
+            "library_warnings": list(self.library_warnings),
+            "accuracy": self.accuracy,
+            "golden": self.golden,
+            **({} if self.passed else {"previous_set_kept": self.previous_set_kept}),
+            **({} if self.localization_picture is None else {"localization_picture": self.localization_picture}),
+            **self.extra,
+        }
+        return _plain(out)
+
+    def manifest_fields(self) -> dict:
+        """What the manifest says about the set besides its files."""
+        return {
+            "variant": self.spec["variant"],
+            "resolution": self.spec["resolution"],
+            "weights": self.weights,
+            "versions": self.versions,
+        }
 
 
-def write_reports(folder: Path, report: dict) -> None:
-    """report.json and report.md of a run (the manifest is written by ``export.outset``)."""
-    atomic_write(folder / "report.json", json.dumps(report, indent=2, default=str) + "\n")
-    atomic_write(folder / "report.md", render_markdown(report))
+def spec_entry(spec, num_classes: int) -> dict:
+    """The report's ``spec``: every option as given or resolved, plus the resolution and class count."""
+    d = _plain(asdict(spec))
+    d["target_options"] = {k: v for k, v in d["target_options"].items() if k in spec.targets}
+    d["res"] = list(spec.res)
+    d["resolution"] = spec.resolution
+    d["num_classes"] = num_classes
+    return d

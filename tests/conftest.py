@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import DIGIT_NAMES, DIGITS_CHECKPOINT, REFERENCE, save_photos
+from .helpers import DIGIT_NAMES, DIGITS_CHECKPOINT, REFERENCE, make_spec, save_photos
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +21,6 @@ def tiny_tflite_export(tmp_path_factory) -> dict:
     pytest.importorskip("onnx2tf", reason="onnx2tf is not installed")
     pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed")
     from export.pipeline import run
-    from export.spec import ExportSpec
     from export.targets.tflite import target as tflite
 
     base = tmp_path_factory.mktemp("tflite")
@@ -42,15 +41,16 @@ def tiny_tflite_export(tmp_path_factory) -> dict:
     cwd.mkdir()
     os.chdir(cwd)
     try:
-        spec = ExportSpec(
+        spec = make_spec(
             targets=("tflite",),
             variant="tiny",
-            height=64,
-            width=64,
+            res=(64, 64),
             out_dir=base / "out",
-            options={"tflite_precisions": tflite.PRECISIONS, "calib": calib, "calib_count": 5},
+            tflite_precisions=tflite.PRECISIONS,
+            calib=calib,
+            calib_count=5,
         )
-        report = run(spec)
+        report = run(spec).to_json()
     finally:
         os.chdir(previous)
     return {"report": report, "out": base / "out", "cwd": cwd, "calib": calib, "calib_before": calib_before}
@@ -61,29 +61,25 @@ def digits_export(tmp_path_factory):
     """The digits-trained checkpoint exported once to every TFLite precision and to
     quantized Core ML, with digit names as labels: (out folder, report)."""
     from export.pipeline import run
-    from export.spec import ExportSpec
 
     out = tmp_path_factory.mktemp("digits")
     labels = out.parent / "digit_names.txt"
     labels.write_text("".join(f"{name}\n" for name in DIGIT_NAMES))
     report = run(
-        ExportSpec(
+        make_spec(
             targets=("tflite", "coreml"),
             variant="tiny",
-            height=64,
-            width=64,
+            res=(64, 64),
             checkpoint=DIGITS_CHECKPOINT,
             out_dir=out,
             labels=labels,
-            options={
-                "tflite_precisions": ("fp32", "fp16", "int8-dynamic", "int8"),
-                "calib": None,
-                "calib_count": 100,
-                "coreml_precision": "fp16",
-                "coreml_compress": "palettize6,linear8",
-                "coreml_target": "iOS16",
-                "coreml_input": "image",
-            },
+            tflite_precisions=("fp32", "fp16", "int8-dynamic", "int8"),
+            calib=None,
+            calib_count=100,
+            coreml_precision="fp16",
+            coreml_compress="palettize6,linear8",
+            coreml_target="iOS16",
+            coreml_input="image",
         )
-    )
+    ).to_json()
     return out, report

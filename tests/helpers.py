@@ -58,3 +58,67 @@ def save_photos(folder: Path, names_sizes) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for (name, size), suffix in zip(names_sizes, [".jpg", ".png"] * len(names_sizes)):
         Image.fromarray(photo(name)).resize(size).save(folder / f"{name}{suffix}")
+
+
+def make_spec(**values):
+    """An ExportSpec from option names and values, read as the CLI and the Python API read them."""
+    from export.spec import spec_from
+
+    return spec_from(values)
+
+
+def export_report(**values) -> dict:
+    """Run an export of ``make_spec(**values)``; the content of its report.json."""
+    from export.pipeline import run
+
+    return run(make_spec(**values)).to_json()
+
+
+def eval_model(**values):
+    """The eval model an export of ``make_spec(**values)`` builds (seeded random weights without a checkpoint)."""
+    from export.source import build_model, read_source, resolve
+
+    spec = make_spec(**values)
+    source = read_source(spec)
+    return build_model(resolve(spec, source)[0], source)[0]
+
+
+def read_standard_metadata(path: Path) -> tuple[dict, dict]:
+    """The TFLITE_METADATA of a ``.tflite`` as a plain dict tree, and its associated files
+    (read with MediaPipe's generated schema, as a metadata reader does)."""
+    import io
+    import zipfile
+
+    from ai_edge_litert.tools import flatbuffer_utils
+    from mediapipe.tasks.metadata import metadata_schema_py_generated as schema
+
+    from export.targets.tflite.metadata import METADATA_IDENTIFIER, METADATA_NAME
+
+    model = flatbuffer_utils.read_model(str(path))
+    (entry,) = [m for m in model.metadata or [] if _text(m.name) == METADATA_NAME]
+    buffer = bytes(model.buffers[entry.buffer].data)
+    if not schema.ModelMetadata.ModelMetadataBufferHasIdentifier(buffer, 0):
+        raise ValueError(f"{path}: TFLITE_METADATA lacks the {METADATA_IDENTIFIER.decode()} identifier")
+    metadata = _plain(schema.ModelMetadataT.InitFromObj(schema.ModelMetadata.GetRootAs(buffer, 0)))
+    with zipfile.ZipFile(io.BytesIO(Path(path).read_bytes())) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    return metadata, files
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _plain(obj):
+    """Generated ``*T`` objects -> dicts/lists/str."""
+    import numpy as np
+
+    if isinstance(obj, bytes):
+        return obj.decode()
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if hasattr(obj, "__dict__"):
+        return {k: _plain(v) for k, v in vars(obj).items() if v is not None}
+    return obj

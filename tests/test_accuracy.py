@@ -13,11 +13,12 @@ import pytest
 
 from benchmarks.digits import digits_split, write_image_folder
 from casvit import model_from_checkpoint
-from export import accuracy, cli
-from export.errors import ExportError
+from export import accuracy, cli, render
 from export.inputs import to_convention
 from export.pipeline import reference_logits, run
 from export.spec import Artifact, ExportSpec
+
+from .helpers import make_spec
 
 CHECKPOINT = Path(__file__).parent / "data" / "casvit_tiny_digits.pth"
 VAL_COUNT, CALIB_COUNT = 150, 30  # of the 360 held-out digits
@@ -42,22 +43,22 @@ def _spec(out: Path, folder: Path, targets=("onnx", "tflite", "coreml"), **optio
         "coreml_input": "image",
         "val_dir": folder,
     }
-    return ExportSpec(
+    return make_spec(
         targets=targets,
         variant="tiny",
-        height=64,
-        width=64,
+        res=(64, 64),
         checkpoint=CHECKPOINT,
         labels=folder / "labels.txt",
         out_dir=out,
-        options={**defaults, **options},
+        **defaults,
+        **options,
     )
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, digits_folder):
     out = tmp_path_factory.mktemp("digits_accuracy")
-    return out, run(_spec(out, digits_folder, val_count=VAL_COUNT, calib_from_val=CALIB_COUNT))
+    return out, run(_spec(out, digits_folder, val_count=VAL_COUNT, calib_from_val=CALIB_COUNT)).to_json()
 
 
 @pytest.mark.slow
@@ -193,18 +194,19 @@ def test_class_folder_not_among_labels_is_a_one_line_error(tmp_path, digits_fold
 
 
 @pytest.mark.parametrize(
-    "options,message",
+    "args,message",
     [
-        ({"val_count": 10}, "--val-count needs --val-dir"),
-        ({"val_dir": "x", "calib": "y", "calib_from_val": 5}, "--calib and --calib-from-val"),
-        ({"val_dir": "x", "max_top1_drop": 120.0}, "between 0 and 100"),
+        (["--val-count", "10"], "--val-count needs --val-dir"),
+        (["--val-dir", "x", "--calib", "y", "--calib-from-val", "5"], "--calib and --calib-from-val"),
+        (["--val-dir", "x", "--max-top1-drop", "120"], "--max-top1-drop '120': expected a number from 0 to 100"),
+        (["--val-dir", "x", "--calib-from-val", "5", "--tflite-precisions", "fp32"], "--calib-from-val is only used"),
     ],
 )
-def test_option_mistakes_are_clear_errors(options, message):
-    from export.labelled_images import check_options
-
-    with pytest.raises(ExportError, match=message):
-        check_options(options)
+def test_option_mistakes_are_clear_errors(args, message, tmp_path, capsys):
+    base = ["--target", "tflite", "--variant", "tiny", "--res", "64", "--out", str(tmp_path / "out")]
+    assert cli.main(base + args) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and message in line
 
 
 class _Ctx:
@@ -214,14 +216,12 @@ class _Ctx:
         from casvit.preprocess import official_default
         from export.labelled_images import ValidationSet
 
-        self.spec = ExportSpec(options={"max_top1_drop": max_drop})
+        self.spec = make_spec(max_top1_drop=max_drop)
         self.preprocessing = official_default(4, 4)
         rgb = np.zeros((len(targets), 4, 4, 3), np.uint8)
-        self._cache = {
-            "accuracy": ValidationSet(
-                Path("."), ["a", "b"], [0, 1], ["f"] * len(targets), targets, rgb, eager_logits=eager_logits
-            )
-        }
+        self.validation = ValidationSet(
+            Path("."), ["a", "b"], [0, 1], ["f"] * len(targets), targets, rgb, eager_logits=eager_logits
+        )
 
 
 def _flip(logits: np.ndarray, count: int) -> np.ndarray:
@@ -292,10 +292,10 @@ def test_progress_lines_while_measuring(monkeypatch, capsys):
     ],
 )
 def test_int8_of_a_user_checkpoint_without_calibration_images_warns(targets, options, weights, warns):
-    warning = accuracy.calibration_warning(ExportSpec(targets=targets, options=options), {"for_deployment": weights})
+    warning = accuracy.calibration_warning(make_spec(targets=targets, **options), {"for_deployment": weights})
     assert (warning is not None) is warns
     if warns:
         assert "--calib" in warning and "--calib-from-val" in warning
         report = {"warnings": [warning], "artifacts": []}
-        assert accuracy.markdown(report)[0].startswith("> **WARNING**: int8 of a user checkpoint")
-        assert accuracy.console_lines(report) == [f"WARNING: {warning}"]
+        assert render.accuracy_markdown(report)[0].startswith("> **WARNING**: int8 of a user checkpoint")
+        assert render.accuracy_console_lines(report) == [f"WARNING: {warning}"]

@@ -54,10 +54,10 @@ def ppm_photos(tmp_path_factory) -> dict[str, tuple[Path, np.ndarray]]:
 
 
 def model_json(record: Preprocessing, convention: str) -> dict:
-    """A casvit-model/2 description of a record and input convention (as the exporter writes it)."""
+    """A casvit-model/3 description of a record and input convention (as the exporter writes it)."""
     described = artifact_record(record, convention)
     return {
-        "schema": "casvit-model/2",
+        "schema": "casvit-model/3",
         "model_file": "model.tflite",
         "labels_file": "labels.txt",
         "variant": "tiny",
@@ -80,7 +80,13 @@ def model_json(record: Preprocessing, convention: str) -> dict:
             "quantization": None,
         },
         "preprocessing": described,
-        "output": {"name": "logits", "dtype": "float32", "shape": [1, 1000], "quantization": None},
+        "output": {
+            "name": "probabilities",
+            "dtype": "float32",
+            "shape": [1, 1000],
+            "quantization": None,
+            "scores": "probabilities",
+        },
     }
 
 

@@ -52,7 +52,7 @@ def test_missing_or_empty_folder(tmp_path):
     with pytest.raises(ExportError, match="calibration folder not found"):
         load_calibration(official_default(32, 32), tmp_path / "nope")
     (tmp_path / "readme.txt").write_text("x")
-    with pytest.raises(ExportError, match=r"has no images \(expected .jpg, .jpeg, .png files\)"):
+    with pytest.raises(ExportError, match=r"has no images \(expected .jpg, .jpeg, .png, .* files\)"):
         load_calibration(official_default(32, 32), tmp_path)
 
 
@@ -66,11 +66,4 @@ def test_corrupt_and_truncated_files_are_named(tmp_path):
     data = (tmp_path / "c.jpg").read_bytes()
     (tmp_path / "c.jpg").write_bytes(data[: len(data) // 2])
     with pytest.raises(ExportError, match=r"c\.jpg cannot be read"):
-        load_calibration(official_default(32, 32), tmp_path)
-
-
-@pytest.mark.parametrize("mode, word", [("L", "grayscale"), ("RGBA", "RGB with alpha"), ("P", "palette")])
-def test_non_rgb_images_are_refused(tmp_path, mode, word):
-    Image.fromarray(photo("astronaut")).convert(mode).save(tmp_path / "odd.png")
-    with pytest.raises(ExportError, match=rf"odd\.png is .*{word}.*not RGB"):
         load_calibration(official_default(32, 32), tmp_path)

@@ -17,8 +17,10 @@ from export.cli import main as cli_main
 from export.inputs import parity_images, to_convention
 from export.outset import problems
 from export.pipeline import reference_logits, run
-from export.spec import Artifact, ExportSpec
+from export.spec import Artifact
 from export.targets.coreml import target as coreml
+
+from .helpers import eval_model, make_spec
 
 pytestmark = pytest.mark.skipif(sys.platform == "darwin", reason="Linux path: on macOS load() uses MLModel.predict")
 
@@ -26,15 +28,15 @@ pytestmark = pytest.mark.skipif(sys.platform == "darwin", reason="Linux path: on
 @pytest.fixture(scope="module")
 def export_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("coreml")
-    spec = ExportSpec(
+    spec = make_spec(
         targets=("coreml",),
         variant="tiny",
-        height=64,
-        width=64,
+        res=(64, 64),
         out_dir=out,
-        options={"coreml_precision": "both", "coreml_compress": "palettize8"},
+        coreml_precision="both",
+        coreml_compress="palettize8",
     )
-    return run(spec), out
+    return run(spec).to_json(), out
 
 
 def _entry(report, name):
@@ -132,10 +134,7 @@ def _mutated(tmp_path: Path, package: Path, mutate) -> Artifact:
 
 
 def _parity(artifact: Artifact) -> dict:
-    from export.pipeline import build_model
-
-    spec = ExportSpec(variant="tiny", height=64, width=64)
-    model, _ = build_model(spec)
+    model = eval_model(variant="tiny", res=(64, 64))
     _, rgb = parity_images(official_default(64, 64))
     reference = reference_logits(model, to_convention(rgb, "normalized"))
     return parity.check(reference, coreml.load(artifact)(to_convention(rgb, "byte")), artifact.precision)
@@ -178,24 +177,21 @@ def test_tensor_input_ios18_user_labels_and_deterministic_bytes(tmp_path):
     labels.write_text("".join(f"thing {i}\n" for i in range(10)))
     runs = []
     for i in range(2):
-        spec = ExportSpec(
+        spec = make_spec(
             targets=("coreml",),
             variant="tiny",
-            height=32,
-            width=32,
+            res=(32, 32),
             out_dir=tmp_path / str(i),
             embed_normalization=True,
             input_range=1.0,
             num_classes=10,
             labels=labels,
-            options={
-                "coreml_precision": "fp32",
-                "coreml_input": "tensor",
-                "coreml_target": "iOS18",
-                "coreml_compress": "palettize6",
-            },
+            coreml_precision="fp32",
+            coreml_input="tensor",
+            coreml_target="iOS18",
+            coreml_compress="palettize6",
         )
-        runs.append(run(spec)["artifacts"])
+        runs.append(run(spec).to_json()["artifacts"])
     for entry in runs[0]:
         assert entry["input_convention"] == "unit" and entry["parity"]["passed"], entry["name"]
         assert entry["details"]["mil_opset"] == "CoreML8"
@@ -222,7 +218,7 @@ def test_bad_compression_option_is_a_one_line_error(tmp_path, capsys):
         ]
     )
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and err[-1].startswith("error: --coreml-compress: unknown palettize4")
+    assert code == 2 and err[-1].startswith("error: --coreml-compress 'palettize4': unknown compression palettize4")
 
 
 @pytest.mark.slow
@@ -231,11 +227,10 @@ def test_class_probabilities_are_the_softmax_of_eager_logits(export_run):
     of the eager logits. Bound: softmax changes no probability by more than half the
     largest logit change (its Jacobian's row sums are 2p(1-p) <= 1/2), applied to the
     fp16 gate on the logits (max_rel 1e-2 of max |logit|)."""
-    from export.pipeline import build_model
     from export.targets.coreml.mil import Program
 
     report, out = export_run
-    model, _ = build_model(ExportSpec(variant="tiny", height=64, width=64))
+    model = eval_model(variant="tiny", res=(64, 64))
     record = official_default(64, 64)
     _, rgb = parity_images(record)
     eager = reference_logits(model, to_convention(rgb, "normalized", record.mean, record.std)).astype(np.float64)

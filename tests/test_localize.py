@@ -23,17 +23,18 @@ from export.checks import Evidence
 from export.context import ExportContext
 from export.errors import GateFailure
 from export.inputs import parity_images, to_convention
-from export.labels import resolve_labels
 from export.localize import Localizer, eager_boundaries, trunk
-from export.pipeline import build_model, reference_logits, run
+from export.pipeline import reference_logits, run
+from export.preprocessing import record_for
+from export.source import build_model, class_names, read_source, resolve
 from export.spec import Artifact, ExportSpec
 from export.targets import GraphOp
 
 from .faults import HOSTILE_BLOCK, HOSTILE_CHANNEL, damage_mil, damage_onnx, damage_tflite, int8_hostile_checkpoint
-from .helpers import DIGITS_CHECKPOINT, ROOT, photo_batch
+from .helpers import DIGITS_CHECKPOINT, ROOT, make_spec, photo_batch
 
 DOCS = ROOT / "docs" / "notes-issue25.md"
-DIGITS = dict(variant="tiny", height=64, width=64, checkpoint=DIGITS_CHECKPOINT)
+DIGITS = dict(variant="tiny", res=(64, 64), checkpoint=DIGITS_CHECKPOINT)
 DAMAGED_CONV = "network.4.1.mlp.fc1"  # stage 2, block 1: its MLP's first conv
 DAMAGED_LAYER = "stage2.block1.mlp"  # the residual sum that conv feeds
 TINY_LAYERS = (
@@ -50,9 +51,12 @@ TINY_LAYERS = (
 
 def evidence_for(spec: ExportSpec, workdir: Path) -> Evidence:
     """What the pipeline compares artifacts with, for ``spec`` (see export.pipeline)."""
-    model, weights = build_model(spec)
-    ctx = ExportContext(spec, model, weights, resolve_labels(model.num_classes, spec.labels), workdir)
-    record = ctx.preprocessing
+    source = read_source(spec)
+    spec, given_labels = resolve(spec, source)
+    model, weights = build_model(spec, source)
+    record, record_source = record_for(spec, source.training_args)
+    labels, _ = class_names(spec.num_classes, given_labels)
+    ctx = ExportContext(spec, model, weights, labels, workdir, record, record_source)
     names, rgb = parity_images(record, spec.noise_inputs, spec.seed)
     reference = reference_logits(model, to_convention(rgb, "normalized", record.mean, record.std))
     return Evidence(rgb, reference, names, ctx, record.mean, record.std)
@@ -146,7 +150,7 @@ def test_damaged_onnx_weight_is_localized_to_its_block_and_pictured(tmp_path, mo
 
     monkeypatch.setattr(onnx_target, "TARGET", replace(onnx_target.TARGET, convert=damaging_convert))
     with pytest.raises(GateFailure):
-        run(ExportSpec(targets=("onnx",), out_dir=tmp_path, **DIGITS))
+        run(make_spec(targets=("onnx",), out_dir=tmp_path, **DIGITS))
     rejected = tmp_path / "rejected"
     (entry,) = json.loads((rejected / "report.json").read_text())["artifacts"]
     loc = entry["localization"]
@@ -194,7 +198,7 @@ def test_int8_fallback_off_keeps_the_failed_artifact():
     from export.targets.tflite import target as tflite
 
     class Context:
-        spec = ExportSpec(options={"int8_fallback": "off"})
+        spec = make_spec(int8_fallback="off")
 
     artifact = Artifact("tflite-int8", "tflite", "int8", Path("unused.tflite"), "unit")
     assert tflite.fallback(artifact, {"passed": False}, Repair(Context(), None, None, None, None)) is None
@@ -214,7 +218,7 @@ def test_damaged_weight_is_localized_to_its_block(digits_export, tmp_path, name)
     entry = next(a for a in report["artifacts"] if a["name"] == name)
     copy = tmp_path / entry["file"]
     (shutil.copytree if (out / entry["file"]).is_dir() else shutil.copyfile)(out / entry["file"], copy)
-    spec = ExportSpec(**DIGITS)
+    spec = make_spec(**DIGITS)
     evidence = evidence_for(spec, tmp_path)
     if entry["format"] == "coreml":
         damage_mil(copy, DAMAGED_CONV.replace(".", "_") + "_weight_to_fp16")
@@ -231,13 +235,14 @@ def hostile_int8(tmp_path_factory):
     default ``--int8-fallback auto``: (out folder, report, checkpoint)."""
     base = tmp_path_factory.mktemp("hostile")
     checkpoint = int8_hostile_checkpoint(DIGITS_CHECKPOINT, base / "hostile.pth")
-    spec = ExportSpec(
+    spec = make_spec(
         targets=("tflite",),
         out_dir=base / "out",
-        options={"tflite_precisions": ("int8",), "calib": None, "calib_count": 20},
+        tflite_precisions=("int8",),
+        calib_count=20,
         **{**DIGITS, "checkpoint": checkpoint},
     )
-    return base / "out", run(spec), checkpoint
+    return base / "out", run(spec).to_json(), checkpoint
 
 
 @pytest.mark.slow

@@ -13,17 +13,18 @@ ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
 from casvit import create_model  # noqa: E402
 from export.targets.tflite.nhwc import rewrite  # noqa: E402
 
+from .helpers import make_spec  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def normalized_onnx(tmp_path_factory):
     """The tiny model's ONNX at 64x64 with the normalization embedded, from the pipeline."""
     from export.pipeline import run
-    from export.spec import ExportSpec
 
     out = tmp_path_factory.mktemp("nhwc") / "out"
     report = run(
-        ExportSpec(targets=("onnx",), variant="tiny", height=64, width=64, embed_normalization=True, out_dir=out)
-    )
+        make_spec(targets=("onnx",), variant="tiny", res=(64, 64), embed_normalization=True, out_dir=out)
+    ).to_json()
     assert report["passed"]
     return out / "casvit_tiny_64x64.onnx", out / "parity_inputs.npz"
 

@@ -18,18 +18,18 @@ from export.cli import main
 from export.errors import ExportError, GateFailure
 from export.offline import NetworkBlocked, no_network
 from export.pipeline import run, verify
-from export.spec import Artifact, ExportSpec
+from export.spec import Artifact
 from export.targets.onnx import target as onnx_target
 
-from .helpers import ROOT
+from .helpers import ROOT, make_spec
 
-TINY = dict(variant="tiny", height=64, width=64)
+TINY = dict(variant="tiny", res=(64, 64))
 
 
 @pytest.fixture(scope="module")
 def tiny_export(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny")
-    report = run(ExportSpec(targets=("onnx",), out_dir=out, **TINY))
+    report = run(make_spec(targets=("onnx",), out_dir=out, **TINY)).to_json()
     return out, report
 
 
@@ -94,7 +94,7 @@ def test_report_and_manifest_agree_with_files(tiny_export):
 def test_xs_export_passes(tmp_path):
     from benchmarks.naive import onnx_stage
 
-    report = run(ExportSpec(targets=("onnx",), variant="xs", height=64, width=96, out_dir=tmp_path / "out"))
+    report = run(make_spec(targets=("onnx",), variant="xs", res=(64, 96), out_dir=tmp_path / "out")).to_json()
     (entry,) = report["artifacts"]
     assert entry["parity"]["passed"], entry["parity"]
     naive = onnx_stage("xs", 64, tmp_path)  # the eval model exported as is (the benchmarks' naive path)
@@ -104,7 +104,7 @@ def test_xs_export_passes(tmp_path):
 @pytest.mark.slow
 def test_export_twice_gives_identical_bytes(tiny_export, tmp_path):
     out, _ = tiny_export
-    run(ExportSpec(targets=("onnx",), out_dir=tmp_path, **TINY))
+    run(make_spec(targets=("onnx",), out_dir=tmp_path, **TINY))
     assert (tmp_path / "casvit_tiny_64x64.onnx").read_bytes() == (out / "casvit_tiny_64x64.onnx").read_bytes()
 
 
@@ -112,7 +112,7 @@ def test_export_twice_gives_identical_bytes(tiny_export, tmp_path):
 def dynamic_batch_onnx(tmp_path_factory) -> Path:
     """The tiny model exported once with a dynamic batch dimension."""
     out = tmp_path_factory.mktemp("dyn")
-    run(ExportSpec(targets=("onnx",), dynamic_batch=True, out_dir=out, **TINY))
+    run(make_spec(targets=("onnx",), dynamic_batch=True, out_dir=out, **TINY))
     return out / "casvit_tiny_64x64.onnx"
 
 
@@ -147,7 +147,7 @@ def test_corrupted_artifact_fails_parity_gate_and_is_not_promoted(tmp_path, monk
 
     monkeypatch.setattr(onnx_target, "TARGET", replace(onnx_target.TARGET, convert=corrupting_convert))
     with pytest.raises(GateFailure, match="onnx .parity: "):
-        run(ExportSpec(targets=("onnx",), out_dir=tmp_path, **TINY))
+        run(make_spec(targets=("onnx",), out_dir=tmp_path, **TINY))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rejected"]  # nothing promoted, no manifest on top
     rejected = tmp_path / "rejected"
     report = json.loads((rejected / "report.json").read_text())
@@ -175,7 +175,7 @@ def test_graph_with_matmul_fails_audit(tmp_path):
     path = tmp_path / "matmul.onnx"
     _matmul_model(path)
     art = Artifact("onnx", "onnx", "fp32", path, "normalized")
-    entry = verify(art, Evidence(np.zeros((1, 2, 2, 3), np.uint8), np.zeros((1, 2), np.float32)))
+    entry = verify(art, Evidence(np.zeros((1, 2, 2, 3), np.uint8), np.zeros((1, 2), np.float32))).results
     assert not entry["audit"]["passed"] and entry["audit"]["denied"] == ["MatMul"] and entry["parity"] is None
     assert not entry["passed"] and failure_summary(entry) == "audit: denied ops: MatMul"
     assert not audit("onnx", {"Conv": 3, "MyCustomOp": 1}).passed  # unknown ops fail too
@@ -192,7 +192,7 @@ def test_no_socket_connection_during_export(tmp_path, monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", spy)
     monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: calls.append(a) or [])
-    report = run(ExportSpec(targets=("onnx",), out_dir=tmp_path, **TINY))
+    report = run(make_spec(targets=("onnx",), out_dir=tmp_path, **TINY)).to_json()
     assert calls == [] and report["network_attempts"] == 0
 
 
@@ -212,7 +212,7 @@ def test_network_guard_blocks_and_fails_the_export(tmp_path, monkeypatch):
 
     monkeypatch.setattr(onnx_target, "TARGET", replace(onnx_target.TARGET, convert=phoning_home))
     with pytest.raises(ExportError, match="network access was attempted"):
-        run(ExportSpec(targets=("onnx",), out_dir=tmp_path, **TINY))
+        run(make_spec(targets=("onnx",), out_dir=tmp_path, **TINY))
     assert not any(tmp_path.glob("*.onnx")) and not (tmp_path / "report.json").exists()
 
 
@@ -223,7 +223,7 @@ def test_interrupted_export_leaves_nothing_that_looks_finished(tmp_path, monkeyp
 
     monkeypatch.setattr(onnx_target, "TARGET", replace(onnx_target.TARGET, convert=dies_midway))
     with pytest.raises(KeyboardInterrupt):
-        run(ExportSpec(targets=("onnx",), out_dir=tmp_path, **TINY))
+        run(make_spec(targets=("onnx",), out_dir=tmp_path, **TINY))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -270,7 +270,8 @@ def test_checkpoint_of_another_variant_is_a_one_line_error(tmp_path, reference_d
         str(tmp_path),
     )
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
-    assert "looks like variant 'tiny'" in r.stderr and "10 classes" in r.stderr
+    assert "--variant xs conflicts with the checkpoint, which is variant 'tiny'" in r.stderr
+    assert "10 classes" in r.stderr
 
 
 @pytest.mark.slow

@@ -306,7 +306,7 @@ def test_progress_repeats_the_stage_while_it_runs(capsys):
 def test_unexpected_error_is_one_line_exit_4_and_debug_shows_the_traceback(monkeypatch, capsys, tmp_path, debug):
     from export import pipeline
 
-    def broken(spec):
+    def broken(*args, **kwargs):
         raise RuntimeError("something broke\nsecond line")
 
     monkeypatch.setattr(pipeline, "run", broken)

@@ -15,9 +15,8 @@ from casvit.preprocess import INCEPTION_MEAN, INCEPTION_STD
 from export import golden
 from export.labels import unique_names
 from export.pipeline import run
-from export.spec import ExportSpec
 
-from .helpers import REFERENCE
+from .helpers import REFERENCE, make_spec
 
 NAMES = ["cat", "dog", "cat", "bird", "cat (2)", "fish", "dog", "ant", "bee", "owl"]
 # the rule worked by hand: the 2nd "cat" skips "cat (2)" (taken by a later name) -> "cat (3)"
@@ -41,17 +40,17 @@ def exported(tmp_path_factory):
     labels.write_text("\n".join(NAMES) + "\n")
     out = base / "out"
     report = run(
-        ExportSpec(
+        make_spec(
             targets=("onnx", "tflite", "coreml"),
             variant="tiny",
-            height=64,
-            width=64,
+            res=(64, 64),
             checkpoint=checkpoint,
             labels=labels,
             out_dir=out,
-            options={"tflite_precisions": ("fp32",), "coreml_precision": "fp32"},
+            tflite_precisions=("fp32",),
+            coreml_precision="fp32",
         )
-    )
+    ).to_json()
     assert report["passed"]
     return out, report
 
@@ -67,7 +66,7 @@ def test_record_reaches_every_artifact(exported):
     import coremltools as ct
     import onnx
 
-    from export.targets.tflite.metadata import read_standard_metadata
+    from .helpers import read_standard_metadata
 
     out, report = exported
     assert report["preprocessing"]["source"] == "checkpoint args" and report["preprocessing"]["crop_pct"] == 0.95
@@ -99,7 +98,8 @@ def test_unique_labels_are_identical_in_all_four_places(exported):
     import onnx
 
     from export.targets.coreml.mil import main_block
-    from export.targets.tflite.metadata import read_standard_metadata
+
+    from .helpers import read_standard_metadata
 
     out, report = exported
     files = {a["name"]: out / a["file"] for a in report["artifacts"]}

@@ -13,10 +13,18 @@ import pytest
 from PIL import Image
 
 from casvit.preprocess import IMAGENET_MEAN, INCEPTION_MEAN, Preprocessing, from_training_args, official_default
+from export import cli
 from export.errors import ExportError
 from export.inputs import photo
-from export.preprocessing import add_arguments, artifact_record, record_for
-from export.spec import ExportSpec
+from export.preprocessing import artifact_record, record_for
+from export.source import read_source
+
+from .helpers import make_spec
+
+
+def _record(spec):
+    """The preprocessing record of ``spec``, its checkpoint's training args read as an export reads them."""
+    return record_for(spec, read_source(spec).training_args)
 
 
 def _image(width: int, height: int, seed: int = 0) -> Image.Image:
@@ -108,12 +116,10 @@ def test_cli_overrides_win_over_checkpoint_args(tmp_path):
     obj["args"] = argparse.Namespace(**{**vars(obj["args"]), "crop_pct": 0.95, "imagenet_default_mean_and_std": False})
     path = tmp_path / "ckpt.pth"
     torch.save(obj, path)
-    record, source = record_for(ExportSpec(height=64, width=64, checkpoint=path))
+    record, source = _record(make_spec(res=(64, 64), checkpoint=path))
     assert (record.crop_pct, record.mean, source) == (0.95, INCEPTION_MEAN, "checkpoint args")
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    options = vars(parser.parse_args(["--crop-pct", "1", "--interpolation", "bilinear", "--std", "0.2,0.2,0.2"]))
-    record, source = record_for(ExportSpec(height=64, width=64, checkpoint=path, options=options))
+    argv = ["--crop-pct", "1", "--interpolation", "bilinear", "--std", "0.2,0.2,0.2"]
+    record, source = _record(cli.spec_of(["--res", "64", "--checkpoint", str(path), *argv]))
     assert (record.crop_pct, record.interpolation, record.std, record.mean) == (
         1.0,
         "bilinear",
@@ -126,11 +132,14 @@ def test_cli_overrides_win_over_checkpoint_args(tmp_path):
 @pytest.mark.parametrize(
     "argv", [["--crop-pct", "0"], ["--crop-pct", "1.5"], ["--mean", "0.1,0.2"], ["--interpolation", "nearest"]]
 )
-def test_bad_options_are_refused(argv):
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
-    with pytest.raises(SystemExit):
-        parser.parse_args(argv)
+def test_bad_options_are_refused(argv, tmp_path, capsys):
+    try:
+        code = cli.main(["--target", "onnx", "--variant", "tiny", "--res", "64", "--out", str(tmp_path), *argv])
+    except SystemExit as e:  # argparse refuses a value outside the choices itself
+        code = e.code
+    assert code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: ") and argv[0] in line
 
 
 def test_bad_records_are_refused():
@@ -139,4 +148,4 @@ def test_bad_records_are_refused():
     with pytest.raises(ValueError, match="std"):
         Preprocessing(64, 64, std=(0.2, 0.0, 0.2))
     with pytest.raises(ExportError, match="std"):
-        record_for(ExportSpec(height=64, width=64, options={"std": (0.2, -1.0, 0.2)}))
+        record_for(make_spec(res=(64, 64), std=(0.2, -1.0, 0.2)))

@@ -1,4 +1,4 @@
-"""The measuring tools behind the README's int8 figures: benchmarks.int8_quality
+"""The measuring tools behind the int8 figures of docs/tflite.md and docs/benchmarks.md: benchmarks.int8_quality
 reproduces the export's own parity metric from its own path; benchmarks.single_ops
 times the one kernel (its int8 models have int8 I/O: no QUANTIZE/DEQUANTIZE);
 benchmarks.tflite_ablation takes out what it names and what only that fed."""

@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from casvit import create_model
+from casvit import create_model, official_default
 from export import targets
 from export.context import ExportContext
-from export.spec import Artifact, ExportSpec
+from export.spec import Artifact
 from export.targets.coreml.mil import SUPPORTED_OPS
 from export.targets.onnx import target as onnx
+
+from .helpers import make_spec
 
 
 def test_registry_records_carry_their_own_names_and_rules():
@@ -33,8 +35,10 @@ def test_report_versions_cover_every_records_tools():
 
 @pytest.fixture
 def ctx(tmp_path):
-    spec = ExportSpec(targets=("onnx", "tflite"), variant="tiny", height=64, width=64, out_dir=tmp_path)
-    return ExportContext(spec, create_model("tiny").eval(), {"source": "test", "for_deployment": False}, [], tmp_path)
+    spec = make_spec(targets=("onnx", "tflite"), variant="tiny", res=(64, 64), out_dir=tmp_path)
+    record = official_default(64, 64)
+    weights = {"source": "test", "for_deployment": False}
+    return ExportContext(spec, create_model("tiny").eval(), weights, [], tmp_path, record, "official defaults")
 
 
 @pytest.fixture

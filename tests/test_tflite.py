@@ -22,10 +22,9 @@ from export.audit import audit  # noqa: E402
 from export.errors import ExportError  # noqa: E402
 from export.outset import problems  # noqa: E402
 from export.pipeline import run  # noqa: E402
-from export.spec import ExportSpec  # noqa: E402
 from export.targets.tflite import target as tflite  # noqa: E402
 
-from .helpers import ROOT  # noqa: E402
+from .helpers import ROOT, make_spec  # noqa: E402
 
 SCHEMA_KEYS = {
     "schema",
@@ -54,7 +53,7 @@ INPUT_KEYS = {
     "std",
     "quantization",
 }
-OUTPUT_KEYS = {"name", "dtype", "shape", "meaning", "quantization"}
+OUTPUT_KEYS = {"name", "dtype", "shape", "meaning", "quantization", "scores"}
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +108,31 @@ def test_real_files_have_only_allowed_builtin_ops(export):
         assert not [op for op in census if op.startswith(("Flex", "CUSTOM"))]
         assert set(census) <= targets.get("tflite").allow
         assert census["GELU"] > 0  # GELU stayed one builtin op, not an Erf expansion
+        assert census["SOFTMAX"] == 1  # the final one: MediaPipe's scores are probabilities
+
+
+@pytest.mark.slow
+def test_the_final_softmax_is_the_only_one_and_the_checks_see_its_logits(export, tmp_path):
+    """Each model ends in one SOFTMAX; parity ran on the model without it (its logits),
+    and the shipped probabilities equal their softmax. A SOFTMAX anywhere else is denied."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from export.targets.tflite.probabilities import add_softmax, logits_model
+
+    for entry in _entries(export).values():
+        check = entry["details"]["probabilities_vs_softmax_of_logits"]
+        assert check["max_abs"] < 1e-6 and check["max_sum_error"] < 1e-5, entry["name"]
+    path = export["out"] / _entries(export)["tflite-fp32"]["file"]
+    twin = Interpreter(model_content=logits_model(path))
+    assert [d["name"] for d in twin.get_output_details()] == ["logits"]
+    model = flatbuffer_utils.read_model(str(path))
+    add_softmax(model)  # a second SOFTMAX after the first: the first is no longer final
+    doubled = tmp_path / "doubled.tflite"
+    flatbuffer_utils.write_model(model, str(doubled))
+    census = tflite.census(_artifact(export, _entries(export)["tflite-fp32"], doubled))
+    assert census["SOFTMAX"] == 1 and census[tflite.MISPLACED_SOFTMAX] == 1
+    assert audit("tflite", census).denied == [tflite.MISPLACED_SOFTMAX]
 
 
 @pytest.mark.slow
@@ -165,14 +189,18 @@ def test_model_json_matches_schema_and_file(export):
         path = export["out"] / entry["file"]
         meta = json.loads(path.with_suffix(".json").read_text())
         assert set(meta) == SCHEMA_KEYS and set(meta["input"]) == INPUT_KEYS and set(meta["output"]) == OUTPUT_KEYS
-        assert meta["schema"] == "casvit-model/2" and meta["model_file"] == path.name
+        assert meta["schema"] == "casvit-model/3" and meta["model_file"] == path.name
         assert path.name == f"casvit_tiny_64x64_{meta['precision']}.tflite"
         assert meta["labels_file"] == "labels.txt" and meta["num_classes"] == len(labels)
         assert meta["for_deployment"] is False and meta["weights_source"] == "random (seed 0)"
         interpreter = Interpreter(model_path=str(path))
         inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-        assert interpreter.get_signature_list() == {"serving_default": {"inputs": ["image"], "outputs": ["logits"]}}
-        assert (inp["name"], out["name"]) == ("image", "logits") == (meta["input"]["name"], meta["output"]["name"])
+        signatures = {"serving_default": {"inputs": ["image"], "outputs": ["probabilities"]}}
+        assert interpreter.get_signature_list() == signatures
+        assert (
+            (inp["name"], out["name"]) == ("image", "probabilities") == (meta["input"]["name"], meta["output"]["name"])
+        )
+        assert meta["output"]["scores"] == "probabilities"
         assert list(inp["shape"]) == [1, meta["input"]["height"], meta["input"]["width"], meta["input"]["channels"]]
         assert list(inp["shape"]) == [1, 64, 64, 3] and meta["input"]["layout"] == "NHWC"
         assert meta["input"]["dtype"] == np.dtype(inp["dtype"]).name
@@ -183,12 +211,16 @@ def test_model_json_matches_schema_and_file(export):
         assert meta["preprocessing"]["input_convention"] == entry["input_convention"] == "unit"
         embedded = _embedded_metadata(path)
         assert embedded["variant"] == "tiny" and embedded["resolution"] == "64x64"
-        assert json.loads(embedded["preprocessing"]) == meta["preprocessing"]
+        assert embedded["preprocessing"] == meta["preprocessing"]  # plain JSON values, not JSON in strings
+        assert embedded["num_classes"] == 1000 and embedded["for_deployment"] is False
+        assert embedded["labels"] == labels
 
 
 @pytest.mark.slow
 def test_standard_metadata_declares_scalar_normalization_and_packs_the_labels(export):
-    from export.targets.tflite.metadata import MIN_PARSER_VERSION, read_standard_metadata
+    from export.targets.tflite.metadata import MIN_PARSER_VERSION
+
+    from .helpers import read_standard_metadata
 
     labels = (export["out"] / "labels.txt").read_bytes()
     for entry in _entries(export).values():
@@ -353,17 +385,17 @@ def test_onnx2tf_failure_is_one_line_and_keeps_its_log(tmp_path, monkeypatch):
 def byte_export(tmp_path_factory):
     """int8 only, with ImageNet normalization embedded and RGB bytes as input."""
     out = tmp_path_factory.mktemp("tflite_byte")
-    spec = ExportSpec(
+    spec = make_spec(
         targets=("tflite",),
         variant="tiny",
-        height=32,
-        width=32,
+        res=(32, 32),
         out_dir=out,
         embed_normalization=True,
         input_range=255.0,
-        options={"tflite_precisions": ("int8",), "calib_count": 3},
+        tflite_precisions=("int8",),
+        calib_count=3,
     )
-    return run(spec), out
+    return run(spec).to_json(), out
 
 
 @pytest.mark.slow

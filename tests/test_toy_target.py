@@ -12,7 +12,9 @@ import pytest
 from export import cli, targets
 from export.errors import GateFailure
 from export.pipeline import run
-from export.spec import ExportSpec
+from export.spec import parse_targets
+
+from .helpers import make_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = "tests.toy_target"
@@ -27,7 +29,7 @@ def toy(monkeypatch):
 def test_cli_lists_and_runs_the_toy_target(toy, tmp_path, capsys):
     help_text = cli.build_parser().format_help()
     assert "toy target" in help_text and "--toy-float16" in help_text
-    assert cli.parse_targets("all")[-1] == "toy"
+    assert parse_targets("all")[-1] == "toy"
     assert (
         cli.main(["--target", "toy", "--variant", "tiny", "--res", "64", "--toy-float16", "--out", str(tmp_path)]) == 0
     )
@@ -49,7 +51,7 @@ def test_a_denied_op_fails_the_toy_gate_with_the_shared_summary(toy, tmp_path, m
 
     monkeypatch.setattr(tests.toy_target, "TARGET", replace(toy, census=lambda artifact: {"Conv2d": 3, "Linear": 1}))
     with pytest.raises(GateFailure, match=r"toy-fp32 \(audit: denied ops: Linear\)"):
-        run(ExportSpec(targets=("toy",), variant="tiny", height=64, width=64, out_dir=tmp_path))
+        run(make_spec(targets=("toy",), variant="tiny", res=(64, 64), out_dir=tmp_path))
     (entry,) = json.loads((tmp_path / "rejected" / "report.json").read_text())["artifacts"]
     assert entry["parity"] is None and not entry["passed"]
 

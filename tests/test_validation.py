@@ -21,18 +21,17 @@ from casvit.checkpoint import read_checkpoint
 from export import limits, pipeline
 from export.cli import main
 from export.errors import ExportError
-from export.labels import resolve_labels
+from export.labels import read_labels_file
 from export.parity import TOLERANCES, gate
-from export.spec import ExportSpec
 
-from .helpers import ROOT
+from .helpers import ROOT, make_spec
 
 
 @pytest.fixture
 def no_model(monkeypatch):
     """Building the model means validation came too late: fail loudly if it happens."""
 
-    def too_late(spec):
+    def too_late(*args):
         raise AssertionError("the model was built before the bad input was found")
 
     monkeypatch.setattr(pipeline, "build_model", too_late)
@@ -69,13 +68,16 @@ def _png_header_only(path, width, height):
 
 BAD_INPUT = [
     (["--res", "1099511627776"], "too large"),
-    (["--seed", "-1"], "--seed must be a whole number from 0 to 4294967295"),
-    (["--seed", "100000000000000000000000"], "--seed must be a whole number from 0 to 4294967295"),
-    (["--seed", "1e23"], "invalid int value: '1e23'"),
-    (["--batch", "100000"], "--batch 100000"),
-    (["--num-classes", "0"], "--num-classes must be at least 1, got 0"),
-    (["--noise-inputs", "-3"], "--noise-inputs must be from 0 to 256, got -3"),
-    (["--target", "coreml", "--coreml-compress", "zip"], "--coreml-compress: unknown zip"),
+    (["--seed", "-1"], "--seed '-1': expected 0 to 4294967295"),
+    (["--seed", "100000000000000000000000"], "--seed '100000000000000000000000': expected 0 to 4294967295"),
+    (["--seed", "1e23"], "--seed '1e23': expected a whole number"),
+    (["--batch", "100000"], "--batch '100000': expected 1 to 1024"),
+    (["--num-classes", "0"], "--num-classes '0': expected at least 1"),
+    (["--num-classes", "1000000000"], "1000000000 classes are too many"),
+    (["--noise-inputs", "-3"], "--noise-inputs '-3': expected 0 to 256"),
+    (["--mean", "nan,0.4,0.4"], "--mean 'nan,0.4,0.4': expected a finite number"),
+    (["--std", "0.2,inf,0.2"], "--std '0.2,inf,0.2': expected a finite number"),
+    (["--target", "coreml", "--coreml-compress", "zip"], "--coreml-compress 'zip': unknown compression zip"),
     (["--target", "tflite", "--tflite-precisions", "fp64"], "unknown TFLite precision fp64"),
     (["--target", "all,onnx"], "'all' already means onnx,tflite,coreml"),
     (["--variant", "custom"], "--variant custom takes its architecture from a checkpoint"),
@@ -96,10 +98,10 @@ def test_bad_input_is_one_line_exit_2_before_any_work(args, message, tmp_path, c
 def _calib_case(tmp_path, kind):
     if kind == "missing":
         return tmp_path / "nowhere", "calibration folder not found"
-    if kind == "gray":
+    if kind == "corrupt":
         folder = _rgb_folder(tmp_path / "calib")
-        Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "gray.png")
-        return folder, "is grayscale, not RGB"
+        (folder / "broken.png").write_bytes(b"\x89PNG not really")
+        return folder, "broken.png cannot be read"
     if kind == "bomb":
         folder = _rgb_folder(tmp_path / "calib")
         _png_header_only(folder / "huge.png", 20000, 10000)  # 200 Mpx > 2 x Image.MAX_IMAGE_PIXELS
@@ -111,7 +113,7 @@ def _calib_case(tmp_path, kind):
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize("kind", ["missing", "gray", "bomb", "bomb-warning"])
+@pytest.mark.parametrize("kind", ["missing", "corrupt", "bomb", "bomb-warning"])
 def test_bad_calibration_folder_is_found_before_any_work(kind, tmp_path, capsys, no_model):
     folder, message = _calib_case(tmp_path, kind)
     code, out, err = _run_cli(
@@ -171,18 +173,17 @@ def test_checkpoint_may_hold_namespace_but_not_counter(tmp_path):
     assert set(read_checkpoint(ok)) == {"model", "args"}
     with pytest.raises(CheckpointError, match="collections.Counter"):
         read_checkpoint(bad)
-    readme = (ROOT / "README.md").read_text()
-    assert "collections.Counter" in readme  # the README names what is refused
+    assert "collections.Counter" in (ROOT / "docs" / "model.md").read_text()  # the docs name what is refused
 
 
 def test_utf8_bom_never_reaches_the_first_label(tmp_path):
     path = tmp_path / "labels.txt"
     path.write_bytes("\ufeffcat\ndog\n".encode("utf-8"))
-    assert resolve_labels(2, path) == ["cat", "dog"]
+    assert read_labels_file(path) == ("cat", "dog")
 
 
 def test_int8_centered_cosine_is_reported_not_gated():
-    """README: centered cosine is gated for fp32/fp16 and only reported for int8."""
+    """docs/accuracy.md: centered cosine is gated for fp32/fp16 and only reported for int8."""
     metrics = {
         "finite": True,
         "max_rel": 0.5,
@@ -194,7 +195,7 @@ def test_int8_centered_cosine_is_reported_not_gated():
     }
     assert gate(metrics, TOLERANCES["int8"]) == []
     assert any("centered" in m for m in gate(metrics, TOLERANCES["fp16"]))
-    assert "reported, not gated, for int8" in (ROOT / "README.md").read_text()
+    assert "reported, not gated, for int8" in (ROOT / "docs" / "accuracy.md").read_text()
 
 
 @pytest.mark.slow
@@ -214,7 +215,7 @@ def test_make_export_with_a_space_in_out(tmp_path):
 
 def test_run_over_the_machine_memory_is_refused(monkeypatch):
     monkeypatch.setattr(limits, "physical_memory", lambda: 24 * limits.GIB)  # this machine
-    spec = ExportSpec(targets=("onnx",), variant="xs", height=1024, width=1024, batch=256)
+    spec = make_spec(targets=("onnx",), variant="xs", res=(1024, 1024), batch=256)
     message = r"needs about \d+\.\d GiB of memory \(estimate\), more than this machine's 24.0 GiB"
     with pytest.raises(ExportError, match=message):
         limits.check(spec)
@@ -223,15 +224,21 @@ def test_run_over_the_machine_memory_is_refused(monkeypatch):
 
 def test_large_run_prints_its_memory_estimate(monkeypatch, capsys):
     monkeypatch.setattr(limits, "physical_memory", lambda: 1024 * limits.GIB)
-    spec = ExportSpec(targets=("onnx", "coreml"), variant="xs", height=4096, width=4096)
+    spec = make_spec(targets=("onnx", "coreml"), variant="xs", res=(4096, 4096))
     limits.check(spec)
     err = capsys.readouterr().err
     assert "large run: about" in err and f"{limits.estimate_bytes(spec) / limits.GIB:.1f} GiB" in err
 
 
 def test_memory_estimate_grows_with_pixels_batch_and_width():
-    small = ExportSpec(targets=("onnx",), variant="xs", height=224, width=224)
-    for bigger in (replace(small, height=448), replace(small, batch=64), replace(small, variant="m")):
+    small = make_spec(targets=("onnx",), variant="xs", res=(224, 224), num_classes=1000)
+    bigger_ones = (
+        replace(small, res=(448, 224)),
+        replace(small, batch=64),
+        replace(small, variant="m"),
+        replace(small, num_classes=100_000),
+    )
+    for bigger in bigger_ones:
         assert limits.estimate_bytes(bigger) > limits.estimate_bytes(small)
     assert limits.estimate_bytes(replace(small, targets=("coreml",), batch=64)) == limits.estimate_bytes(
         replace(small, targets=("coreml",))

@@ -1,6 +1,7 @@
 """A toy export target for tests: the deploy model's weights in one ``.npz`` file, run
 by rebuilding the deploy model in torch. It is registered by the tests only
-(``export.targets.REGISTRY``) and shows that a new format needs no edit elsewhere."""
+(``export.targets.REGISTRY``) and shows that a new format, with an option of its own,
+needs no edit elsewhere."""
 
 from __future__ import annotations
 
@@ -8,23 +9,26 @@ import io
 import json
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from export.fsutil import atomic_write
+from export.options import OptionRecord, option
 from export.spec import Artifact
 from export.targets.base import BenchRuntime, MemoryCost, Target
 
 RECIPE = "__recipe__"  # the array holding how to rebuild the module (JSON)
 
 
-def add_arguments(group) -> None:
-    group.add_argument("--toy-float16", action="store_true", help="store the weights as float16")
+@dataclass(frozen=True)
+class ToyOptions(OptionRecord):
+    toy_float16: bool = option(False, "store the weights as float16")
 
 
 def _precision(spec) -> str:
-    return "fp16" if spec.options.get("toy_float16") else "fp32"
+    return "fp16" if spec.options_of("toy").toy_float16 else "fp32"
 
 
 def artifact_names(spec) -> tuple[str, ...]:
@@ -117,7 +121,6 @@ def bench_runner(path: str, threads: int, x: np.ndarray):
 
 TARGET = Target(
     name="toy",
-    suffixes=(".npz",),
     artifact_names=artifact_names,
     convert=convert,
     load=load,
@@ -127,6 +130,6 @@ TARGET = Target(
     deny=frozenset({"Linear", "BatchNorm2d", "MultiheadAttention"}),
     memory=MemoryCost(700 * 2**20, 150),  # not measured: about the ONNX target's (both run eager torch)
     tools=("numpy",),
-    add_arguments=add_arguments,
+    options=ToyOptions,
     bench=BenchRuntime("toy-torch", "torch", bench_runner),
 )

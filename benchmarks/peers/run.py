@@ -53,12 +53,14 @@ def eager_reference(variant: str, x: np.ndarray) -> np.ndarray:
 
 
 def tflite_predict(path: Path, x: np.ndarray) -> np.ndarray:
-    """Logits of a .tflite file, one image at a time (NCHW or NHWC input, float or int8 I/O)."""
+    """Logits of a .tflite file, one image at a time (NCHW or NHWC input, float or int8 I/O);
+    for ours, the input of the final SOFTMAX (``probabilities.logits_model``)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from export.verify_arm.runner import dequantize, quantize
+    from export.litert_io import dequantize, quantize
+    from export.targets.tflite.probabilities import logits_model
 
-    interp = Interpreter(model_path=str(path), num_threads=1)
+    interp = Interpreter(model_content=logits_model(path), num_threads=1)
     interp.allocate_tensors()
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     nhwc = inp["shape"][-1] == 3 and inp["shape"][1] != 3

@@ -1,9 +1,10 @@
-"""The record every export target declares about itself (``TARGET`` in its module).
+"""The record every export target declares about itself (``TARGET`` in its package's
+``target`` module).
 
-Everything outside the target module that needs to know about a format (the CLI,
-``validate``, the op audit, the tool versions of the report, the benchmarks) reads
-it from this record, so adding a target is one module and one registry line
-(``export.targets.REGISTRY``)."""
+Everything outside the target's package that needs to know about a format (the CLI
+and the Python API through its option record, ``preflight``, the op audit, the tool
+versions of the report, the benchmarks) reads it from this record, so adding a
+target is one package and one registry line (``export.targets.REGISTRY``)."""
 
 from __future__ import annotations
 
@@ -30,16 +31,19 @@ class BenchRuntime:
 
 @dataclass(frozen=True)
 class MemoryCost:
-    """Peak resident memory of an export of this target, from measurements (README,
+    """Peak resident memory of an export of this target, from measurements (docs/design.md,
     "Limits"; ``export.limits`` estimates a run with it): a base, bytes per pixel of
     each image eager PyTorch runs at once (the parity inputs, up to 8) and bytes per
     pixel of each image of the batch the target traces and runs (the larger stage is
-    the peak), plus ``extra_per_pixel(spec)`` for the target's own inputs."""
+    the peak), plus ``extra_per_pixel(spec)`` for the target's own inputs, plus bytes
+    per class beyond the measured 1000 (the classifier's weights in every copy the
+    converters make)."""
 
     base_bytes: int
     per_reference_pixel: int
     per_batch_pixel: int = 0
     extra_per_pixel: Callable[[ExportSpec], int] | None = None
+    per_class: int = 0
 
 
 @dataclass(frozen=True)
@@ -71,8 +75,10 @@ class Intermediates:
 class Repair:
     """What a target's ``fallback`` may use to repair an artifact that failed its gate:
     the run's context, the parity inputs in the artifact's input convention, the eager
-    logits, the per-layer localization of any artifact (a report dict) and the report
-    entry of any artifact after every check (``passed`` says whether it clears the gate)."""
+    logits, the per-layer localization of any artifact (a report dict) and the check
+    results of any artifact after every check (check name -> result, and ``passed``:
+    whether it clears every gate). The ``entry`` a fallback is given is the failed
+    artifact's check results with its ``localization``."""
 
     context: Any
     inputs: Any
@@ -83,8 +89,8 @@ class Repair:
 
 @dataclass(frozen=True)
 class Repaired:
-    """A fallback's outcome: the repaired artifact and its entry when one passed every
-    check (else None), and what was tried, for the report."""
+    """A fallback's outcome: the repaired artifact and its check results when one passed
+    every check (else None), and what was tried, for the report."""
 
     artifact: Artifact | None
     entry: dict | None
@@ -102,6 +108,11 @@ class Target:
       ``artifact.runtime_facts``);
     - ``census(artifact) -> dict[str, int]``: op name -> count, read from the file;
     - ``runtime_note(artifact) -> str``: how parity was verified;
+    - ``options``: its option record (a frozen dataclass of ``export.options.option``
+      fields), which the CLI and the Python API read; ``spec.options_of(name)`` holds
+      a run's values;
+    - ``validate(spec)``: what its options need beyond their own declarations (files,
+      combinations), checked before any conversion;
     - ``intermediates(artifact) -> Intermediates``: its graph and tensors, for the
       per-layer localization (``export.localize``); None: not localized;
     - ``fallback(artifact, entry, repair) -> Repaired | None``: a repaired artifact
@@ -110,7 +121,6 @@ class Target:
     """
 
     name: str
-    suffixes: tuple[str, ...]  # file (or package folder) name endings of its artifacts
     artifact_names: Callable[[ExportSpec], tuple[str, ...]]
     convert: Callable[[Any], list[Artifact]]
     load: Callable[[Artifact], Callable]
@@ -121,8 +131,8 @@ class Target:
     memory: MemoryCost
     deny_prefixes: tuple[str, ...] = ()  # every op starting with one of these is denied too
     tools: tuple[str, ...] = ()  # Python distributions whose versions the report records
-    add_arguments: Callable[[Any], None] | None = None  # the target's own CLI options (an argparse group)
-    validate: Callable[[ExportSpec], None] | None = None  # its options, before any conversion
+    options: type | None = None  # its option record
+    validate: Callable[[ExportSpec], None] | None = None
     depends_on: tuple[str, ...] = ()  # targets whose intermediate artifacts it converts from
     # Whether a run of ``spec`` makes a model of this target calibrated on images
     # (``--calib``, ``--calib-from-val``); None: never.

@@ -1,11 +1,17 @@
 """Plan the runs of an output set, run them on both sides and gate each output
-against the golden logits with the export's own parity code (export/parity.py)."""
+against the golden logits with the export's own parity code (export/parity.py). Each
+run is the shipped model without its final SOFTMAX, whose output is its logits
+(``export.targets.tflite.probabilities``)."""
 
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
 from .. import parity
+from ..targets.tflite.probabilities import logits_model
 from . import LITERT_VERSION
 from .outputset import Model, OutputSet
 from .sides import Side, run
@@ -14,12 +20,13 @@ from .sides import Side, run
 FP16_ARITHMETIC_PRECISIONS = ("fp32", "fp16")
 
 
-def plan(models: list[Model], fp16_arithmetic: bool) -> tuple[list[dict], list[dict]]:
+def plan(models: list[Model], fp16_arithmetic: bool, paths: list[Path] | None = None) -> tuple[list[dict], list[dict]]:
     """Runner jobs for the ARM64 side (default and, for float models, forced fp16
-    arithmetic) and for the x86 side (default only: x86 has no fp16 arithmetic)."""
+    arithmetic) and for the x86 side (default only: x86 has no fp16 arithmetic); each
+    runs ``paths[i]`` (default: the model's own file)."""
     arm, x86 = [], []
     for i, m in enumerate(models):
-        base = {"model": str(m.path), "convention": m.convention}
+        base = {"model": str(paths[i] if paths else m.path), "convention": m.convention}
         arm.append({**base, "key": f"m{i}_default", "arithmetic": "default"})
         x86.append({**base, "key": f"m{i}_default", "arithmetic": "default"})
         if fp16_arithmetic and m.precision in FP16_ARITHMETIC_PRECISIONS:
@@ -62,9 +69,14 @@ def verify(
     own check for comparison, and the forced-fp16 run; ``passed`` covers the default
     ARM64 and x86 runs (plus fp16 arithmetic when ``gate_fp16_arithmetic``)."""
     reference = output_set.golden["logits"]
-    arm_jobs, x86_jobs = plan(output_set.models, fp16_arithmetic)
-    arm_arrays, arm_info = run(arm, output_set.out_dir / output_set.golden_file, arm_jobs)
-    x86_arrays, x86_info = run(x86, output_set.out_dir / output_set.golden_file, x86_jobs)
+    golden = output_set.out_dir / output_set.golden_file
+    with tempfile.TemporaryDirectory(prefix="verify-arm-logits-") as tmp:
+        paths = [Path(tmp) / f"m{i}.tflite" for i in range(len(output_set.models))]
+        for path, m in zip(paths, output_set.models):
+            path.write_bytes(logits_model(m.path))  # the gate compares logits: the input of the final SOFTMAX
+        arm_jobs, x86_jobs = plan(output_set.models, fp16_arithmetic, paths)
+        arm_arrays, arm_info = run(arm, golden, arm_jobs)
+        x86_arrays, x86_info = run(x86, golden, x86_jobs)
     models = []
     for i, m in enumerate(output_set.models):
         key = f"m{i}_default"

@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ from ... import isolate
 from ...errors import ExportError, first_line
 from ...fsutil import atomic_write, size_of
 from ...limits import MIB
+from ...options import OptionRecord, comma_list, option
+from ...quiet import captured
 from ...spec import Artifact
 from ..base import MemoryCost, Target
 from .layers import intermediates as program_intermediates
@@ -47,55 +50,36 @@ REFERENCE_NOTE = "Core ML program verified by the reference interpreter (export.
 INTERPRETER_BATCH = 16
 
 
-def add_arguments(group) -> None:
-    group.add_argument(
-        "--coreml-precision", default="fp16", choices=[*PRECISIONS, "both"], help="compute precision of the ML Program"
+def _compressions(value) -> tuple[str, ...]:
+    """``"palettize8,linear8"``, a sequence, or none -> known compressions in COMPRESSIONS order."""
+    items = str(value).split(",") if isinstance(value, str) else list(value)
+    chosen = [str(c).strip() for c in items if str(c).strip() and str(c).strip() != "none"]
+    return comma_list(COMPRESSIONS, "compression")(chosen) if chosen else ()
+
+
+@dataclass(frozen=True)
+class CoreMLOptions(OptionRecord):
+    coreml_precision: str = option("fp16", "compute precision of the ML Program", choices=(*PRECISIONS, "both"))
+    coreml_compress: tuple[str, ...] = option(
+        (),
+        f"weight compression, comma list of {', '.join(COMPRESSIONS)} (or none); each is an extra artifact per "
+        "precision",
+        parse=_compressions,
+        metavar="LIST",
     )
-    group.add_argument(
-        "--coreml-compress",
-        default="none",
-        help=f"weight compression, comma list of {', '.join(COMPRESSIONS)} (or none); "
-        "each is an extra artifact per precision",
-    )
-    group.add_argument(
-        "--coreml-target",
-        default="iOS16",
-        choices=DEPLOYMENT_TARGETS,
-        help="minimum deployment target (iOS16 = macOS 13)",
-    )
-    group.add_argument(
-        "--coreml-input",
-        default="image",
-        choices=["image", "tensor"],
-        help="image: RGB 0-255 ImageType with the record's mean/std inside the model; "
+    coreml_target: str = option("iOS16", "minimum deployment target (iOS16 = macOS 13)", choices=DEPLOYMENT_TARGETS)
+    coreml_input: str = option(
+        "image",
+        "image: RGB 0-255 ImageType with the record's mean/std inside the model; "
         "tensor: float input in the convention of --embed-normalization/--input-range",
+        choices=("image", "tensor"),
     )
 
 
 def _options(spec) -> tuple[list[str], list[str], str, str]:
-    o = spec.options
-    precision = o.get("coreml_precision", "fp16")
-    precisions = list(PRECISIONS) if precision == "both" else [precision]
-    if not set(precisions) <= set(PRECISIONS):
-        raise ExportError(f"--coreml-precision {precision!r}: choose fp16, fp32 or both")
-    text = str(o.get("coreml_compress", "none") or "none")
-    compress = [c.strip() for c in text.split(",") if c.strip() and c.strip() != "none"]
-    unknown = [c for c in compress if c not in COMPRESSIONS]
-    if unknown:
-        raise ExportError(
-            f"--coreml-compress: unknown {', '.join(unknown)}; choose from {', '.join(COMPRESSIONS)} or none"
-        )
-    target, kind = o.get("coreml_target", "iOS16"), o.get("coreml_input", "image")
-    if target not in DEPLOYMENT_TARGETS or kind not in ("image", "tensor"):
-        raise ExportError(
-            f"--coreml-target must be one of {', '.join(DEPLOYMENT_TARGETS)}; --coreml-input image or tensor"
-        )
-    return precisions, list(dict.fromkeys(compress)), target, kind
-
-
-def validate(spec) -> None:
-    """The target's options, checked before any conversion (ExportError when wrong)."""
-    _options(spec)
+    o: CoreMLOptions = spec.options_of("coreml")
+    precisions = list(PRECISIONS) if o.coreml_precision == "both" else [o.coreml_precision]
+    return precisions, list(o.coreml_compress), o.coreml_target, o.coreml_input
 
 
 @contextlib.contextmanager
@@ -119,6 +103,30 @@ def _quiet(name: str):
         raise ExportError(f"{name}: Core ML conversion failed: {type(e).__name__}: {first_line(e)}") from e
     finally:
         logger.setLevel(level)
+
+
+def _import_coremltools() -> list[str]:
+    """Import coremltools in this process (verification uses it here) with its import
+    chatter (TensorFlow's native logging among it) off the console; returns the note for
+    the report when this torch is newer than the newest coremltools was tested with."""
+    import torch
+
+    with captured():
+        import coremltools as ct
+        from coremltools import _deps
+
+    tested = _deps._TORCH_MAX_VERSION
+    if _release(torch.__version__) <= _release(tested):
+        return []
+    return [
+        f"coremltools {ct.__version__} was tested with torch up to {tested}; this export used torch "
+        f"{torch.__version__} (every Core ML artifact is still checked for parity against eager PyTorch)"
+    ]
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """ "2.13.0+cpu" -> (2, 13, 0)."""
+    return tuple(int(part) for part in version.split("+")[0].split(".")[:3] if part.isdigit())
 
 
 def _pipeline(compression: str | None):
@@ -286,8 +294,7 @@ def convert(ctx) -> list[Artifact]:
     ]
     # In a child process: coremltools switches the temp folder and cannot be
     # interrupted cleanly; the child's TMPDIR lies inside the run's transaction folder.
-    with _quiet("coremltools import"):  # its version warnings; verification imports it in this process
-        import coremltools  # noqa: F401
+    ctx.library_warnings.extend(_import_coremltools())
     return isolate.call(
         _convert_packages,
         (ctx, module, convention, example, jobs, target, kind),
@@ -443,7 +450,6 @@ def runtime_note(artifact: Artifact) -> str:
 
 TARGET = Target(
     name="coreml",
-    suffixes=(".mlpackage",),
     artifact_names=artifact_names,
     convert=convert,
     load=load,
@@ -453,10 +459,9 @@ TARGET = Target(
     # ClassifierConfig, "softmax" only feeding it (the census renames any other, denied below)
     allow=SUPPORTED_OPS,
     deny=frozenset({"linear", "matmul", MISPLACED_SOFTMAX, "einsum", "batch_norm", "erf"}),
-    memory=MemoryCost(1240 * MIB, 122),
+    memory=MemoryCost(1240 * MIB, 122, per_class=9960),
     tools=("coremltools",),
-    add_arguments=add_arguments,
-    validate=validate,
+    options=CoreMLOptions,
     bench=None,  # no Core ML runtime on Linux: no latency rows (accuracy runs the reference interpreter)
     intermediates=intermediates,
 )

@@ -10,6 +10,7 @@ import shutil
 import time
 import warnings
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,6 +18,7 @@ import torch
 from ...errors import ExportError
 from ...fsutil import atomic_write
 from ...limits import MIB
+from ...options import OptionRecord, option
 from ...preprocessing import convention_of
 from ...spec import Artifact
 from .. import package_versions
@@ -129,6 +131,11 @@ def static_model(ctx, embed_normalization: bool, input_range: float) -> Path:
     return ctx.intermediate(("onnx static batch-1", convention), build)
 
 
+@dataclass(frozen=True)
+class ONNXOptions(OptionRecord):
+    dynamic_batch: bool = option(False, "a dynamic batch dimension (1 to the --batch limit) instead of --batch")
+
+
 def artifact_names(spec) -> tuple[str, ...]:
     return ("onnx",)
 
@@ -137,7 +144,8 @@ def convert(ctx) -> list[Artifact]:
     spec = ctx.spec
     path = ctx.workdir / f"casvit_{spec.variant}_{spec.resolution}.onnx"
     start = time.perf_counter()
-    counts = export_onnx(ctx, path, batch=spec.batch, dynamic=spec.dynamic_batch)
+    dynamic = spec.options_of("onnx").dynamic_batch
+    counts = export_onnx(ctx, path, batch=spec.batch, dynamic=dynamic)
     seconds = time.perf_counter() - start
     return [
         Artifact(
@@ -147,7 +155,7 @@ def convert(ctx) -> list[Artifact]:
             path,
             ctx.input_convention(),
             seconds,
-            details={**counts, "opset": OPSET, "batch": "dynamic" if spec.dynamic_batch else spec.batch},
+            details={**counts, "opset": OPSET, "batch": "dynamic" if dynamic else spec.batch},
         )
     ]
 
@@ -174,7 +182,6 @@ def runtime_note(artifact: Artifact) -> str:
 
 TARGET = Target(
     name="onnx",
-    suffixes=(".onnx",),
     artifact_names=artifact_names,
     convert=convert,
     load=load,
@@ -199,8 +206,9 @@ TARGET = Target(
         }
     ),
     deny=frozenset({"MatMul", "Gemm", "Softmax", "LogSoftmax", "Einsum", "Attention", "Erf", "BatchNormalization"}),
-    memory=MemoryCost(637 * MIB, 143, 270),
+    memory=MemoryCost(637 * MIB, 143, 270, per_class=6810),
     tools=("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim"),
+    options=ONNXOptions,
     bench=ONNXRUNTIME,
     intermediates=intermediates,
 )

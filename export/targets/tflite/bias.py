@@ -11,7 +11,7 @@ padding and stride included, from the calibrated float model run on the calibrat
 images. Only the weight error is corrected: the full empirical correction (the
 quantized model's mean output against the float model's, layer by layer) also fits
 the activation rounding of the calibration images, and on the digits checkpoint
-calibrated with photos it made every measure worse (README). Written by hand: the
+calibrated with photos it made every measure worse (README.md at commit bc6431b). Written by hand: the
 TFLite converter has no bias correction; torch.ao's and AIMET's work on their own
 model formats."""
 

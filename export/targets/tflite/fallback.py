@@ -259,4 +259,4 @@ def keep_worst_in_float(artifact: Artifact, entry: dict, repair: Repair, source_
     report["seconds"] = round(time.perf_counter() - start, 2)
     shutil.rmtree(work, ignore_errors=True)
     repaired = replace(artifact, convert_seconds=artifact.convert_seconds + report["seconds"])
-    return Repaired(repaired, {**passed_entry, "convert_seconds": round(repaired.convert_seconds, 2)}, report)
+    return Repaired(repaired, passed_entry, report)

@@ -17,10 +17,10 @@ no such option for dynamic-range weights.
   LOGISTIC's output: CASAtt's spatial and channel gates) run in float too: XNNPACK's
   float multiply is faster than its int8 one on x86 without AVX2. The sigmoid itself
   stays int8, a lookup table that gives the same bits on every CPU: with it in float
-  the int8 model's outputs differed between ARM64 and x86 (4.7e-3 for xs), with it in
-  int8 they are bit-identical. Measured in the README (``benchmarks.tflite_ab``,
-  ``benchmarks.tflite_ablation``, quality on the parity photos and the digits
-  checkpoint, ``export.verify_arm``).
+  the int8 model's outputs differed between ARM64 and x86, with it in int8 they are
+  bit-identical. Each choice was kept because it measured better (``benchmarks.tflite_ab``,
+  ``benchmarks.tflite_ablation``, parity photos, digits, ``export.verify_arm``): figures
+  in docs/tflite.md.
 - ``float_depthwise_weights``: XNNPACK has no dynamic-range (hybrid) depthwise
   convolution; its int8 weights become the float32 values they stand for
   (scale * q), so the layer runs in float with the same weights.
@@ -28,8 +28,8 @@ no such option for dynamic-range weights.
   depthwise conv over 3 channels, runs on a reshaped view of the same memory
   ([1, H, 1, W*3]) with its per-channel weights and bias tiled W times: the same
   multiply-add per element, but XNNPACK's depthwise kernel then works along a row of
-  W*3 channels instead of pixel by pixel over 3 (README: outputs bit-identical; in one
-  A/B xs int8 6.26 -> 6.06 ms, fp32 13.36 -> 13.22 ms)."""
+  W*3 channels instead of pixel by pixel over 3; outputs are bit-identical (figures in
+  docs/tflite.md)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def op_names(model) -> list[str]:
     return [flatbuffer_utils.opcode_to_name(model, i) for i in range(len(model.operatorCodes))]
 
 
-def _opcode_index(model, schema, builtin: int, version: int) -> int:
+def opcode_index(model, schema, builtin: int, version: int) -> int:
     """Index of the operator code for ``builtin`` (added when absent)."""
     for index, code in enumerate(model.operatorCodes):
         if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
@@ -57,12 +57,13 @@ def _opcode_index(model, schema, builtin: int, version: int) -> int:
     return len(model.operatorCodes) - 1
 
 
-def _like(schema, graph, index: int, suffix: str, shape=None, float32: bool = False) -> int:
+def new_tensor_like(schema, graph, index: int, suffix: str, shape=None, float32: bool = False) -> int:
     """A new activation tensor like tensor ``index`` (its shape unless ``shape`` is given;
     its type and quantization, or float32 without quantization); returns its index."""
     source = graph.tensors[index]
     tensor = schema.TensorT()
-    tensor.name = bytes(source.name or b"") + suffix.encode()
+    name = source.name or b""
+    tensor.name = (name.encode() if isinstance(name, str) else bytes(name)) + suffix.encode()
     tensor.shape = np.array(source.shape if shape is None else shape, np.int32)
     if float32:
         tensor.type, tensor.quantization = schema.TensorType.FLOAT32, None
@@ -73,7 +74,7 @@ def _like(schema, graph, index: int, suffix: str, shape=None, float32: bool = Fa
     return len(graph.tensors) - 1
 
 
-def _operator(schema, opcode: int, inputs: list[int], outputs: list[int], options=None, options_type=0):
+def new_operator(schema, opcode: int, inputs: list[int], outputs: list[int], options=None, options_type=0):
     op = schema.OperatorT()
     op.opcodeIndex = opcode
     op.inputs, op.outputs = np.array(inputs, np.int32), np.array(outputs, np.int32)
@@ -85,9 +86,9 @@ def float_islands(model, also: frozenset[int] = frozenset()) -> int:
     """Run every int8 GELU of ``model``, every gate product and every residual ADD below
     the highest resolution in float32 (in place). At the highest resolution (the first
     stage) the stream holds most of the elements a DEQUANTIZE/QUANTIZE pair would convert
-    and the rounding error is still small, so those ADDs stay int8 (README: 0.5 % of the
-    latency instead of 3 %, quality as good). ``also``: the ``id`` of more operators to
-    run in float (the int8 fallback's; give their weights float values first, ``float_weights``)."""
+    and the rounding error is still small, so those ADDs stay int8 (README.md at commit bc6431b: 0.5 % of the
+    latency instead of 3 %, quality as good). ``also``: the ``id`` of more operators to run in float (the int8
+    fallback's; give their weights float values first, ``float_weights``)."""
     names = op_names(model)
     pixels = {id(op): _pixels(graph, op) for graph in model.subgraphs for op in residual_adds(names, graph)}
     largest = max(pixels.values(), default=0)
@@ -125,8 +126,8 @@ def in_float(model, chosen) -> int:
     from ai_edge_litert import schema_py_generated as schema
 
     names = op_names(model)
-    dequantize = _opcode_index(model, schema, schema.BuiltinOperator.DEQUANTIZE, 2)
-    quantize = _opcode_index(model, schema, schema.BuiltinOperator.QUANTIZE, 2)
+    dequantize = opcode_index(model, schema, schema.BuiltinOperator.DEQUANTIZE, 2)
+    quantize = opcode_index(model, schema, schema.BuiltinOperator.QUANTIZE, 2)
     count = 0
     for graph in model.subgraphs:
         operators = graph.operators or []
@@ -145,15 +146,15 @@ def in_float(model, chosen) -> int:
                 continue
             for t in (int(t) for t in op.inputs if t >= 0 and not _constant_tensor(model, graph, t)):
                 if t not in twin:
-                    twin[t] = _like(schema, graph, t, "_float", float32=True)
-                    rewritten.append(_operator(schema, dequantize, [t], [twin[t]]))
+                    twin[t] = new_tensor_like(schema, graph, t, "_float", float32=True)
+                    rewritten.append(new_operator(schema, dequantize, [t], [twin[t]]))
             outputs = [int(t) for t in op.outputs]
             for t in outputs:
-                twin[t] = _like(schema, graph, t, "_float", float32=True)
-            op.inputs = np.array([twin.get(int(t), int(t)) for t in op.inputs], np.int32)
+                twin[t] = new_tensor_like(schema, graph, t, "_float", float32=True)
+            op.inputs = np.array([twin.get(int(t), int(t)) for t in op.inputs], np.int32)  # constants stay
             op.outputs = np.array([twin[t] for t in outputs], np.int32)
             rewritten.append(op)
-            rewritten += [_operator(schema, quantize, [twin[t]], [t]) for t in outputs if t in needed_as_int8]
+            rewritten += [new_operator(schema, quantize, [twin[t]], [t]) for t in outputs if t in needed_as_int8]
             count += 1
         graph.operators = rewritten
     return count
@@ -228,7 +229,7 @@ def wide_input_normalization(model) -> int:
     from ai_edge_litert import schema_py_generated as schema
 
     names = op_names(model)
-    reshape = _opcode_index(model, schema, schema.BuiltinOperator.RESHAPE, 1)
+    reshape = opcode_index(model, schema, schema.BuiltinOperator.RESHAPE, 1)
     changed = 0
     for graph in model.subgraphs:
         producer = {int(t): op for op in graph.operators or [] for t in op.outputs}
@@ -244,7 +245,7 @@ def wide_input_normalization(model) -> int:
                 _tiled_constant(model, schema, graph, producer, int(t), shape[2]) if t >= 0 else -1
                 for t in op.inputs[1:]
             ]  # -1: no bias
-            x_wide, y_wide = (_like(schema, graph, t, "_wide", shape=wide) for t in (x, y))
+            x_wide, y_wide = (new_tensor_like(schema, graph, t, "_wide", shape=wide) for t in (x, y))
             rewritten.append(_reshape(model, schema, graph, reshape, x, x_wide))
             op.inputs, op.outputs = np.array([x_wide, *tiled], np.int32), np.array([y_wide], np.int32)
             op.builtinOptions.depthMultiplier = 1
@@ -334,7 +335,7 @@ def _reshape(model, schema, graph, opcode: int, source: int, target: int):
     new_shape = _constant(
         model, schema, graph, bytes(graph.tensors[target].name or b"") + b"_shape", shape, schema.TensorType.INT32
     )
-    return _operator(schema, opcode, [source, new_shape], [target], options, schema.BuiltinOptions.ReshapeOptions)
+    return new_operator(schema, opcode, [source, new_shape], [target], options, schema.BuiltinOptions.ReshapeOptions)
 
 
 def census(model) -> Counter:

@@ -1,7 +1,8 @@
 """The TFLite graph for per-layer localization (``export.localize``): its operators
 (QUANTIZE and DEQUANTIZE seen through), and any of its tensors read from LiteRT with
 ``experimental_preserve_all_tensors``, dequantized and turned from NHWC to NCHW.
-XNNPACK keeps no intermediate tensors, so these runs use LiteRT's builtin kernels."""
+XNNPACK keeps no intermediate tensors, so these runs use LiteRT's builtin kernels. The
+model read is the one the checks run: without its final SOFTMAX (``probabilities``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ...litert_io import dequantize
 from ...spec import Artifact
 from ..base import GraphOp, Intermediates
 from .graph import op_names
+from .probabilities import logits_model
 from .ranges import runs_keeping_tensors
 
 ALIASES = ("QUANTIZE", "DEQUANTIZE")
@@ -49,16 +51,15 @@ def intermediates(artifact: Artifact) -> Intermediates:
 
     from ai_edge_litert.tools import flatbuffer_utils
 
-    model = flatbuffer_utils.read_model(str(artifact.path))
+    body = logits_model(artifact.path)  # its output: the logits the final SOFTMAX reads
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(body))
     graph = model.subgraphs[0]
     labels = tensor_labels(graph)
 
     def fetch(names: list[str], x: np.ndarray) -> list[np.ndarray]:
         indices = [labels.index(name) for name in names]
         samples, details = [], None
-        for interpreter in runs_keeping_tensors(
-            artifact.path.read_bytes(), np.asarray(x, np.float32).transpose(0, 2, 3, 1)
-        ):
+        for interpreter in runs_keeping_tensors(body, np.asarray(x, np.float32).transpose(0, 2, 3, 1)):
             details = details or {d["index"]: d for d in interpreter.get_tensor_details()}
             samples.append([dequantize(interpreter.get_tensor(i), details[i]) for i in indices])
         values = [np.concatenate(parts) for parts in zip(*samples)]

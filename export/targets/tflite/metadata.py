@@ -9,7 +9,7 @@
    per-channel mean/std in the model and takes RGB in [0, 1] or [0, 255]; the
    declared scalar normalization only maps 0-255 pixels to that range.
 2. Companion files for the Android app: ``<stem>.json`` (schema
-   ``casvit-model/2``: input, output and the full preprocessing record, which
+   ``casvit-model/3``: input, output and the full preprocessing record, which
    the standard cannot express: crop_pct, crop mode, interpolation, output
    meaning) and ``labels.txt``.
 
@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from ...fsutil import atomic_write
+from ...quiet import captured
 
-SCHEMA = "casvit-model/2"
+SCHEMA = "casvit-model/3"
 LABELS_FILE = "labels.txt"
 METADATA_NAME = "TFLITE_METADATA"  # the metadata entry name every TFLite metadata reader looks up
 METADATA_IDENTIFIER = b"M001"  # file_identifier of metadata_schema.fbs
@@ -39,11 +40,14 @@ METADATA_IDENTIFIER = b"M001"  # file_identifier of metadata_schema.fbs
 # later additions: vocabularies, tokenizers, tensor groups, audio, associated
 # file versions; none of them is used), so 1.0.0 is the minimum parser version.
 MIN_PARSER_VERSION = "1.0.0"
-OUTPUT_MEANING = "raw logits; apply softmax for probabilities"
+OUTPUT_MEANING = "probabilities (softmax of the logits, summing to 1); the logits are the final SOFTMAX's input"
 
 
 def _schema():
-    from mediapipe.tasks.metadata import metadata_schema_py_generated as schema
+    """The metadata schema module; importing mediapipe imports TensorFlow, whose native
+    logging is kept off the console."""
+    with captured():
+        from mediapipe.tasks.metadata import metadata_schema_py_generated as schema
 
     return schema
 
@@ -81,8 +85,8 @@ def metadata_buffer(ctx, input_range: float, precision: str) -> bytes:
     image.stats.min, image.stats.max = [0.0], [float(input_range)]
 
     scores = schema.TensorMetadataT()
-    scores.name = "logits"
-    scores.description = f"one score per class ({OUTPUT_MEANING})"
+    scores.name = "probabilities"
+    scores.description = f"one score per class, in label order: {OUTPUT_MEANING}"
     scores.content = schema.ContentT()
     scores.content.contentPropertiesType = schema.ContentProperties.FeatureProperties
     scores.content.contentProperties = schema.FeaturePropertiesT()
@@ -129,39 +133,6 @@ def with_associated_files(model_bytes: bytes, files: dict[str, bytes]) -> bytes:
 
 def labels_text(labels: list[str]) -> str:
     return "".join(f"{name}\n" for name in labels)
-
-
-def read_standard_metadata(path: Path) -> tuple[dict, dict[str, bytes]]:
-    """The TFLITE_METADATA of a ``.tflite`` as a plain dict tree, and its associated files."""
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    schema = _schema()
-    model = flatbuffer_utils.read_model(str(path))
-    (entry,) = [m for m in model.metadata or [] if _text(m.name) == METADATA_NAME]
-    buffer = bytes(model.buffers[entry.buffer].data)
-    if not schema.ModelMetadata.ModelMetadataBufferHasIdentifier(buffer, 0):
-        raise ValueError(f"{path}: TFLITE_METADATA lacks the {METADATA_IDENTIFIER.decode()} identifier")
-    metadata = _plain(schema.ModelMetadataT.InitFromObj(schema.ModelMetadata.GetRootAs(buffer, 0)))
-    with zipfile.ZipFile(io.BytesIO(Path(path).read_bytes())) as archive:
-        files = {name: archive.read(name) for name in archive.namelist()}
-    return metadata, files
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _plain(obj):
-    """Generated ``*T`` objects -> dicts/lists/str (for tests and inspection)."""
-    if isinstance(obj, bytes):
-        return obj.decode()
-    if isinstance(obj, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if hasattr(obj, "__dict__"):
-        return {k: _plain(v) for k, v in vars(obj).items() if v is not None}
-    return obj
 
 
 def _quantization(detail: dict) -> dict | None:
@@ -217,6 +188,7 @@ def model_json(ctx, tflite_path: Path, precision: str, convention: str) -> dict:
             "dtype": np.dtype(out["dtype"]).name,
             "shape": [int(d) for d in out["shape"]],
             "meaning": OUTPUT_MEANING,
+            "scores": "probabilities",
             "quantization": _quantization(out),
         },
     }

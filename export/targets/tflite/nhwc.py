@@ -1,12 +1,12 @@
 """Exact ONNX rewrites of the static model before onnx2tf, for the NHWC runtimes
 (LiteRT/XNNPACK). Written by hand: neither onnxsim nor onnx2tf does them. Each
 keeps the math (up to float rounding order) and was kept only because
-``benchmarks.tflite_ab`` measured it faster on xs@224 (figures in the README).
+``benchmarks.tflite_ab`` measured it faster on xs@224 (figures in docs/tflite.md).
 
 - ``normalization_as_depthwise``: the deploy model normalizes its input as
   ``x * scale + shift`` with (1, 3, 1, 1) constants. In NHWC the innermost axis
-  then has only 3 values and XNNPACK runs its binary kernel once per pixel (two
-  such ops took 0.8 ms of a 14 ms fp32 run). A depthwise 1x1 conv with weight
+  then has only 3 values and XNNPACK runs its binary kernel once per pixel. A
+  depthwise 1x1 conv with weight
   ``scale`` and bias ``shift`` is the same affine map in one vectorized pass; in
   the int8 model it is one quantized op instead of two requantizing ones.
 - ``split_conv_outputs``: CASAtt's ``qkv`` conv is followed by a channel Split

@@ -11,10 +11,10 @@ a scalar normalization (see ``metadata``)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,26 +23,36 @@ from PIL import Image
 from casvit.preprocess import resize
 
 from ... import isolate
-from ...accuracy import calibration_set
-from ...calibration import DEFAULT_COUNT, check_calibration_folder, image_count, load_calibration
-from ...context import log
 from ...errors import ExportError
 from ...fsutil import atomic_write
 from ...limits import CALIBRATION_BYTES, MIB, calibration_images
 from ...litert_io import dequantize, quantize
+from ...options import OptionRecord, comma_list, option
 from ...outset import converter_log
+from ...parity import compare
+from ...quiet import captured
 from ...spec import Artifact
 from ..base import MemoryCost, Repair, Repaired, Target
 from ..onnx import target as onnx
 from .fallback import FLOAT_MAC_BUDGET, keep_worst_in_float
 from .graph import wide_input_normalization
 from .layers import intermediates
-from .metadata import LABELS_FILE, METADATA_NAME, labels_text, metadata_buffer, with_associated_files, write_companions
+from .metadata import (
+    LABELS_FILE,
+    METADATA_NAME,
+    OUTPUT_MEANING,
+    labels_text,
+    metadata_buffer,
+    with_associated_files,
+    write_companions,
+)
 from .nhwc import rewrite
+from .probabilities import LOGITS, PROBABILITIES, add_softmax, final_softmax, logits_model
 from .quant import QUANTIZED, before_islands
 from .runtime import LITERT
 
-INPUT_NAME, OUTPUT_NAME, SIGNATURE_KEY = "image", "logits", "serving_default"
+INPUT_NAME, SIGNATURE_KEY = "image", "serving_default"
+MISPLACED_SOFTMAX = "SOFTMAX_NOT_FINAL"  # census name of a SOFTMAX other than the final one (denied)
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
 FALLBACK_MODES = ("auto", "off")
 # onnx2tf output file suffix per precision, in the order onnx2tf writes them.
@@ -52,43 +62,19 @@ ONNX2TF_SUFFIX = {"fp32": "float32", "fp16": "float16", "int8-dynamic": "dynamic
 ONNX2TF_SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
 
 
-def parse_precisions(text: str) -> tuple[str, ...]:
-    """``"int8, fp32"`` -> ("fp32", "int8"): known names, in PRECISIONS order."""
-    names = [t.strip() for t in str(text).split(",") if t.strip()]
-    unknown = [n for n in names if n not in PRECISIONS]
-    if unknown or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown TFLite precision {', '.join(unknown) or repr(text)}; choose from {', '.join(PRECISIONS)}"
-        )
-    return tuple(p for p in PRECISIONS if p in names)
-
-
-def add_arguments(group) -> None:
-    group.add_argument(
-        "--tflite-precisions",
-        type=parse_precisions,
-        default=",".join(PRECISIONS),
-        help="comma-separated precisions; int8 is full-integer inside with float32 input/output",
+@dataclass(frozen=True)
+class TFLiteOptions(OptionRecord):
+    tflite_precisions: tuple[str, ...] = option(
+        PRECISIONS,
+        "comma-separated precisions; int8 is full-integer inside with float32 input/output",
+        parse=comma_list(PRECISIONS, "TFLite precision"),
+        metavar="LIST",
     )
-    group.add_argument(
-        "--calib",
-        type=Path,
-        default=None,
-        help="folder of JPEG/PNG images to calibrate int8 on (none: scikit-image's bundled photos); "
-        "an error when the run makes no int8 TFLite model",
-    )
-    group.add_argument(
-        "--calib-count",
-        type=image_count,
-        default=DEFAULT_COUNT,
-        help="at most this many calibration images (first by file name)",
-    )
-    group.add_argument(
-        "--int8-fallback",
-        default="auto",
-        choices=FALLBACK_MODES,
-        help="auto: when the int8 model fails its parity or accuracy gate, keep its worst layers in float "
+    int8_fallback: str = option(
+        "auto",
+        "auto: when the int8 model fails its parity or accuracy gate, keep its worst layers in float "
         f"(at most {FLOAT_MAC_BUDGET * 100:.0f} %% of the conv MACs) until it passes; off: never",
+        choices=FALLBACK_MODES,
     )
 
 
@@ -195,8 +181,9 @@ def _step_seconds(files: dict[str, Path], start_mtime: float) -> dict[str, float
 
 
 def _finalize(ctx, src: Path, dst: Path, precision: str) -> None:
-    """Run the input normalization on a wide view (``tflite_graph.wide_input_normalization``),
-    rename the I/O tensors to image/logits, add a serving_default signature, the
+    """Run the input normalization on a wide view (``graph.wide_input_normalization``),
+    name the input ``image`` and the output ``logits``, append the final SOFTMAX
+    (``probabilities``), add a serving_default signature image -> probabilities, the
     export metadata ("casvit", JSON) and the TFLite standard metadata with the labels
     file appended, and write ``dst`` atomically (TFLite schema object API)."""
     from ai_edge_litert import schema_py_generated as schema
@@ -208,14 +195,16 @@ def _finalize(ctx, src: Path, dst: Path, precision: str) -> None:
     graph = model.subgraphs[0]
     if len(model.subgraphs) != 1 or len(graph.inputs) != 1 or len(graph.outputs) != 1:
         raise ExportError(f"{src.name}: expected one subgraph with one input and one output")
-    in_index, out_index = int(graph.inputs[0]), int(graph.outputs[0])
-    graph.tensors[in_index].name, graph.tensors[out_index].name = INPUT_NAME, OUTPUT_NAME
+    in_index, logits_index = int(graph.inputs[0]), int(graph.outputs[0])
+    graph.tensors[in_index].name, graph.tensors[logits_index].name = INPUT_NAME, LOGITS
+    out_index = add_softmax(model)
     signature = schema.SignatureDefT()
     signature.signatureKey, signature.subgraphIndex = SIGNATURE_KEY, 0
     signature.inputs = [_tensor_map(schema, INPUT_NAME, in_index)]
-    signature.outputs = [_tensor_map(schema, OUTPUT_NAME, out_index)]
+    signature.outputs = [_tensor_map(schema, PROBABILITIES, out_index)]
     model.signatureDefs = [signature]
-    export_json = json.dumps(ctx.metadata(convention(ctx)), sort_keys=True).encode()
+    record = {**ctx.metadata_record(convention(ctx)), "output": OUTPUT_MEANING}
+    export_json = json.dumps(record, sort_keys=True, ensure_ascii=False).encode()
     _add_metadata(schema, model, "casvit", export_json)
     _add_metadata(schema, model, METADATA_NAME, metadata_buffer(ctx, input_range(ctx), precision))
     body = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
@@ -244,32 +233,14 @@ def _tensor_map(schema, name: str, index: int):
 
 
 def precisions_of(spec) -> tuple[str, ...]:
-    """The precisions ``spec`` asks for (all by default); unknown names are an ExportError."""
-    requested = spec.options.get("tflite_precisions") or PRECISIONS
-    try:
-        return parse_precisions(requested if isinstance(requested, str) else ",".join(requested))
-    except argparse.ArgumentTypeError as e:
-        raise ExportError(str(e)) from None
-
-
-def validate(spec) -> None:
-    """The target's options, checked before any conversion: precisions, fallback, calibration folder and images."""
-    precisions_of(spec)
-    if spec.options.get("int8_fallback", "auto") not in FALLBACK_MODES:
-        raise ExportError(f"--int8-fallback must be one of {', '.join(FALLBACK_MODES)}")
-    count = spec.options.get("calib_count") or DEFAULT_COUNT
-    if spec.options.get("calib") is not None:
-        check_calibration_folder(spec.options["calib"], count)
-    elif count < 1:
-        raise ExportError(f"--calib-count must be at least 1, got {count}")
+    """The precisions ``spec`` asks for."""
+    return spec.options_of("tflite").tflite_precisions
 
 
 def convert(ctx) -> list[Artifact]:
     spec = ctx.spec
     precisions = precisions_of(spec)
-    calib = calibration_set(ctx) or load_calibration(
-        ctx.preprocessing, spec.options.get("calib"), spec.options.get("calib_count") or DEFAULT_COUNT
-    )
+    calib = ctx.calibration
     ctx.log(f"tflite: {len(calib.names)} calibration images from {calib.source}")
     onnx_path = _nhwc_model(ctx, onnx.static_model(ctx, True, input_range(ctx)))
     ctx.log(f"tflite: onnx2tf -> {', '.join(precisions)} (log kept only on failure)")
@@ -283,7 +254,7 @@ def convert(ctx) -> list[Artifact]:
         details = {
             "onnx2tf_file": files[precision].name,
             "onnx2tf_run_seconds": round(total, 2),
-            "signature": f"{SIGNATURE_KEY}: {INPUT_NAME} -> {OUTPUT_NAME}",
+            "signature": f"{SIGNATURE_KEY}: {INPUT_NAME} -> {PROBABILITIES}",
             "layout": "NHWC",
         }
         if precision == "int8":
@@ -313,22 +284,33 @@ def artifact_names(spec) -> tuple[str, ...]:
 
 
 def load(artifact: Artifact):
-    """NCHW float32 batch -> float32 logits through the LiteRT interpreter (1 thread),
-    quantizing the input / dequantizing the output where the model is integer there."""
+    """NCHW float32 batch -> float32 logits through the LiteRT interpreter (1 thread):
+    the artifact without its final SOFTMAX (``probabilities.logits_model``), quantizing
+    the input / dequantizing the output where the model is integer there. On the first
+    batch the shipped model runs too, and how far its probabilities are from the softmax
+    of those logits is recorded (``runtime_facts``)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(artifact.path), num_threads=1)
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    with captured():  # LiteRT's native note that it created the XNNPACK delegate
+        logits = Interpreter(model_content=logits_model(artifact.path), num_threads=1)
+        shipped = Interpreter(model_path=str(artifact.path), num_threads=1)
+        for interpreter in (logits, shipped):
+            interpreter.allocate_tensors()
+    first = []
 
     def run(x: np.ndarray) -> np.ndarray:
         nhwc = np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1))
-        logits = []
-        for sample in nhwc:
-            interpreter.set_tensor(inp["index"], quantize(sample[None], inp))
-            interpreter.invoke()
-            logits.append(dequantize(interpreter.get_tensor(out["index"]), out)[0])
-        return np.stack(logits)
+        out = np.stack([_invoke(logits, sample) for sample in nhwc])
+        if not first:
+            first.append(True)
+            scores = np.stack([_invoke(shipped, sample) for sample in nhwc])
+            shifted = np.exp(out - out.max(axis=1, keepdims=True))
+            m = compare(shifted / shifted.sum(axis=1, keepdims=True), scores)
+            artifact.runtime_facts.comparisons["probabilities_vs_softmax_of_logits"] = {
+                **{k: m[k] for k in ("max_abs", "max_rel", "min_cosine")},
+                "max_sum_error": float(np.abs(scores.sum(axis=1) - 1.0).max()),
+            }
+        return out
 
     return run
 
@@ -337,17 +319,26 @@ def fallback(artifact: Artifact, entry: dict, repair: Repair) -> Repaired | None
     """The full-integer int8 model with its worst layers in float (``fallback``), unless
     ``--int8-fallback off`` or the artifact is of another precision."""
     ctx = repair.context
-    if artifact.precision != "int8" or ctx.spec.options.get("int8_fallback", "auto") == "off":
+    if artifact.precision != "int8" or ctx.spec.options_of("tflite").int8_fallback == "off":
         return None
     source = before_islands(_onnx2tf_folder(ctx) / "saved_model" / artifact.details["onnx2tf_file"])
-    log(f"{artifact.name}: int8 fallback: keeping the worst layers in float")
+    ctx.log(f"{artifact.name}: int8 fallback: keeping the worst layers in float")
     return keep_worst_in_float(
         artifact, entry, repair, source, lambda src, dst: _finalize(ctx, src, dst, artifact.precision), load
     )
 
 
+def _invoke(interpreter, sample: np.ndarray) -> np.ndarray:
+    """One NHWC sample through an interpreter: its first output, as float32."""
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.set_tensor(inp["index"], quantize(sample[None], inp))
+    interpreter.invoke()
+    return dequantize(interpreter.get_tensor(out["index"]), out)[0]
+
+
 def census(artifact: Artifact) -> dict[str, int]:
-    """Op name -> count from the flatbuffer; custom ops by their code (Flex ops are ``Flex*``)."""
+    """Op name -> count from the flatbuffer; custom ops by their code (Flex ops are
+    ``Flex*``); a SOFTMAX other than the final one is ``SOFTMAX_NOT_FINAL`` (denied)."""
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.read_model(str(artifact.path))
@@ -358,7 +349,12 @@ def census(artifact: Artifact) -> dict[str, int]:
             custom = (code.customCode or b"").decode("ascii", "replace")
             name = custom if custom.startswith("Flex") else f"CUSTOM:{custom}"
         names.append(name)
-    return dict(Counter(names[op.opcodeIndex] for graph in model.subgraphs for op in graph.operators or []))
+    final = final_softmax(model)
+    ops = [names[op.opcodeIndex] for graph in model.subgraphs for op in graph.operators or []]
+    misplaced = ops.count("SOFTMAX") - (final is not None)
+    counts = Counter(op for op in ops if op != "SOFTMAX")
+    counts.update({"SOFTMAX": int(final is not None), MISPLACED_SOFTMAX: misplaced})
+    return {k: v for k, v in counts.items() if v}
 
 
 def runtime_note(artifact: Artifact) -> str:
@@ -375,7 +371,6 @@ def _calibration_bytes_per_pixel(spec) -> int:
 
 TARGET = Target(
     name="tflite",
-    suffixes=(".tflite",),
     artifact_names=artifact_names,
     convert=convert,
     load=load,
@@ -398,14 +393,14 @@ TARGET = Target(
             "RESHAPE",
             "QUANTIZE",
             "DEQUANTIZE",
+            "SOFTMAX",  # only the final one (census)
         }
     ),
-    deny=frozenset({"FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "CUSTOM"}),
+    deny=frozenset({"FULLY_CONNECTED", "BATCH_MATMUL", MISPLACED_SOFTMAX, "CUSTOM"}),
     deny_prefixes=("Flex", "CUSTOM"),  # every Flex (TensorFlow) op and every custom op
-    memory=MemoryCost(1750 * MIB, 226, extra_per_pixel=_calibration_bytes_per_pixel),
+    memory=MemoryCost(1750 * MIB, 226, extra_per_pixel=_calibration_bytes_per_pixel, per_class=23500),
     tools=("onnx2tf", "tensorflow", "ai-edge-litert"),
-    add_arguments=add_arguments,
-    validate=validate,
+    options=TFLiteOptions,
     calibrates=lambda spec: "int8" in precisions_of(spec),
     depends_on=("onnx",),
     bench=LITERT,

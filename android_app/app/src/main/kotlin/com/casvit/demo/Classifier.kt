@@ -92,7 +92,7 @@ class Classifier private constructor(
 
     val info: ModelInfo get() = assets.info
 
-    /** Preprocesses an upright [image], runs the model and ranks the classes (softmax here, in Kotlin). */
+    /** Preprocesses an upright [image], runs the model and ranks the classes by its probabilities. */
     fun classify(image: ArgbImage): Classification {
         val start = SystemClock.elapsedRealtimeNanos()
         input.clear()
@@ -103,7 +103,8 @@ class Classifier private constructor(
         interpreter.run(input, output)
         output.rewind()
         val inferred = SystemClock.elapsedRealtimeNanos()
-        val top = Predictions.top(Predictions.readLogits(output, assets.info.output), assets.labels, 5)
+        val spec = assets.info.output
+        val top = Predictions.top(Predictions.readScores(output, spec), assets.labels, spec.scores, 5)
         val done = SystemClock.elapsedRealtimeNanos()
         return Classification(top, (preprocessed - start) / 1e6, (inferred - preprocessed) / 1e6, (done - start) / 1e6)
     }

@@ -48,13 +48,29 @@ class InputSpec(
 /** The float values fed to the model: mean/std-normalized, RGB/255, or raw RGB bytes as floats. */
 enum class InputScaling { NORMALIZED, UNIT, BYTE }
 
-/** The model's logits output (the "output" object of the metadata). */
-class OutputSpec(val name: String, val dtype: TensorType, val numClasses: Int, val quantization: Quantization?) {
+/** What the model's output holds per class: softmax probabilities, or raw logits. */
+enum class Scores(val jsonName: String) {
+    PROBABILITIES("probabilities"), LOGITS("logits");
+
+    companion object {
+        fun fromJson(name: String): Scores =
+            values().firstOrNull { it.jsonName == name } ?: throw ModelInfoException("unknown output scores '$name'")
+    }
+}
+
+/** The model's output (the "output" object of the metadata): one score per class. */
+class OutputSpec(
+    val name: String,
+    val dtype: TensorType,
+    val numClasses: Int,
+    val quantization: Quantization?,
+    val scores: Scores = Scores.PROBABILITIES,
+) {
     /** Bytes of one output tensor (batch 1). */
     val byteSize: Int get() = numClasses * dtype.bytesPerElement
 }
 
-/** The model JSON written by the exporter next to every .tflite (schema "casvit-model/2"). */
+/** The model JSON written by the exporter next to every .tflite (schema "casvit-model/3"). */
 class ModelInfo(
     val modelFile: String,
     val labelsFile: String,
@@ -67,7 +83,7 @@ class ModelInfo(
     val output: OutputSpec,
 ) {
     companion object {
-        const val SCHEMA = "casvit-model/2"
+        const val SCHEMA = "casvit-model/3"
 
         /** Parses and validates the metadata; throws [ModelInfoException] with the reason. */
         fun parse(jsonText: String): ModelInfo {
@@ -135,7 +151,7 @@ class ModelInfo(
             val shape = o.list("shape").map { (it as? Double)?.toInt() ?: throw ModelInfoException("bad output shape") }
             if (shape.size != 2 || shape[0] != 1) throw ModelInfoException("output shape must be [1, num_classes]")
             val dtype = TensorType.fromJson(o.string("dtype"))
-            return OutputSpec(o.string("name"), dtype, shape[1], parseQuantization(o, dtype, "output"))
+            return OutputSpec(o.string("name"), dtype, shape[1], parseQuantization(o, dtype, "output"), Scores.fromJson(o.string("scores")))
         }
 
         private fun parseQuantization(o: Map<*, *>, dtype: TensorType, what: String): Quantization? {

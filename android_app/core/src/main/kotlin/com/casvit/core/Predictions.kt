@@ -6,11 +6,12 @@ import kotlin.math.exp
 /** One ranked class: its index, label and softmax probability. */
 data class Prediction(val index: Int, val label: String, val probability: Float)
 
-/** Turns the model's logits output into ranked predictions (softmax is done here, not in the model). */
+/** Turns the model's output into ranked predictions: the exporter's models end in a softmax
+ * (scores are probabilities); a model whose output is logits gets the softmax here. */
 object Predictions {
 
-    /** Reads [spec]'s logits from [buffer] (from its position, native byte order expected), dequantizing int8/uint8. */
-    fun readLogits(buffer: ByteBuffer, spec: OutputSpec): FloatArray {
+    /** Reads [spec]'s scores from [buffer] (from its position, native byte order expected), dequantizing int8/uint8. */
+    fun readScores(buffer: ByteBuffer, spec: OutputSpec): FloatArray {
         require(buffer.remaining() >= spec.byteSize) { "output buffer too small: ${buffer.remaining()} < ${spec.byteSize}" }
         if (spec.dtype == TensorType.FLOAT32) return FloatArray(spec.numClasses) { buffer.getFloat() }
         val q = requireNotNull(spec.quantization) { "quantized output without quantization parameters" }
@@ -37,10 +38,11 @@ object Predictions {
             .take(minOf(k, scores.size)).toIntArray()
     }
 
-    /** The [k] most probable classes of [logits] (ranked by logit, exact), with [labels] (one per class). */
-    fun top(logits: FloatArray, labels: List<String>, k: Int = 5): List<Prediction> {
-        require(labels.size == logits.size) { "${labels.size} labels for ${logits.size} logits" }
-        val probabilities = softmax(logits)
-        return topK(logits, k).map { Prediction(it, labels[it], probabilities[it]) }
+    /** The [k] most probable classes of [scores] (ranked by score, exact), with [labels] (one per class);
+     * [kind] says whether the scores are probabilities already or logits. */
+    fun top(scores: FloatArray, labels: List<String>, kind: Scores, k: Int = 5): List<Prediction> {
+        require(labels.size == scores.size) { "${labels.size} labels for ${scores.size} scores" }
+        val probabilities = if (kind == Scores.PROBABILITIES) scores else softmax(scores)
+        return topK(scores, k).map { Prediction(it, labels[it], probabilities[it]) }
     }
 }

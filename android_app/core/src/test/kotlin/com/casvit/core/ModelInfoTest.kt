@@ -35,6 +35,8 @@ class ModelInfoTest {
         assertEquals(TensorType.FLOAT32, info.output.dtype)
         assertEquals(1000, info.output.numClasses)
         assertEquals(4000, info.output.byteSize)
+        assertEquals(Scores.PROBABILITIES, info.output.scores)
+        assertEquals(Scores.LOGITS, ModelInfo.parse(TestData.modelJson(scores = "logits")).output.scores)
     }
 
     @Test
@@ -63,7 +65,7 @@ class ModelInfoTest {
     @Test
     fun rejectsWhatTheAppCannotFeed() {
         val cases = mapOf(
-            "schema" to TestData.modelJson().replace("casvit-model/2", "casvit-model/9"),
+            "schema" to TestData.modelJson().replace("casvit-model/3", "casvit-model/9"),
             "interpolation" to TestData.modelJson().replace("\"bicubic\"", "\"lanczos\""),
             "crop_pct" to TestData.modelJson().replace("\"crop_pct\": 0.875", "\"crop_pct\": 1.5"),
             "crop_mode" to TestData.modelJson().replace("\"center\"", "\"border\""),
@@ -73,6 +75,7 @@ class ModelInfoTest {
             "quantization" to TestData.modelJson(inputExtra = """"dtype": "int8", "normalization_embedded": false, "value_range": [0, 1], "quantization": null"""),
             "value_range" to TestData.modelJson(inputExtra = """"dtype": "float32", "normalization_embedded": false, "value_range": [0, 255], "quantization": null"""),
             "num_classes" to TestData.modelJson(outputExtra = """"dtype": "float32", "shape": [1, 10], "quantization": null"""),
+            "scores" to TestData.modelJson(scores = "percent"),
             "missing" to TestData.modelJson().replace("\"height\": 224,", ""),
             "json" to TestData.modelJson().dropLast(1),
         )

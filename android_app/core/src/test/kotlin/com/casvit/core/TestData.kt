@@ -6,9 +6,10 @@ object TestData {
     fun modelJson(
         inputExtra: String = """"dtype": "float32", "normalization_embedded": false, "value_range": [0.0, 1.0], "quantization": null""",
         outputExtra: String = """"dtype": "float32", "shape": [1, 1000], "quantization": null""",
+        scores: String = "probabilities",
     ) = """
         {
-          "schema": "casvit-model/2",
+          "schema": "casvit-model/3",
           "model_file": "model.tflite",
           "labels_file": "labels.txt",
           "variant": "xs", "precision": "fp32", "num_classes": 1000,
@@ -18,8 +19,8 @@ object TestData {
           "preprocessing": {"schema": "casvit-preprocessing/1", "height": 224, "width": 224, "crop_pct": 0.875,
                             "crop_mode": "center", "interpolation": "bicubic",
                             "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-          "output": {"name": "logits", $outputExtra,
-                     "meaning": "raw logits; apply softmax for probabilities"}
+          "output": {"name": "probabilities", $outputExtra, "scores": "$scores",
+                     "meaning": "probabilities (softmax of the logits, summing to 1)"}
         }
     """.trimIndent()
 
