@@ -4,14 +4,18 @@ The mapping from an exception to (exit code, message) lives here and only here
 (``outcome``): 0 passed, 1 an artifact failed its gate, 2 bad input, 3 the
 environment failed mid-run (disk full, quota, read-only or lost permission, out of
 memory), 130 interrupted (SIGINT), 143 terminated (SIGTERM), 4 an unexpected
-internal error (a bug: ``--debug`` shows its traceback)."""
+internal error (a bug: ``--debug`` shows its traceback), 5 a converter (torch.onnx
+export, onnxsim, onnx2tf, coremltools) crashed on input the tool had accepted."""
 
 from __future__ import annotations
 
 import argparse
 import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 EXIT_PASSED, EXIT_GATE, EXIT_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL = 0, 1, 2, 3, 4
+EXIT_CONVERTER = 5
 EXIT_SIGINT, EXIT_SIGTERM = 130, 143  # 128 + signal number, as shells report them
 
 # OSErrors that mean "the machine let us down", not "the user asked for something wrong".
@@ -66,6 +70,33 @@ class InternalError(ExportError):
     exit_code = EXIT_INTERNAL
 
 
+class ConverterCrash(ExportError):
+    """A converter raised (or its process died) on input the tool had accepted: exit 5.
+    Its one line names the converter, the stage and the converter's own error."""
+
+    exit_code = EXIT_CONVERTER
+
+    def __init__(self, converter: str, stage: str, detail: str):
+        super().__init__(f"{converter} crashed while {stage}: {detail}")
+        self.converter, self.stage = converter, stage
+
+
+@contextmanager
+def converter_step(converter: str, stage: str) -> Iterator[None]:
+    """Run one in-process converter call: an exception of the converter's own becomes a
+    ConverterCrash; the tool's errors, interruptions, memory and disk failures pass as they are."""
+    try:
+        yield
+    except (ExportError, KeyboardInterrupt, MemoryError):
+        raise
+    except OSError as e:
+        if e.errno in ENVIRONMENT_ERRNOS:
+            raise
+        raise ConverterCrash(converter, stage, f"{type(e).__name__}: {first_line(e)}") from e
+    except Exception as e:
+        raise ConverterCrash(converter, stage, f"{type(e).__name__}: {first_line(e)}") from e
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, turned into the same clean interruption path as Ctrl-C (exit 143)."""
 
@@ -88,6 +119,8 @@ def outcome(exc: BaseException) -> tuple[int, str]:
         return EXIT_GATE, first_line(exc)
     if isinstance(exc, EnvironmentFailure):
         return EXIT_ENVIRONMENT, first_line(exc)
+    if isinstance(exc, ConverterCrash):
+        return EXIT_CONVERTER, first_line(exc)
     if isinstance(exc, InternalError):
         return EXIT_INTERNAL, f"{first_line(exc)}; rerun with --debug for the traceback"
     if isinstance(exc, ExportError):

@@ -24,13 +24,14 @@ import traceback
 from pathlib import Path
 
 from . import offline
-from .errors import ENVIRONMENT_ERRNOS, EnvironmentFailure, ExportError, describe_os_error, first_line
+from .errors import ENVIRONMENT_ERRNOS, ConverterCrash, EnvironmentFailure, ExportError, describe_os_error, first_line
 
 
-def call(func, args: tuple, *, workdir: Path, label: str, log_path: Path):
+def call(func, args: tuple, *, workdir: Path, label: str, log_path: Path, stage: str = "converting"):
     """``func(*args)`` in a child process with ``workdir`` as its working folder; its
-    stdout/stderr go to ``log_path``. Raises ExportError
-    (EnvironmentFailure for a full disk, lost memory or a child killed by the system)."""
+    stdout/stderr go to ``log_path``. Raises ExportError for bad input, EnvironmentFailure
+    for a full disk, lost memory or a child killed by the system, ConverterCrash (naming
+    ``label`` and ``stage``) when the converter raised or died otherwise."""
     job, result = workdir / f".{label}.job.pkl", workdir / f".{label}.result.pkl"
     tmp = workdir / f"tmp-{label}"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -60,7 +61,7 @@ def call(func, args: tuple, *, workdir: Path, label: str, log_path: Path):
     except BaseException:  # Ctrl-C, SIGTERM: take the whole converter down, then go on unwinding
         _kill_group(proc)
         raise
-    return _outcome(label, code, result)
+    return _outcome(label, stage, code, result)
 
 
 PARENT_ENV = "CASVIT_EXPORT_PARENT_PID"
@@ -80,26 +81,26 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _outcome(label: str, code: int, result: Path):
+def _outcome(label: str, stage: str, code: int, result: Path):
     try:
         with open(result, "rb") as f:
             status, value, attempts = pickle.load(f)
     except (OSError, EOFError, pickle.UnpicklingError):
-        if code < 0:
-            how = (
-                "killed by the system (SIGKILL: out of memory?)"
-                if -code == signal.SIGKILL
-                else f"killed by signal {-code}"
-            )
-            raise EnvironmentFailure(f"{label}: the converter process was {how}") from None
-        raise ExportError(f"{label}: the converter process exited with status {code} without a result") from None
+        if -code == signal.SIGKILL:
+            raise EnvironmentFailure(
+                f"{label}: the converter process was killed by the system (SIGKILL: out of memory?)"
+            ) from None
+        how = f"killed by signal {-code}" if code < 0 else f"exited with status {code} without a result"
+        raise ConverterCrash(label, stage, f"the converter process was {how}") from None
     offline.record(attempts)
     if status == "ok":
         return value
     kind, message = value
     if kind == "environment":
         raise EnvironmentFailure(f"{label}: {message}")
-    raise ExportError(message if kind == "input" else f"{label} failed ({message})")
+    if kind == "input":
+        raise ExportError(message)
+    raise ConverterCrash(label, stage, message)
 
 
 def _describe(exc: BaseException) -> tuple[str, str]:

@@ -301,6 +301,7 @@ def convert(ctx) -> list[Artifact]:
         workdir=ctx.workdir,
         label="coremltools",
         log_path=ctx.workdir / "coremltools.log",
+        stage="converting the traced model to Core ML",
     )
 
 

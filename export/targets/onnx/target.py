@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ...errors import ExportError
+from ...errors import ExportError, converter_step
 from ...fsutil import atomic_write
 from ...limits import MIB
 from ...options import OptionRecord, option
@@ -41,7 +41,8 @@ def _trace_to_onnx(module: torch.nn.Module, example: torch.Tensor, dynamic: bool
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" chatter
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        program = torch.onnx.export(module, (example,), **kwargs)
+        with converter_step("torch.onnx.export", "tracing the model to ONNX"):
+            program = torch.onnx.export(module, (example,), **kwargs)
     model = program.model_proto
     if not isinstance(model, onnx.ModelProto):
         raise ExportError("torch.onnx.export returned no model")
@@ -85,7 +86,8 @@ def export_onnx(
     nodes_traced = len(model.graph.node)
     _strip_trace_metadata(model)
     ctx.log("onnx: simplifying with onnxsim")
-    model, ok = onnxsim.simplify(model)
+    with converter_step("onnxsim", "simplifying the ONNX model"):
+        model, ok = onnxsim.simplify(model)
     if not ok:
         raise ExportError("onnxsim could not validate the simplified ONNX model")
     del model.metadata_props[:]  # the simplifier's onnxsim.* bookkeeping keys

@@ -132,9 +132,11 @@ def _run_onnx2tf(ctx, onnx_path: Path, calib, precisions: tuple[str, ...]) -> tu
             workdir=work,
             label="onnx2tf",
             log_path=log_path,
+            stage="converting the ONNX model to TFLite",
         )
     except ExportError as e:
-        raise type(e)(f"{e}; its log: {_keep_log(ctx, log_path)}") from None
+        e.args = (f"{e}; its log: {_keep_log(ctx, log_path)}",)
+        raise
     seconds = time.perf_counter() - start
     missing = [p for p, f in files.items() if not f.is_file()]
     if missing:
