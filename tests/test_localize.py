@@ -33,7 +33,7 @@ from export.targets import GraphOp
 from .faults import HOSTILE_BLOCK, HOSTILE_CHANNEL, damage_mil, damage_onnx, damage_tflite, int8_hostile_checkpoint
 from .helpers import DIGITS_CHECKPOINT, ROOT, make_spec, photo_batch
 
-DOCS = ROOT / "docs" / "notes-issue25.md"
+DOCS = ROOT / "docs" / "when-a-check-fails.md"
 DIGITS = dict(variant="tiny", res=(64, 64), checkpoint=DIGITS_CHECKPOINT)
 DAMAGED_CONV = "network.4.1.mlp.fc1"  # stage 2, block 1: its MLP's first conv
 DAMAGED_LAYER = "stage2.block1.mlp"  # the residual sum that conv feeds
@@ -165,16 +165,16 @@ def test_damaged_onnx_weight_is_localized_to_its_block_and_pictured(tmp_path, mo
 
 
 def doc_snippets(language: str) -> list[str]:
-    """The ``language`` code blocks of the user notes, except those marked as not run here."""
+    """The ``language`` code blocks of the user page, except those marked as not run here."""
     text = DOCS.read_text()
     blocks = re.findall(r"(<!--[^\n]*-->\n)?```(\w+)\n(.*?)```", text, re.S)
     return [code for marker, lang, code in blocks if lang == language and not marker.startswith("<!-- not run")]
 
 
 def test_documented_explain_run_localizes_a_healthy_artifact_and_finds_nothing(tmp_path):
-    """The notes' own snippets (their ``out/`` put under tmp_path): the --explain export,
+    """The page's own snippets (their ``out/`` put under tmp_path): the --explain export,
     then the Python reading its report."""
-    (command,) = doc_snippets("bash")
+    (command,) = [code for code in doc_snippets("bash") if "--explain" in code]
     (reader,) = doc_snippets("python")
     subprocess.run(["bash", "-ec", command.replace("out/", f"{tmp_path}/")], cwd=ROOT, check=True, capture_output=True)
     out = tmp_path / "tiny-explain"
