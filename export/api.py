@@ -6,7 +6,8 @@ Every failure is an exception whose type says what happened, one type per exit c
 of the command line (``export.errors``): ``GateFailure`` (1: an artifact missed its
 gate; its set went to OUT/rejected), ``ExportError`` (2: bad input),
 ``EnvironmentFailure`` (3: the machine failed the run), ``InternalError`` (4: a bug),
-``KeyboardInterrupt`` (130) and ``Terminated`` (143). ``exit_code`` on each of the
+``ConverterCrash`` (5: a converter crashed; ``converter`` and ``stage`` say which and
+where), ``KeyboardInterrupt`` (130) and ``Terminated`` (143). ``exit_code`` on each of the
 tool's own exceptions gives the number."""
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ EPILOG = (
     "exit codes (one line on stderr, no traceback): 0 passed; 1 an artifact failed its audit, parity or accuracy "
     "gate (the previous set in OUT is kept, this run's files and report go to OUT/rejected); 2 bad input (or OUT in "
     "use by another run); 3 the environment failed mid-run (disk full, out of memory, permission lost); 4 internal "
-    "error (a bug; --debug shows the traceback); 129 hung up (SIGHUP); 130 interrupted (Ctrl-C); 143 terminated "
+    "error (a bug; --debug shows the traceback); 5 a converter (torch.onnx.export, onnxsim, onnx2tf, coremltools) "
+    "crashed on input the tool accepted; 129 hung up (SIGHUP); 130 interrupted (Ctrl-C); 143 terminated "
     "(SIGTERM). Through make the status is make's own (2 for any failed recipe): scripts that branch on these "
     "codes call python -m export."
 )

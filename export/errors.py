@@ -5,7 +5,8 @@ The mapping from an exception to (exit code, message) lives here and only here
 failed its gate, 2 bad input, 3 the environment failed mid-run (disk full, quota,
 read-only or lost permission, out of memory), 129/130/143 hung up, interrupted or
 terminated (SIGHUP, SIGINT, SIGTERM), 4 an unexpected internal error (a bug:
-``--debug`` shows its traceback). Messages show control characters of names
+``--debug`` shows its traceback), 5 a converter (torch.onnx
+export, onnxsim, onnx2tf, coremltools) crashed on input the tool had accepted. Messages show control characters of names
 escaped (``shown``), so the error is always one line."""
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ import argparse
 import errno
 import os
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 EXIT_PASSED, EXIT_GATE, EXIT_INPUT, EXIT_ENVIRONMENT, EXIT_INTERNAL = 0, 1, 2, 3, 4
+EXIT_CONVERTER = 5
 EXIT_SIGHUP, EXIT_SIGINT, EXIT_SIGTERM = 129, 130, 143  # 128 + signal number, as shells report them
 EXIT_CODES = {
     EXIT_PASSED: "every artifact passed; the new set is in `OUT`",
@@ -27,6 +31,8 @@ EXIT_CODES = {
     EXIT_ENVIRONMENT: "the environment failed mid-run (disk full, quota, read-only or lost permission, out of "
     "memory), naming what and where; a full disk names the path, whatever the stage",
     EXIT_INTERNAL: "internal error (a bug; rerun with `--debug` for the traceback)",
+    EXIT_CONVERTER: "a converter (torch.onnx.export, onnxsim, onnx2tf, coremltools) crashed on a model the tool "
+    "accepted: one line naming the converter and the stage; onnx2tf's log is kept as `OUT/tflite-converter.log`",
     EXIT_SIGHUP: "hung up (SIGHUP, e.g. the terminal closed): handled like SIGTERM",
     EXIT_SIGINT: "interrupted (Ctrl-C; a second Ctrl-C during the clean-up changes nothing)",
     EXIT_SIGTERM: "terminated (SIGTERM, e.g. `timeout`, `docker stop`)",
@@ -90,6 +96,33 @@ class InternalError(ExportError):
     exit_code = EXIT_INTERNAL
 
 
+class ConverterCrash(ExportError):
+    """A converter raised (or its process died) on input the tool had accepted: exit 5.
+    Its one line names the converter, the stage and the converter's own error."""
+
+    exit_code = EXIT_CONVERTER
+
+    def __init__(self, converter: str, stage: str, detail: str):
+        super().__init__(f"{converter} crashed while {stage}: {detail}")
+        self.converter, self.stage = converter, stage
+
+
+@contextmanager
+def converter_step(converter: str, stage: str) -> Iterator[None]:
+    """Run one in-process converter call: an exception of the converter's own becomes a
+    ConverterCrash; the tool's errors, interruptions, memory and disk failures pass as they are."""
+    try:
+        yield
+    except (ExportError, KeyboardInterrupt, MemoryError):
+        raise
+    except OSError as e:
+        if e.errno in ENVIRONMENT_ERRNOS:
+            raise
+        raise ConverterCrash(converter, stage, f"{type(e).__name__}: {first_line(e)}") from e
+    except Exception as e:
+        raise ConverterCrash(converter, stage, f"{type(e).__name__}: {first_line(e)}") from e
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM or SIGHUP, turned into the same clean interruption path as Ctrl-C (exit 143, 129)."""
 
@@ -123,6 +156,8 @@ def _outcome(exc: BaseException) -> tuple[int, str]:
         return EXIT_GATE, str(exc).strip()
     if isinstance(exc, EnvironmentFailure):
         return EXIT_ENVIRONMENT, str(exc).strip()
+    if isinstance(exc, ConverterCrash):
+        return EXIT_CONVERTER, first_line(exc)
     if isinstance(exc, InternalError):
         return EXIT_INTERNAL, f"{first_line(exc)}; rerun with --debug for the traceback"
     if isinstance(exc, ExportError):

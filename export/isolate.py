@@ -28,6 +28,7 @@ from pathlib import Path
 from . import offline
 from .errors import (
     ENVIRONMENT_ERRNOS,
+    ConverterCrash,
     EnvironmentFailure,
     ExportError,
     describe_os_error,
@@ -37,11 +38,12 @@ from .errors import (
 )
 
 
-def call(func, args: tuple, *, workdir: Path, label: str, log_path: Path):
+def call(func, args: tuple, *, workdir: Path, label: str, log_path: Path, stage: str = "converting"):
     """``func(*args)`` in a child process with ``workdir`` as its working folder; its
-    stdout/stderr go to ``log_path``. Raises ExportError (EnvironmentFailure for lost
-    memory or a child killed by the system; OSError ENOSPC naming the path for a full
-    disk, also when the child could not even write its log or result)."""
+    stdout/stderr go to ``log_path``. Raises ExportError for bad input, EnvironmentFailure
+    for lost memory or a child killed by the system, OSError ENOSPC naming the path for a
+    full disk (also when the child could not even write its log or result), ConverterCrash
+    (naming ``label`` and ``stage``) when the converter raised or died otherwise."""
     job, result = workdir / f".{label}.job.pkl", workdir / f".{label}.result.pkl"
     tmp = workdir / f"tmp-{label}"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -72,7 +74,7 @@ def call(func, args: tuple, *, workdir: Path, label: str, log_path: Path):
         _kill_group(proc)
         raise
     try:
-        return _outcome(label, code, result)
+        return _outcome(label, stage, code, result)
     except ExportError as e:
         if nearly_full(workdir) or DISK_FULL_TEXT in _tail(log_path):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(workdir)) from e
@@ -109,19 +111,17 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def _outcome(label: str, code: int, result: Path):
+def _outcome(label: str, stage: str, code: int, result: Path):
     try:
         with open(result, "rb") as f:
             status, value, attempts = pickle.load(f)
     except (OSError, EOFError, pickle.UnpicklingError):
-        if code < 0:
-            how = (
-                "killed by the system (SIGKILL: out of memory?)"
-                if -code == signal.SIGKILL
-                else f"killed by signal {-code}"
-            )
-            raise EnvironmentFailure(f"{label}: the converter process was {how}") from None
-        raise ExportError(f"{label}: the converter process exited with status {code} without a result") from None
+        if -code == signal.SIGKILL:
+            raise EnvironmentFailure(
+                f"{label}: the converter process was killed by the system (SIGKILL: out of memory?)"
+            ) from None
+        how = f"killed by signal {-code}" if code < 0 else f"exited with status {code} without a result"
+        raise ConverterCrash(label, stage, f"the converter process was {how}") from None
     offline.record(attempts)
     if status == "ok":
         return value
@@ -131,7 +131,9 @@ def _outcome(label: str, code: int, result: Path):
         raise OSError(number, os.strerror(number), path)
     if kind == "environment":
         raise EnvironmentFailure(f"{label}: {message}")
-    raise ExportError(message if kind == "input" else f"{label} failed ({message})")
+    if kind == "input":
+        raise ExportError(message)
+    raise ConverterCrash(label, stage, message)
 
 
 def _describe(exc: BaseException) -> tuple[str, object]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import accuracy, carry, checks, golden, interrupts, outset, progress, targets
+from . import accuracy, carry, checks, golden, interrupts, localize, localize_report, outset, progress, targets
 from .context import ExportContext
 from .errors import ExportError, GateFailure
 from .fsutil import sha256_of, size_of
@@ -43,6 +43,8 @@ class Verified:
     size_bytes: int
     sha256: str
     runtime: str
+    localization: dict | None = None  # per-layer localization (export.localize), when it ran
+    fallback: dict | None = None  # what the target's repair tried and kept, when it ran
 
 
 def verify(artifact: Artifact, evidence: checks.Evidence, check_list: list[checks.Check] = checks.CHECKS) -> Verified:
@@ -116,6 +118,7 @@ def _convert_and_verify(
             )
             identity = carry.identity(spec, weights, labels, record.to_dict(), names, rgb)
             plan = carry.plan(txn.out_dir, identity, spec.targets, spec.replace_set)  # before any conversion
+            localizer = localize.Localizer(evidence)  # its eager tensors: computed once, if ever needed
         verified = []
         for name in spec.targets:
             with progress.stage(f"{name}: converting"):
@@ -123,7 +126,8 @@ def _convert_and_verify(
             ctx.converted += converted  # later targets may build on them (see Target.depends_on)
             for artifact in converted:
                 with progress.stage(f"{artifact.name}: verifying"):
-                    verified.append(verify(artifact, evidence))
+                    checked = verify(artifact, evidence)
+                verified.append(localize.after_checks(checked, localizer, verify))  # on failure or --explain
     if attempts:  # a library may have swallowed NetworkBlocked: still a failure
         raise ExportError(f"network access was attempted during the export: {attempts[0]}")
     return _RunFacts(spec, ctx, evidence, verified, warnings, accuracy_entry, list(attempts), identity, plan)
@@ -150,7 +154,8 @@ def _write_set(txn: outset.Transaction, facts: _RunFacts) -> tuple[RunReport, Pa
         for other in e.sizes().values():
             path = txn.new_dir / golden.file_name_at(other.resolution)
             golden.write(path, other.names, other.rgb, other.mean, other.std, other.reference)
-        report = _run_report(txn, facts, entries, passed)
+        picture = localize_report.write_picture(txn.new_dir, [entry.to_json() for entry in entries])
+        report = _run_report(txn, facts, entries, passed, picture and {"file": picture, **txn.add_written(picture)})
         write_reports(txn.new_dir, report)
         interrupts.raise_if_interrupted()
         with interrupts.deferred():  # the swap and the clean-up run to their end
@@ -181,10 +186,14 @@ def _artifact_report(txn: outset.Transaction, v: Verified, passed: bool) -> Arti
         runtime_facts=asdict(a.runtime_facts),
         files=files,
         status="promoted" if passed else ("rejected: another artifact failed" if ok else "rejected"),
+        localization=v.localization,
+        fallback=v.fallback,
     )
 
 
-def _run_report(txn: outset.Transaction, facts: _RunFacts, entries: list[ArtifactReport], passed: bool) -> RunReport:
+def _run_report(
+    txn: outset.Transaction, facts: _RunFacts, entries: list[ArtifactReport], passed: bool, picture: dict | None
+) -> RunReport:
     spec, ctx, e = facts.spec, facts.ctx, facts.evidence
     return RunReport(
         tool=TOOL,
@@ -210,4 +219,5 @@ def _run_report(txn: outset.Transaction, facts: _RunFacts, entries: list[Artifac
         accuracy=facts.accuracy,
         previous_set_kept=None if passed else read_manifest(txn.out_dir) is not None,
         set_identity=facts.identity,
+        localization_picture=picture,
     )

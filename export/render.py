@@ -1,11 +1,13 @@
 """Every rendering of a run's report (``export.report.RunReport``), in one place:
-report.json, report.md and the console table."""
+report.json, report.md and the console table (their per-layer localization sections
+from ``export.localize_report``)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from . import localize_report
 from .checks import by_name, failure_summary
 from .errors import shown
 from .fsutil import atomic_write
@@ -104,7 +106,8 @@ def _markdown(report: dict) -> str:
             status = "ok" if result["passed"] else "FAIL: " + "; ".join(result["misses"])
             lines.append(f"| at {size} | | | | | {_metric_cells(result['metrics'])} | {status} | |")
     notes = [f"> Note from a converter: {w}" for w in report.get("library_warnings", [])]
-    lines += ["", *notes, *([""] if notes else []), *accuracy_markdown(report), *validations_markdown(report)]
+    lines += ["", *notes, *([""] if notes else []), *accuracy_markdown(report), *localize_report.markdown(report)]
+    lines += validations_markdown(report)
     lines += ["## Per artifact", ""]
     for a in report["artifacts"]:
         lines += [
@@ -298,6 +301,7 @@ def console_table(report: RunReport, out_dir: Path) -> str:
     if not report["weights"]["for_deployment"]:
         lines.append("NOTE: random weights -- these artifacts are NOT FOR DEPLOYMENT")
     lines += accuracy_console_lines(report)
+    lines += localize_report.console_lines(report)
     lines.append(f"report: {shown(str(out_dir / 'report.md'))}")
     return "\n".join(lines)
 
@@ -323,7 +327,7 @@ def validation_console(v: dict, out_dir: Path) -> str:
             f"  {a['file']:<44} top-1 {a['top1']:6.2f}%  top-5 {a['top5']:6.2f}%  {agrees:<14}"
             f"{a['images_per_second']:8.1f} images/s  {verdict}"
         )
-    lines.append(f"report: {out_dir / 'report.md'}")
+    lines.append(f"report: {shown(str(out_dir / 'report.md'))}")
     return "\n".join(lines)
 
 

@@ -22,6 +22,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
+OPTIONAL = ("localization", "fallback")  # ArtifactReport entries report.json has only when they were run
+
+
 @dataclass(frozen=True)
 class ArtifactReport:
     """One artifact: what it is, each check's result (None: not run), what running it
@@ -44,12 +47,14 @@ class ArtifactReport:
     files: tuple[dict, ...]  # manifest records of the artifact and its companions
     status: str  # "promoted", "kept" (carried from OUT's set), "rejected", "rejected: another artifact failed"
     carried_from: str | None = None  # kept artifacts: the run_id of the run that made and verified it
+    localization: dict[str, Any] | None = None  # per-layer localization (export.localize); None: not run
+    fallback: dict[str, Any] | None = None  # what the target's repair tried and kept; None: not tried
 
     def check(self, name: str) -> dict | None:
         return self.checks.get(name)
 
     def to_json(self) -> dict:
-        own = {k: v for k, v in asdict(self).items() if k != "checks"}
+        own = {k: v for k, v in asdict(self).items() if k != "checks" and (v is not None or k not in OPTIONAL)}
         return _plain({**own, **self.checks})
 
     @classmethod
@@ -93,6 +98,7 @@ class RunReport:
     accuracy: dict[str, Any] | None = None
     previous_set_kept: bool | None = None  # rejected runs: whether OUT kept an earlier set
     set_identity: dict[str, Any] = field(default_factory=dict)  # what makes artifacts comparable (export.carry)
+    localization_picture: dict[str, Any] | None = None  # its manifest record, when an artifact was localized
     extra: dict[str, Any] = field(default_factory=dict)  # more top-level entries, by name
 
     @property
@@ -120,6 +126,7 @@ class RunReport:
             "golden": {**self.golden, **({"sizes": self.golden_sizes} if self.golden_sizes else {})},
             "set_identity": self.set_identity,
             **({} if self.passed else {"previous_set_kept": self.previous_set_kept}),
+            **({} if self.localization_picture is None else {"localization_picture": self.localization_picture}),
             **self.extra,
         }
         return _plain(out)

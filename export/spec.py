@@ -210,6 +210,11 @@ class ExportSpec(OptionRecord):
         "labels, resolution or preprocessing; without it such a set is refused, and a set of the same "
         "weights keeps the artifacts of targets this run does not produce",
     )
+    explain: bool = option(
+        False,
+        "per-layer localization (error against eager at every block boundary, report.md table and picture) for "
+        "every artifact, not only for those that fail a parity or accuracy gate",
+    )
     preprocessing: PreprocessingOptions = group(PreprocessingOptions, "preprocessing record (how images become inputs)")
     accuracy: AccuracyOptions = group(AccuracyOptions, "accuracy on your labelled images")
     calibration: CalibrationOptions = group(CalibrationOptions, "int8 calibration images")

@@ -36,6 +36,8 @@ SHARED = [
     "labelled_images",
     "labels",
     "limits",
+    "localize",
+    "localize_report",
     "outset",
     "parity",
     "pipeline",
@@ -43,6 +45,7 @@ SHARED = [
     "preprocessing",
     "report",
     "spec",
+    "timing",
 ]
 
 

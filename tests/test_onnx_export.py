@@ -158,6 +158,7 @@ def test_corrupted_artifact_fails_parity_gate_and_is_not_promoted(tmp_path, monk
     manifest = json.loads((rejected / "manifest.json").read_text())
     assert manifest["rejected"] and sorted(f["path"] for f in manifest["files"]) == [
         "casvit_tiny_64x64.onnx",
+        "localization.png",  # the failed artifact's per-layer localization (export/localize.py)
         "parity_inputs.npz",
     ]
 
@@ -310,6 +311,8 @@ def test_help_explains_every_option():
         "--labels",
         "--force",
         "--debug",
+        "--explain",
+        "--int8-fallback",
     ):
         assert opt in r.stdout
     text = " ".join(r.stdout.split())

@@ -19,7 +19,7 @@ from export import (
     targets,  # noqa: E402
 )
 from export.audit import audit  # noqa: E402
-from export.errors import ExportError  # noqa: E402
+from export.errors import EXIT_CONVERTER, ConverterCrash, ExportError, outcome  # noqa: E402
 from export.outset import problems  # noqa: E402
 from export.pipeline import run  # noqa: E402
 from export.targets.tflite import target as tflite  # noqa: E402
@@ -345,9 +345,10 @@ def test_cli_rejects_bad_precision_and_bad_calibration_folder(tmp_path):
 
 
 def test_onnx2tf_failure_is_one_line_and_keeps_its_log(tmp_path, monkeypatch):
-    """onnx2tf runs in a child process: a failing onnx2tf (it calls sys.exit) becomes an
-    ExportError naming the kept log; its Python and native output went to that log, it
-    ran in its own working folder, and this process's folder and descriptors are untouched."""
+    """onnx2tf runs in a child process: a failing onnx2tf (it calls sys.exit) becomes a
+    ConverterCrash (exit 5) naming the converter, the stage and the kept log; its Python
+    and native output went to that log, it ran in its own working folder, and this
+    process's folder and descriptors are untouched."""
     import types
 
     from casvit.preprocess import official_default
@@ -369,12 +370,16 @@ def test_onnx2tf_failure_is_one_line_and_keeps_its_log(tmp_path, monkeypatch):
         input_convention=lambda: "normalized",
     )
     cwd, fds = os.getcwd(), (os.fstat(1), os.fstat(2))
-    with pytest.raises(ExportError) as failure:
+    with pytest.raises(ConverterCrash) as failure:
         tflite._run_onnx2tf(
             ctx, tmp_path / "model.onnx", load_calibration(official_default(32, 32), count=1), ("fp32",)
         )
     message = str(failure.value)
-    assert message == f"onnx2tf failed (SystemExit: 1); its log: {tmp_path / 'out' / 'tflite-converter.log'}"
+    assert message == (
+        "onnx2tf crashed while converting the ONNX model to TFLite: SystemExit: 1; "
+        f"its log: {tmp_path / 'out' / 'tflite-converter.log'}"
+    )
+    assert outcome(failure.value) == (EXIT_CONVERTER, message)
     log = (tmp_path / "out" / "tflite-converter.log").read_text()
     assert f"python-level chatter in {tmp_path / 'work' / 'onnx2tf'}" in log and "native-level chatter" in log
     assert os.getcwd() == cwd and (os.fstat(1), os.fstat(2)) == fds

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import platform
 
-from .base import BenchRuntime, MemoryCost, Target
+from .base import BenchRuntime, GraphOp, Intermediates, MemoryCost, Repair, Repaired, Target
 
 REGISTRY: dict[str, str] = {
     "onnx": "export.targets.onnx.target",
@@ -23,7 +23,11 @@ CORE_TOOLS, LAST_TOOLS = ("torch",), ("numpy",)
 __all__ = [
     "REGISTRY",
     "BenchRuntime",
+    "GraphOp",
+    "Intermediates",
     "MemoryCost",
+    "Repair",
+    "Repaired",
     "Target",
     "get",
     "names",

@@ -47,6 +47,57 @@ class MemoryCost:
 
 
 @dataclass(frozen=True)
+class GraphOp:
+    """One operator of an artifact's graph as per-layer localization sees it:
+    ``kind`` is ``"add"`` (an elementwise sum), ``"alias"`` (same values in another
+    type or place: quantize, dequantize, cast) or ``"op"`` (anything else); the
+    inputs are activation tensors only (no constants)."""
+
+    kind: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Intermediates:
+    """An artifact's graph and a way to read any of its tensors (``Target.intermediates``):
+    ``ops`` in execution order, ``output`` the logits tensor, and ``fetch(names, x)``
+    running the artifact in its runtime on ``x`` (NCHW float32 in its input
+    convention) and returning each named tensor as float32, NCHW where 4-D."""
+
+    ops: list[GraphOp]
+    output: str
+    fetch: Callable[[list[str], Any], list[Any]]
+    runtime: str  # what computed the tensors, for the report
+
+
+@dataclass(frozen=True)
+class Repair:
+    """What a target's ``fallback`` may use to repair an artifact that failed its gate:
+    the run's context, the parity inputs in the artifact's input convention, the eager
+    logits, the per-layer localization of any artifact (a report dict) and the check
+    results of any artifact after every check (check name -> result, and ``passed``:
+    whether it clears every gate). The ``entry`` a fallback is given is the failed
+    artifact's check results with its ``localization``."""
+
+    context: Any
+    inputs: Any
+    reference: Any
+    localize: Callable[[Artifact], dict]
+    verify: Callable[[Artifact], dict]
+
+
+@dataclass(frozen=True)
+class Repaired:
+    """A fallback's outcome: the repaired artifact and its check results when one passed
+    every check (else None), and what was tried, for the report."""
+
+    artifact: Artifact | None
+    entry: dict | None
+    report: dict
+
+
+@dataclass(frozen=True)
 class Target:
     """One export format: its name, files, artifacts, audit rules, tools and functions.
 
@@ -61,7 +112,12 @@ class Target:
       fields), which the CLI and the Python API read; ``spec.options_of(name)`` holds
       a run's values;
     - ``validate(spec)``: what its options need beyond their own declarations (files,
-      combinations), checked before any conversion.
+      combinations), checked before any conversion;
+    - ``intermediates(artifact) -> Intermediates``: its graph and tensors, for the
+      per-layer localization (``export.localize``); None: not localized;
+    - ``fallback(artifact, entry, repair) -> Repaired | None``: a repaired artifact
+      for one that failed its gate (e.g. int8 with its worst layers in float); None
+      when the target has no repair for it.
     """
 
     name: str
@@ -84,6 +140,8 @@ class Target:
     bench: BenchRuntime | None = None  # None: no Linux runtime (no latency rows)
     # Whether load() runs on Linux, so the accuracy benchmark can evaluate it there.
     linux_accuracy: bool = True
+    intermediates: Callable[[Artifact], Intermediates] | None = None
+    fallback: Callable[[Artifact, dict, Repair], Repaired | None] | None = None
 
     def calibrated_in(self, spec: ExportSpec) -> bool:
         """Whether a run of ``spec`` makes a model of this target calibrated on images."""

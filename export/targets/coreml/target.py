@@ -35,6 +35,7 @@ from .convert import (
     trace,
 )
 from .describe import OS_OF_TARGET, describe
+from .layers import intermediates as program_intermediates
 from .mil import SUPPORTED_OPS
 from .outputs import expose_logits
 
@@ -201,6 +202,7 @@ def convert(ctx) -> list[Artifact]:
         workdir=ctx.workdir,
         label="coremltools",
         log_path=ctx.workdir / "coremltools.log",
+        stage="converting the traced model to Core ML",
     )
 
 
@@ -344,6 +346,11 @@ def census(artifact: Artifact) -> dict[str, int]:
     return counts
 
 
+def intermediates(artifact: Artifact):
+    """The program's graph and vars for per-layer localization (the reference interpreter)."""
+    return program_intermediates(artifact, INPUT_NAME, LOGITS_NAME, INTERPRETER_PIXELS)
+
+
 def runtime_note(artifact: Artifact) -> str:
     import coremltools as ct
 
@@ -375,4 +382,5 @@ TARGET = Target(
     validate=validate,
     calibrates=calibrates,
     bench=None,  # no Core ML runtime on Linux: no latency rows (accuracy runs the reference interpreter)
+    intermediates=intermediates,
 )

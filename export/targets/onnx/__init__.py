@@ -1,5 +1,6 @@
 """The ONNX target. Public modules: ``target`` (the record the registry loads) and
-``runtime`` (ONNX Runtime for the benchmarks); nothing else of this package is
-imported from outside it (``tests/test_layout.py``)."""
+``runtime`` (ONNX Runtime for the benchmarks and the checks). Internal: ``layers``
+(the graph and its tensors for per-layer localization); nothing outside this package
+imports it (``tests/test_layout.py``)."""
 
 __all__ = ["target", "runtime"]

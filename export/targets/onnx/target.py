@@ -13,10 +13,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from ...errors import ExportError
+from ...errors import ExportError, converter_step
 from ...fsutil import atomic_write
 from ...limits import MIB
 from ...options import OptionRecord, option
@@ -24,10 +23,11 @@ from ...preprocessing import convention_of
 from ...spec import Artifact
 from .. import package_versions
 from ..base import MemoryCost, Target
-from .runtime import ONNXRUNTIME
+from .layers import intermediates
+from .runtime import INPUT_NAME, ONNXRUNTIME, run_outputs, session
 
 OPSET = 20
-INPUT_NAME, OUTPUT_NAME = "image", "logits"
+OUTPUT_NAME = "logits"
 METADATA_TOOLS = ("torch", "onnx", "onnxscript", "onnxsim")  # the versions written into the model
 
 
@@ -41,7 +41,8 @@ def _trace_to_onnx(module: torch.nn.Module, example: torch.Tensor, dynamic: bool
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" chatter
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        program = torch.onnx.export(module, (example,), **kwargs)
+        with converter_step("torch.onnx.export", "tracing the model to ONNX"):
+            program = torch.onnx.export(module, (example,), **kwargs)
     model = program.model_proto
     if not isinstance(model, onnx.ModelProto):
         raise ExportError("torch.onnx.export returned no model")
@@ -85,7 +86,8 @@ def export_onnx(
     nodes_traced = len(model.graph.node)
     _strip_trace_metadata(model)
     ctx.log("onnx: simplifying with onnxsim")
-    model, ok = onnxsim.simplify(model)
+    with converter_step("onnxsim", "simplifying the ONNX model"):
+        model, ok = onnxsim.simplify(model)
     if not ok:
         raise ExportError("onnxsim could not validate the simplified ONNX model")
     del model.metadata_props[:]  # the simplifier's onnxsim.* bookkeeping keys
@@ -161,24 +163,8 @@ def convert(ctx) -> list[Artifact]:
 
 
 def load(artifact: Artifact):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(artifact.path), opts, providers=["CPUExecutionProvider"])
-    dim = session.get_inputs()[0].shape[0]
-
-    def run(x: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(x, np.float32)
-        if not isinstance(dim, int):
-            return session.run(None, {INPUT_NAME: x})[0]
-        n = len(x)
-        padded = np.concatenate([x, np.zeros((-n % dim, *x.shape[1:]), np.float32)])  # fixed batch: pad the tail
-        return np.concatenate(
-            [session.run(None, {INPUT_NAME: padded[i : i + dim]})[0] for i in range(0, len(padded), dim)]
-        )[:n]
-
-    return run
+    ort_session = session(artifact.path)
+    return lambda x: run_outputs(ort_session, x, [OUTPUT_NAME])[0]
 
 
 def census(artifact: Artifact) -> dict[str, int]:
@@ -226,4 +212,5 @@ TARGET = Target(
     tools=("torch", "onnx", "onnxscript", "onnxruntime", "onnxsim"),
     options=ONNXOptions,
     bench=ONNXRUNTIME,
+    intermediates=intermediates,
 )

@@ -72,10 +72,10 @@ def _weighted_ops(graph, names: list[str]) -> list:
 def _input_tap_means(calibrated: bytes, float_graph, ops: list, calibration: np.ndarray) -> list[np.ndarray]:
     """Per op: the mean over the calibration images of what each kernel tap reads,
     ``(kh, kw, C)`` for a convolution, ``(C,)`` for a fully connected layer."""
-    from .ranges import calibration_runs
+    from .ranges import runs_keeping_tensors
 
     sums = [0.0] * len(ops)
-    for interpreter in calibration_runs(calibrated, calibration):
+    for interpreter in runs_keeping_tensors(calibrated, calibration):
         for k, (kind, op) in enumerate(ops):
             x = np.asarray(interpreter.get_tensor(int(op.inputs[0])), np.float64)
             sums[k] = sums[k] + (

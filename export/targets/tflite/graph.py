@@ -82,16 +82,17 @@ def new_operator(schema, opcode: int, inputs: list[int], outputs: list[int], opt
     return op
 
 
-def float_islands(model) -> int:
+def float_islands(model, also: frozenset[int] = frozenset()) -> int:
     """Run every int8 GELU of ``model``, every gate product and every residual ADD below
     the highest resolution in float32 (in place). At the highest resolution (the first
     stage) the stream holds most of the elements a DEQUANTIZE/QUANTIZE pair would convert
     and the rounding error is still small, so those ADDs stay int8 (README.md at commit bc6431b: 0.5 % of the
-    latency instead of 3 %, quality as good)."""
+    latency instead of 3 %, quality as good). ``also``: the ``id`` of more operators to run in float (the int8
+    fallback's; give their weights float values first, ``float_weights``)."""
     names = op_names(model)
     pixels = {id(op): _pixels(graph, op) for graph in model.subgraphs for op in residual_adds(names, graph)}
     largest = max(pixels.values(), default=0)
-    floated = {i for i, n in pixels.items() if n < largest}
+    floated = {i for i, n in pixels.items() if n < largest} | set(also)
     floated |= {id(op) for graph in model.subgraphs for op in gate_products(names, graph)}
     return in_float(model, lambda names, graph, op: names[op.opcodeIndex] == "GELU" or id(op) in floated)
 
@@ -120,7 +121,8 @@ def in_float(model, chosen) -> int:
     (in place): each int8 activation entering them gets one DEQUANTIZE, each result
     used by an integer operator or as a graph output one QUANTIZE back into the
     original int8 tensor (same scale); chains of chosen operators stay in float.
-    Operators with integer constants (weights) are never chosen. Returns how many."""
+    Operators with quantized constants (int8 weights, int32 biases) are never chosen;
+    their other constants are read as they are. Returns how many."""
     from ai_edge_litert import schema_py_generated as schema
 
     names = op_names(model)
@@ -132,7 +134,7 @@ def in_float(model, chosen) -> int:
         picked = {
             i
             for i, op in enumerate(operators)
-            if _int8_activations_only(model, schema, graph, op) and chosen(names, graph, op)
+            if _int8_activations_and_plain_constants(model, schema, graph, op) and chosen(names, graph, op)
         }
         needed_as_int8 = {int(t) for t in graph.outputs} | {
             int(t) for i, op in enumerate(operators) if i not in picked for t in op.inputs
@@ -142,14 +144,14 @@ def in_float(model, chosen) -> int:
             if i not in picked:
                 rewritten.append(op)
                 continue
-            for t in (int(t) for t in op.inputs if t >= 0):
+            for t in (int(t) for t in op.inputs if t >= 0 and not _constant_tensor(model, graph, t)):
                 if t not in twin:
                     twin[t] = new_tensor_like(schema, graph, t, "_float", float32=True)
                     rewritten.append(new_operator(schema, dequantize, [t], [twin[t]]))
             outputs = [int(t) for t in op.outputs]
             for t in outputs:
                 twin[t] = new_tensor_like(schema, graph, t, "_float", float32=True)
-            op.inputs = np.array([twin[int(t)] if t >= 0 else -1 for t in op.inputs], np.int32)
+            op.inputs = np.array([twin.get(int(t), int(t)) for t in op.inputs], np.int32)  # constants stay
             op.outputs = np.array([twin[t] for t in outputs], np.int32)
             rewritten.append(op)
             rewritten += [new_operator(schema, quantize, [twin[t]], [t]) for t in outputs if t in needed_as_int8]
@@ -158,10 +160,47 @@ def in_float(model, chosen) -> int:
     return count
 
 
-def _int8_activations_only(model, schema, graph, op) -> bool:
-    """Every tensor of ``op`` is an int8 activation (no constant data)."""
-    tensors = [graph.tensors[t] for t in [*op.inputs, *op.outputs] if t >= 0]
-    return all(t.type == schema.TensorType.INT8 and model.buffers[t.buffer].data is None for t in tensors)
+def _constant_tensor(model, graph, index: int) -> bool:
+    return model.buffers[graph.tensors[index].buffer].data is not None
+
+
+def _quantized(tensor) -> bool:
+    q = tensor.quantization
+    return q is not None and q.scale is not None and len(q.scale) > 0
+
+
+def _int8_activations_and_plain_constants(model, schema, graph, op) -> bool:
+    """Every activation of ``op`` is int8 and none of its constants is quantized."""
+    for t in (int(t) for t in [*op.inputs, *op.outputs] if t >= 0):
+        tensor = graph.tensors[t]
+        if _constant_tensor(model, graph, t):
+            if _quantized(tensor):
+                return False
+        elif tensor.type != schema.TensorType.INT8:
+            return False
+    return True
+
+
+def float_weights(model, graph, op) -> int:
+    """Give ``op``'s quantized constants (int8 weights, int32 bias) float32 values equal
+    to what they stand for (in place), so that ``in_float`` may run it in float with the
+    same weights; returns how many constants were changed."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    changed = 0
+    for t in (int(t) for t in op.inputs if t >= 0 and _constant_tensor(model, graph, int(t))):
+        if _quantized(graph.tensors[t]):
+            _dequantize_constant(model, schema, graph.tensors[t])
+            changed += 1
+    return changed
+
+
+def _dequantize_constant(model, schema, tensor) -> None:
+    """A quantized constant tensor becomes float32 holding its real values, in a new buffer."""
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(dequantized(model, tensor).astype("<f4").tobytes(), np.uint8)
+    model.buffers.append(buffer)
+    tensor.buffer, tensor.type, tensor.quantization = len(model.buffers) - 1, schema.TensorType.FLOAT32, None
 
 
 def float_depthwise_weights(model) -> int:
@@ -178,10 +217,7 @@ def float_depthwise_weights(model) -> int:
             weights = graph.tensors[op.inputs[1]]
             if weights.type != schema.TensorType.INT8 or graph.tensors[op.inputs[0]].type != schema.TensorType.FLOAT32:
                 continue
-            buffer = schema.BufferT()
-            buffer.data = np.frombuffer(dequantized(model, weights).astype("<f4").tobytes(), np.uint8)
-            model.buffers.append(buffer)
-            weights.buffer, weights.type, weights.quantization = len(model.buffers) - 1, schema.TensorType.FLOAT32, None
+            _dequantize_constant(model, schema, weights)
             changed += 1
     return changed
 

@@ -23,11 +23,19 @@ import numpy as np
 QUANTIZED = ("int8-dynamic", "int8")
 
 
+def before_islands(path: Path) -> Path:
+    """Where the full-integer model is kept as quantized, before ``float_islands``: the
+    int8 fallback (``export.targets.tflite.fallback``) chooses more float layers from it."""
+    return path.with_name(f"{path.stem}_before_islands.tflite")
+
+
 def quantize(saved_model: Path, calibration: np.ndarray, outputs: dict[str, Path]) -> None:
     """Write the ``outputs`` (precision -> .tflite path) from ``saved_model``;
     ``calibration`` is the NHWC float32 batch exactly as the model's input takes it."""
     for precision, path in outputs.items():
         body = _convert(saved_model, calibration if precision == "int8" else None)
+        if precision == "int8":
+            before_islands(path).write_bytes(body)
         path.write_bytes(_one_partition(body, precision))
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...litert_io import quantize
+
 INT8 = (-128, 127)
 
 
@@ -42,19 +44,21 @@ def ranged_tensors(model) -> list[int]:
     ]
 
 
-def calibration_runs(calibrated: bytes, calibration: np.ndarray):
-    """The calibrated float model run on each calibration image in turn (LiteRT's
-    reference kernels, every tensor kept): yields the interpreter after each run."""
+def runs_keeping_tensors(model: bytes, samples: np.ndarray):
+    """The model run on each NHWC sample in turn (LiteRT's builtin kernels, XNNPACK off,
+    every tensor kept): yields the interpreter after each run. Used on the calibrated
+    float model (calibration images) and by per-layer localization."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     interpreter = Interpreter(
-        model_content=calibrated,
+        model_content=model,
         experimental_preserve_all_tensors=True,
         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
     )
     interpreter.allocate_tensors()
-    for sample in calibration:
-        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], sample[None])
+    inp = interpreter.get_input_details()[0]
+    for sample in samples:
+        interpreter.set_tensor(inp["index"], quantize(np.ascontiguousarray(sample[None], np.float32), inp))
         interpreter.invoke()
         yield interpreter
 
@@ -71,7 +75,7 @@ def histogram_ranges(calibrated: bytes, calibration: np.ndarray) -> dict[int, tu
         i: HistogramObserver(dtype=torch.qint8, qscheme=torch.per_tensor_affine, quant_min=INT8[0], quant_max=INT8[1])
         for i in tensors
     }
-    for interpreter in calibration_runs(calibrated, calibration):
+    for interpreter in runs_keeping_tensors(calibrated, calibration):
         for i, observer in observers.items():
             observer(torch.from_numpy(np.array(interpreter.get_tensor(i), np.float32)))
     return {i: _range(*observer.calculate_qparams()) for i, observer in observers.items()}

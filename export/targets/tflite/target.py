@@ -32,9 +32,11 @@ from ...outset import keep_converter_log
 from ...parity import compare
 from ...quiet import captured
 from ...spec import Artifact
-from ..base import MemoryCost, Target
+from ..base import MemoryCost, Repair, Repaired, Target
 from ..onnx import target as onnx
+from .fallback import FLOAT_MAC_BUDGET, keep_worst_in_float
 from .graph import wide_input_normalization
+from .layers import intermediates
 from .metadata import (
     LABELS_FILE,
     METADATA_NAME,
@@ -46,12 +48,13 @@ from .metadata import (
 )
 from .nhwc import rewrite
 from .probabilities import LOGITS, PROBABILITIES, add_softmax, final_softmax, logits_model
-from .quant import QUANTIZED
+from .quant import QUANTIZED, before_islands
 from .runtime import LITERT
 
 INPUT_NAME, SIGNATURE_KEY = "image", "serving_default"
 MISPLACED_SOFTMAX = "SOFTMAX_NOT_FINAL"  # census name of a SOFTMAX other than the final one (denied)
 PRECISIONS = ("fp32", "fp16", "int8-dynamic", "int8")
+FALLBACK_MODES = ("auto", "off")
 # onnx2tf output file suffix per precision, in the order onnx2tf writes them.
 ONNX2TF_SUFFIX = {"fp32": "float32", "fp16": "float16", "int8-dynamic": "dynamic_range_quant", "int8": "integer_quant"}
 # onnx2tf 1.x reads this test-image file from its working folder and downloads it
@@ -66,6 +69,12 @@ class TFLiteOptions(OptionRecord):
         "comma-separated precisions; int8 is full-integer inside with float32 input/output",
         parse=comma_list(PRECISIONS, "TFLite precision"),
         metavar="LIST",
+    )
+    int8_fallback: str = option(
+        "auto",
+        "auto: when the int8 model fails its parity or accuracy gate, keep its worst layers in float "
+        f"(at most {FLOAT_MAC_BUDGET * 100:.0f} %% of the conv MACs) until it passes; off: never",
+        choices=FALLBACK_MODES,
     )
 
 
@@ -96,7 +105,7 @@ def _onnx2tf_convert(kwargs: dict, calibration_path: Path, quantized: dict[str, 
 def _run_onnx2tf(ctx, onnx_path: Path, calib, precisions: tuple[str, ...]) -> tuple[dict[str, Path], float]:
     """One onnx2tf run in a child process and its own working folder; returns the
     .tflite per precision and the seconds taken."""
-    work = ctx.workdir / "onnx2tf"
+    work = _onnx2tf_folder(ctx)
     work.mkdir(parents=True, exist_ok=True)
     mean, std = _input_scaling(ctx)
     unit = calib.rgb.astype(np.float32) / np.float32(255.0)  # NHWC in [0, 1]
@@ -123,15 +132,22 @@ def _run_onnx2tf(ctx, onnx_path: Path, calib, precisions: tuple[str, ...]) -> tu
             workdir=work,
             label="onnx2tf",
             log_path=log_path,
+            stage="converting the ONNX model to TFLite",
         )
     except ExportError as e:
-        raise type(e)(f"{e}; its log: {keep_converter_log(ctx.spec.out_dir, 'tflite', log_path)}") from None
+        e.args = (f"{e}; its log: {keep_converter_log(ctx.spec.out_dir, 'tflite', log_path)}",)
+        raise
     seconds = time.perf_counter() - start
     missing = [p for p, f in files.items() if not f.is_file()]
     if missing:
         kept = keep_converter_log(ctx.spec.out_dir, "tflite", log_path)
         raise ExportError(f"onnx2tf wrote no {', '.join(missing)} model; its log: {kept}")
     return files, seconds
+
+
+def _onnx2tf_folder(ctx) -> Path:
+    """onnx2tf's working folder in the run's staging folder (its models in ``saved_model``)."""
+    return ctx.workdir / "onnx2tf"
 
 
 def _nhwc_model(ctx, static: Path) -> Path:
@@ -293,6 +309,19 @@ def load(artifact: Artifact):
     return run
 
 
+def fallback(artifact: Artifact, entry: dict, repair: Repair) -> Repaired | None:
+    """The full-integer int8 model with its worst layers in float (``fallback``), unless
+    ``--int8-fallback off`` or the artifact is of another precision."""
+    ctx = repair.context
+    if artifact.precision != "int8" or ctx.spec.options_of("tflite").int8_fallback == "off":
+        return None
+    source = before_islands(_onnx2tf_folder(ctx) / "saved_model" / artifact.details["onnx2tf_file"])
+    ctx.log(f"{artifact.name}: int8 fallback: keeping the worst layers in float")
+    return keep_worst_in_float(
+        artifact, entry, repair, source, lambda src, dst: _finalize(ctx, src, dst, artifact.precision), load
+    )
+
+
 def _invoke(interpreter, sample: np.ndarray) -> np.ndarray:
     """One NHWC sample through an interpreter: its first output, as float32."""
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
@@ -369,4 +398,6 @@ TARGET = Target(
     calibrates=lambda spec: "int8" in precisions_of(spec),
     depends_on=("onnx",),
     bench=LITERT,
+    intermediates=intermediates,
+    fallback=fallback,
 )

@@ -92,7 +92,8 @@ class Program:
     value)``, when given, sees every input and computed value (a tensor) as it is made. A feed may hold a
     batch of N samples where the program declares batch 1: every op then runs once on
     the whole batch (the batch axis must stay the leading axis of every value; ops
-    that would mix samples are refused).
+    that would mix samples are refused). ``outputs`` may also name any op's output var (an
+    intermediate value, for per-layer localization).
     """
 
     def __init__(self, spec, weights_dir: Path):
@@ -106,6 +107,7 @@ class Program:
                 f"(supported: {', '.join(sorted(SUPPORTED_OPS))})"
             )
         self.outputs = list(block.outputs)
+        self._vars = {out.name for op in block.operations for out in op.outputs}  # what run() may return
         self._blobs = BlobFiles(weights_dir)
         self._constants: dict[str, object] = {}
         self._steps: list[_Step] = []
@@ -138,7 +140,7 @@ class Program:
         if missing:
             raise ProgramError(f"missing input(s): {', '.join(missing)}")
         outputs = list(self.outputs if outputs is None else outputs)
-        unknown = sorted(set(outputs) - set(self.outputs))
+        unknown = sorted(set(outputs) - set(self.outputs) - self._vars)
         if unknown:
             raise ProgramError(f"unknown output(s) {', '.join(unknown)}; the program has {', '.join(self.outputs)}")
         values = {
