@@ -25,7 +25,8 @@ from export.evalpool import default_workers
 from export.evaluate import main
 from export.exported import read_set
 from export.inputs import to_convention
-from export.outset import MANIFEST, REPORT_JSON, REPORT_MD, problems
+from export.manifest import MANIFEST, REPORT_JSON, REPORT_MD
+from export.outset import problems
 
 from .helpers import DIGITS_CHECKPOINT, ROOT, output_lock_held
 
